@@ -1,0 +1,2 @@
+//! scopegate: an OAuth 2.0 resource-server sidecar.
+#![forbid(unsafe_code)]
