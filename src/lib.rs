@@ -1,4 +1,29 @@
-//! scopegate: an OAuth 2.0 resource-server sidecar.
+//! scopegate: an OAuth 2.0 resource-server sidecar. It validates bearer tokens (locally
+//! against the issuer's JWKS), enforces the scopes a TOML route map requires, and streams
+//! allowed requests to the upstream.
+//!
+//! Module map, in request order:
+//! - [`config`] — TOML file → validated [`config::Config`] (every problem at once).
+//! - [`server`] — data and admin listeners, limits, graceful drain.
+//! - [`proxy`] — the request path: canonicalize → route → authenticate → authorize →
+//!   rewrite → forward → record.
+//! - [`canonical`] — the one path canonicalization used for matching and forwarding.
+//! - [`policy`] — compiled route map and scope rules (no I/O).
+//! - [`token`] — bearer extraction, JWS verification, JWKS key sets and the token cache.
+//! - [`forward`] — header rewriting and the pooled upstream client.
+//! - [`error`] — the one error → response mapping.
+//! - [`metrics`], [`admin`] — Prometheus metrics and `/metrics`, `/healthz`, `/readyz`.
+//! - [`units`] — durations and sizes as the config file spells them.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod canonical;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod metrics;
+pub mod policy;
+pub mod proxy;
+pub mod server;
+pub mod token;
+pub mod units;

@@ -1,1 +1,160 @@
-fn main() {}
+//! The `scopegate` binary: a thin CLI over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use scopegate::config::{Config, ConfigError, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "scopegate",
+    version,
+    about = "OAuth 2.0 resource-server sidecar for HTTP APIs and MCP servers"
+)]
+struct Cli {
+    /// Config file (used by `run` when no subcommand is given).
+    #[arg(long, short, global = true, env = "SCOPEGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log level or filter (e.g. `info`, `debug`, `scopegate=debug`); overrides the file.
+    #[arg(long, global = true, env = "SCOPEGATE_LOG_LEVEL")]
+    log_level: Option<String>,
+    /// Log format; overrides the file.
+    #[arg(long, global = true, value_enum, env = "SCOPEGATE_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default).
+    Run,
+    /// Validate the config, print the compiled route table, and exit non-zero on any problem.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.as_ref().unwrap_or(&Command::Run) {
+        Command::Check => check(&cli),
+        Command::Run => run(&cli),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("scopegate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_path(cli: &Cli) -> anyhow::Result<&PathBuf> {
+    cli.config.as_ref().context(
+        "no config file: pass --config FILE or set SCOPEGATE_CONFIG (see config.example.toml)",
+    )
+}
+
+fn check(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let path = config_path(cli)?;
+    match Config::load(path) {
+        Ok(config) => {
+            println!("{}: ok", path.display());
+            println!(
+                "listener {}  admin {}  upstream {}://{}",
+                config.listener.address,
+                config.admin_address,
+                config.upstream.scheme,
+                config.upstream.authority
+            );
+            for issuer in &config.tokens.issuers {
+                let algs: Vec<&str> = issuer.algorithms.iter().map(|a| a.name()).collect();
+                println!(
+                    "issuer {}  audiences {:?}  algorithms {:?}",
+                    issuer.issuer, issuer.audiences, algs
+                );
+            }
+            println!();
+            print!("{}", config.routes.describe());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ConfigError::Invalid(issues)) => {
+            eprintln!("{}: {} problem(s):", path.display(), issues.len());
+            for issue in issues {
+                eprintln!("  - {issue}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli, file: &scopegate::config::FileLogSettings) {
+    let level = cli
+        .log_level
+        .clone()
+        .or_else(|| file.level.clone())
+        .unwrap_or_else(|| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&level).unwrap_or_else(|_| {
+        eprintln!("scopegate: invalid log level {level:?}; using info");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format.or(file.format).unwrap_or_default() {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let path = config_path(cli)?;
+    let config = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    init_logging(cli, &config.log);
+    runtime()?.block_on(async move {
+        let running = scopegate::server::start(config)
+            .await
+            .context("cannot bind the listeners")?;
+        tracing::info!(listen = %running.addr, admin = %running.admin_addr, "scopegate started");
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        running.shutdown().await;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

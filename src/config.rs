@@ -1,0 +1,666 @@
+//! The TOML configuration: loose file types (`FileConfig`), compiled into a validated
+//! [`Config`] that the rest of the crate trusts. Every problem is reported at once, each with
+//! its TOML path and a hint, so one `scopegate check` run shows the whole list.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::Uri;
+use serde::Deserialize;
+
+use crate::canonical::CanonicalOptions;
+use crate::policy::{RouteSpec, RouteTable, ScopeImplications};
+use crate::units::{parse_duration, parse_size};
+
+/// One problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// TOML path of the offending key, e.g. `route[2].scopes[1]`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Every problem found while loading a config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: String, message: String },
+    #[error("{} problem(s) in the config:\n{}", .0.len(), .0.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigIssue>),
+}
+
+/// Collects issues while compiling, so that all of them are reported together.
+#[derive(Default)]
+pub struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigIssue {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Parses a duration key, recording a problem and returning the fallback on error.
+    pub fn duration(&mut self, path: &str, text: &str, fallback: Duration) -> Duration {
+        parse_duration(text).unwrap_or_else(|message| {
+            self.push(path, message);
+            fallback
+        })
+    }
+
+    pub fn size(&mut self, path: &str, text: &str, fallback: u64) -> u64 {
+        parse_size(text).unwrap_or_else(|message| {
+            self.push(path, message);
+            fallback
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.len()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// File types: strings and options, exactly as written.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listener: FileListener,
+    #[serde(default)]
+    pub admin: FileAdmin,
+    pub upstream: FileUpstream,
+    #[serde(default)]
+    pub forwarding: FileForwarding,
+    #[serde(default)]
+    pub auth: FileAuth,
+    #[serde(default)]
+    pub scopes: FileScopes,
+    #[serde(default)]
+    pub log: FileLog,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<FileRoute>,
+    #[serde(default, rename = "issuer")]
+    pub issuers: Vec<crate::token::config::FileIssuer>,
+    #[serde(default)]
+    pub token: crate::token::config::FileTokenSettings,
+    #[serde(default)]
+    pub identity: FileIdentity,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileListener {
+    pub address: String,
+    #[serde(default = "defaults::header_read_timeout")]
+    pub header_read_timeout: String,
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: String,
+    #[serde(default = "defaults::idle_timeout")]
+    pub idle_timeout: String,
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "defaults::drain_timeout")]
+    pub drain_timeout: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    #[serde(default = "defaults::admin_address")]
+    pub address: String,
+}
+
+impl Default for FileAdmin {
+    fn default() -> Self {
+        Self {
+            address: defaults::admin_address(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    pub url: String,
+    #[serde(default = "defaults::connect_timeout")]
+    pub connect_timeout: String,
+    #[serde(default = "defaults::response_header_timeout")]
+    pub response_header_timeout: String,
+    #[serde(default = "defaults::pool_idle_timeout")]
+    pub pool_idle_timeout: String,
+    #[serde(default = "defaults::pool_max_idle_per_host")]
+    pub pool_max_idle_per_host: usize,
+    #[serde(default)]
+    pub http2_prior_knowledge: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileForwarding {
+    #[serde(default)]
+    pub trust_forwarded_headers: bool,
+    #[serde(default)]
+    pub add_via: bool,
+    #[serde(default)]
+    pub forward_authorization: bool,
+    #[serde(default)]
+    pub merge_slashes: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAuth {
+    #[serde(default = "defaults::realm")]
+    pub realm: String,
+    #[serde(default)]
+    pub unmatched: UnmatchedPolicy,
+    #[serde(default)]
+    pub resource_metadata: Option<String>,
+}
+
+impl Default for FileAuth {
+    fn default() -> Self {
+        Self {
+            realm: defaults::realm(),
+            unmatched: UnmatchedPolicy::default(),
+            resource_metadata: None,
+        }
+    }
+}
+
+/// What happens to a request that no route matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnmatchedPolicy {
+    /// 404 without touching the upstream.
+    #[default]
+    Deny,
+    /// Forward when a valid token is presented, whatever its scopes.
+    Authenticated,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileScopes {
+    /// `write = ["read"]`: a token holding `write` also satisfies `read`.
+    #[serde(default)]
+    pub implies: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLog {
+    #[serde(default)]
+    pub level: Option<String>,
+    #[serde(default)]
+    pub format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileIdentity {
+    #[serde(default = "defaults::identity_prefix")]
+    pub prefix: String,
+    /// Extra claim → header mappings, e.g. `email = "x-auth-email"`.
+    #[serde(default)]
+    pub claims: BTreeMap<String, String>,
+}
+
+impl Default for FileIdentity {
+    fn default() -> Self {
+        Self {
+            prefix: defaults::identity_prefix(),
+            claims: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRoute {
+    pub name: String,
+    pub path: String,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub public: bool,
+    /// All of these scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Any one of these lists, each all-of.
+    #[serde(default)]
+    pub any_scopes: Vec<Vec<String>>,
+    #[serde(default)]
+    pub allow_upgrade: bool,
+}
+
+mod defaults {
+    pub fn header_read_timeout() -> String {
+        "10s".into()
+    }
+    pub fn max_header_bytes() -> String {
+        "32KiB".into()
+    }
+    pub fn idle_timeout() -> String {
+        "60s".into()
+    }
+    pub fn max_connections() -> usize {
+        10_000
+    }
+    pub fn drain_timeout() -> String {
+        "30s".into()
+    }
+    pub fn admin_address() -> String {
+        "127.0.0.1:9901".into()
+    }
+    pub fn connect_timeout() -> String {
+        "2s".into()
+    }
+    pub fn response_header_timeout() -> String {
+        "30s".into()
+    }
+    pub fn pool_idle_timeout() -> String {
+        "90s".into()
+    }
+    pub fn pool_max_idle_per_host() -> usize {
+        64
+    }
+    pub fn realm() -> String {
+        "scopegate".into()
+    }
+    pub fn identity_prefix() -> String {
+        "x-auth-".into()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Compiled types: what the running proxy uses.
+// ---------------------------------------------------------------------------------------
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listener: ListenerConfig,
+    pub admin_address: SocketAddr,
+    pub upstream: UpstreamConfig,
+    pub forwarding: ForwardingConfig,
+    pub auth: AuthConfig,
+    pub routes: RouteTable,
+    pub log: FileLogSettings,
+    pub tokens: crate::token::config::TokenConfig,
+    pub identity: IdentityConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub address: SocketAddr,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Scheme and authority of the upstream; requests keep their own path and query.
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    pub connect_timeout: Duration,
+    pub response_header_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    pub http2_prior_knowledge: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForwardingConfig {
+    pub trust_forwarded_headers: bool,
+    pub add_via: bool,
+    pub forward_authorization: bool,
+    pub canonical: CanonicalOptions,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub realm: String,
+    pub unmatched: UnmatchedPolicy,
+    pub resource_metadata: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FileLogSettings {
+    pub level: Option<String>,
+    pub format: Option<LogFormat>,
+}
+
+/// Identity headers set for the upstream.
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    /// Lower-case, with `_` folded to `-`: every inbound header with this prefix is removed.
+    pub prefix: String,
+    pub claims: Vec<(String, http::HeaderName)>,
+}
+
+impl Config {
+    /// Reads and compiles a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Compiles config text; `origin` names it in error messages.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        file.compile()
+    }
+}
+
+impl FileConfig {
+    /// Validates everything, reporting every problem at once.
+    pub fn compile(self) -> Result<Config, ConfigError> {
+        let mut issues = Issues::default();
+        let listener = compile_listener(&self.listener, &mut issues);
+        let admin_address = parse_socket_addr(&mut issues, "admin.address", &self.admin.address);
+        if admin_address == listener.address && admin_address.port() != 0 {
+            issues.push(
+                "admin.address",
+                "must differ from listener.address: the admin plane has its own port",
+            );
+        }
+        let upstream = compile_upstream(&self.upstream, &mut issues);
+        let forwarding = ForwardingConfig {
+            trust_forwarded_headers: self.forwarding.trust_forwarded_headers,
+            add_via: self.forwarding.add_via,
+            forward_authorization: self.forwarding.forward_authorization,
+            canonical: CanonicalOptions {
+                merge_slashes: self.forwarding.merge_slashes,
+            },
+        };
+        let auth = compile_auth(self.auth, &mut issues);
+        let implications = ScopeImplications::compile(&self.scopes.implies, &mut issues);
+        let specs: Vec<RouteSpec> = self
+            .routes
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, route)| RouteSpec::compile(index, route, &mut issues))
+            .collect();
+        let routes = RouteTable::new(specs, implications, &mut issues);
+        let tokens =
+            crate::token::config::TokenConfig::compile(&self.issuers, &self.token, &mut issues);
+        if !routes.all_public() && tokens.issuers.is_empty() {
+            issues.push(
+                "issuer",
+                "protected routes need at least one [[issuer]] to validate tokens against",
+            );
+        }
+        let identity = compile_identity(self.identity, &mut issues);
+        if issues.is_empty() {
+            Ok(Config {
+                listener,
+                admin_address,
+                upstream,
+                forwarding,
+                auth,
+                routes,
+                log: FileLogSettings {
+                    level: self.log.level,
+                    format: self.log.format,
+                },
+                tokens,
+                identity,
+            })
+        } else {
+            Err(ConfigError::Invalid(issues.0))
+        }
+    }
+}
+
+fn parse_socket_addr(issues: &mut Issues, path: &str, text: &str) -> SocketAddr {
+    text.parse().unwrap_or_else(|_| {
+        issues.push(
+            path,
+            format!("{text:?} is not an IP:port address, e.g. \"127.0.0.1:8080\" or \"[::]:8080\""),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    })
+}
+
+fn compile_listener(file: &FileListener, issues: &mut Issues) -> ListenerConfig {
+    let max_header_bytes = issues.size(
+        "listener.max_header_bytes",
+        &file.max_header_bytes,
+        32 << 10,
+    );
+    if !(1024..=1 << 20).contains(&max_header_bytes) {
+        issues.push("listener.max_header_bytes", "must be between 1KiB and 1MiB");
+    }
+    if file.max_connections == 0 {
+        issues.push("listener.max_connections", "must be at least 1");
+    }
+    let header_read_timeout = issues.duration(
+        "listener.header_read_timeout",
+        &file.header_read_timeout,
+        Duration::from_secs(10),
+    );
+    if header_read_timeout.is_zero() {
+        issues.push(
+            "listener.header_read_timeout",
+            "must be greater than zero: without it a client can hold a connection open by sending headers slowly",
+        );
+    }
+    ListenerConfig {
+        address: parse_socket_addr(issues, "listener.address", &file.address),
+        header_read_timeout,
+        max_header_bytes: max_header_bytes as usize,
+        idle_timeout: issues.duration(
+            "listener.idle_timeout",
+            &file.idle_timeout,
+            Duration::from_secs(60),
+        ),
+        max_connections: file.max_connections.max(1),
+        drain_timeout: issues.duration(
+            "listener.drain_timeout",
+            &file.drain_timeout,
+            Duration::from_secs(30),
+        ),
+    }
+}
+
+fn compile_upstream(file: &FileUpstream, issues: &mut Issues) -> UpstreamConfig {
+    let (scheme, authority) = match file.url.parse::<Uri>() {
+        Ok(uri) => match (uri.scheme(), uri.authority()) {
+            (Some(scheme), Some(authority)) if scheme == &http::uri::Scheme::HTTP => {
+                if uri.path() != "/" && !uri.path().is_empty() {
+                    issues.push(
+                        "upstream.url",
+                        "must not have a path: requests are forwarded with their own path",
+                    );
+                }
+                (scheme.clone(), authority.clone())
+            }
+            (Some(_), Some(authority)) => {
+                issues.push(
+                    "upstream.url",
+                    "only http:// upstreams are supported (the upstream is the pod's own container on localhost)",
+                );
+                (http::uri::Scheme::HTTP, authority.clone())
+            }
+            _ => {
+                issues.push(
+                    "upstream.url",
+                    "must be an absolute URL like \"http://127.0.0.1:3000\"",
+                );
+                (
+                    http::uri::Scheme::HTTP,
+                    http::uri::Authority::from_static("127.0.0.1"),
+                )
+            }
+        },
+        Err(e) => {
+            issues.push("upstream.url", format!("{:?} is not a URL: {e}", file.url));
+            (
+                http::uri::Scheme::HTTP,
+                http::uri::Authority::from_static("127.0.0.1"),
+            )
+        }
+    };
+    UpstreamConfig {
+        scheme,
+        authority,
+        connect_timeout: issues.duration(
+            "upstream.connect_timeout",
+            &file.connect_timeout,
+            Duration::from_secs(2),
+        ),
+        response_header_timeout: issues.duration(
+            "upstream.response_header_timeout",
+            &file.response_header_timeout,
+            Duration::from_secs(30),
+        ),
+        pool_idle_timeout: issues.duration(
+            "upstream.pool_idle_timeout",
+            &file.pool_idle_timeout,
+            Duration::from_secs(90),
+        ),
+        pool_max_idle_per_host: file.pool_max_idle_per_host,
+        http2_prior_knowledge: file.http2_prior_knowledge,
+    }
+}
+
+fn compile_auth(file: FileAuth, issues: &mut Issues) -> AuthConfig {
+    // RFC 6750 §3: auth-param values are quoted-strings; keep them to printable ASCII
+    // without quotes or backslashes so no escaping is ever needed.
+    let quotable = |s: &str| {
+        s.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    };
+    if !quotable(&file.realm) {
+        issues.push("auth.realm", "must be printable ASCII without '\"' or '\\'");
+    }
+    if let Some(url) = &file.resource_metadata {
+        let ok = url
+            .parse::<Uri>()
+            .is_ok_and(|u| u.scheme().is_some() && u.authority().is_some());
+        if !ok || !quotable(url) {
+            issues.push(
+                "auth.resource_metadata",
+                "must be an absolute URL of the protected-resource metadata (RFC 9728), e.g. \"https://api.example.com/.well-known/oauth-protected-resource\"",
+            );
+        }
+    }
+    AuthConfig {
+        realm: file.realm,
+        unmatched: file.unmatched,
+        resource_metadata: file.resource_metadata,
+    }
+}
+
+fn compile_identity(file: FileIdentity, issues: &mut Issues) -> IdentityConfig {
+    let prefix = file.prefix.to_ascii_lowercase().replace('_', "-");
+    if prefix.len() < 3 || http::HeaderName::from_bytes(prefix.as_bytes()).is_err() {
+        issues.push(
+            "identity.prefix",
+            "must be a header-name prefix of at least 3 characters, e.g. \"x-auth-\"",
+        );
+    }
+    let mut claims = Vec::new();
+    for (claim, header) in file.claims {
+        let path = format!("identity.claims.{claim}");
+        match http::HeaderName::from_bytes(header.as_bytes()) {
+            Ok(name) if normalize_header_name(name.as_str()).starts_with(&prefix) => claims.push((claim, name)),
+            Ok(_) => issues.push(
+                path,
+                format!("{header:?} must start with the identity prefix {prefix:?} so that clients can never set it themselves"),
+            ),
+            Err(_) => issues.push(path, format!("{header:?} is not a valid header name")),
+        }
+    }
+    IdentityConfig { prefix, claims }
+}
+
+/// Lower-cases a header name and folds `_` to `-`: some servers treat `X_Auth_Sub` as
+/// `X-Auth-Sub`, so a client must not be able to smuggle one past the prefix check.
+pub fn normalize_header_name(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_compiles() {
+        let text = include_str!("../config.example.toml");
+        let config = Config::from_toml(text, "config.example.toml")
+            .expect("config.example.toml must compile");
+        assert!(config.routes.len() >= 3);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let text = r#"
+            [listener]
+            address = "not-an-address"
+            header_read_timeout = "10"
+            [upstream]
+            url = "http://127.0.0.1:3000"
+            [[route]]
+            name = "x"
+            path = "/a"
+            scopes = ["read data"]
+        "#;
+        let Err(ConfigError::Invalid(issues)) = Config::from_toml(text, "t.toml") else {
+            panic!("expected validation errors");
+        };
+        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert!(paths.contains(&"listener.address"), "{issues:?}");
+        assert!(
+            paths.contains(&"listener.header_read_timeout"),
+            "{issues:?}"
+        );
+        assert!(paths.contains(&"route[0].scopes[0]"), "{issues:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let text = "[listener]\naddress = \"127.0.0.1:0\"\nadress = 1\n[upstream]\nurl = \"http://127.0.0.1:1\"\n";
+        let err = Config::from_toml(text, "t.toml").expect_err("typo must be rejected");
+        assert!(err.to_string().contains("adress"), "{err}");
+    }
+}

@@ -1,0 +1,240 @@
+//! The one place where request-path failures become HTTP responses (DESIGN §2). No logging
+//! or metrics here: the record step of the request path does both, once per request.
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+
+use crate::canonical::PathError;
+
+/// The body type shared by forwarded and synthesized responses.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// A body from bytes we produced ourselves.
+pub fn full_body(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Why a request was not (successfully) forwarded. Each variant is classified as the
+/// client's fault, the authorization path's, or the upstream's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyError {
+    /// The path cannot be canonicalized without ambiguity.
+    BadPath(PathError),
+    /// The request line or headers are unacceptable before any auth question arises.
+    BadRequest(&'static str),
+    NoRoute,
+    /// No credentials on a protected route. RFC 6750 §3.1: no `error` attribute.
+    MissingToken,
+    /// A malformed `Authorization` header, several of them, or a query token alongside one.
+    InvalidRequest(&'static str),
+    /// The token is not acceptable; `reason` is the stable code for logs and metrics,
+    /// `description` fixed text that never contains token material.
+    InvalidToken {
+        reason: &'static str,
+        description: &'static str,
+    },
+    /// Valid token without the scopes the operation needs.
+    InsufficientScope {
+        scopes: String,
+    },
+    /// The authorization server could not be consulted: the token may well be fine.
+    AuthUnavailable {
+        reason: &'static str,
+    },
+    UpstreamUnreachable,
+    UpstreamTimeout,
+    UpstreamFailed,
+}
+
+/// The request-specific parts of a `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, Default)]
+pub struct ChallengeContext<'a> {
+    pub realm: &'a str,
+    pub resource_metadata: Option<&'a str>,
+    /// Space-separated scopes of the matched route, as a hint on 401s.
+    pub route_scopes: Option<&'a str>,
+}
+
+impl ProxyError {
+    /// Stable snake_case code for the access log and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProxyError::BadPath(e) => e.code(),
+            ProxyError::BadRequest(code) => code,
+            ProxyError::NoRoute => "no_route",
+            ProxyError::MissingToken => "missing_token",
+            ProxyError::InvalidRequest(code) => code,
+            ProxyError::InvalidToken { reason, .. } => reason,
+            ProxyError::InsufficientScope { .. } => "insufficient_scope",
+            ProxyError::AuthUnavailable { reason } => reason,
+            ProxyError::UpstreamUnreachable => "upstream_unreachable",
+            ProxyError::UpstreamTimeout => "upstream_timeout",
+            ProxyError::UpstreamFailed => "upstream_failed",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadPath(_) | ProxyError::BadRequest(_) | ProxyError::InvalidRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::MissingToken | ProxyError::InvalidToken { .. } => StatusCode::UNAUTHORIZED,
+            ProxyError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            ProxyError::AuthUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The response for this error: status, `WWW-Authenticate` where RFC 6750 wants one,
+    /// and a small JSON body.
+    pub fn into_response(self, ctx: &ChallengeContext<'_>) -> Response<ProxyBody> {
+        let status = self.status();
+        let (error, description, challenge) = match &self {
+            ProxyError::MissingToken => (
+                "unauthorized",
+                "a bearer token is required",
+                Some(bearer_challenge(ctx, None, None, ctx.route_scopes)),
+            ),
+            ProxyError::InvalidRequest(_) => (
+                "invalid_request",
+                "the Authorization header is malformed",
+                Some(bearer_challenge(
+                    ctx,
+                    Some("invalid_request"),
+                    Some("the Authorization header is malformed"),
+                    None,
+                )),
+            ),
+            ProxyError::InvalidToken { description, .. } => (
+                "invalid_token",
+                *description,
+                Some(bearer_challenge(
+                    ctx,
+                    Some("invalid_token"),
+                    Some(description),
+                    None,
+                )),
+            ),
+            ProxyError::InsufficientScope { scopes } => (
+                "insufficient_scope",
+                "the token lacks a scope this operation needs",
+                Some(bearer_challenge(
+                    ctx,
+                    Some("insufficient_scope"),
+                    Some("the token lacks a scope this operation needs"),
+                    Some(scopes),
+                )),
+            ),
+            ProxyError::BadPath(_) => ("invalid_path", "the request path is not acceptable", None),
+            ProxyError::BadRequest(_) => ("bad_request", "the request is not acceptable", None),
+            ProxyError::NoRoute => ("not_found", "no route matches this request", None),
+            ProxyError::AuthUnavailable { .. } => (
+                "temporarily_unavailable",
+                "the authorization server cannot be reached; retry later",
+                None,
+            ),
+            ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed => {
+                ("bad_gateway", "the upstream did not answer", None)
+            }
+            ProxyError::UpstreamTimeout => (
+                "gateway_timeout",
+                "the upstream did not answer in time",
+                None,
+            ),
+        };
+        let body =
+            serde_json::json!({ "error": error, "error_description": description }).to_string();
+        let mut response = Response::new(full_body(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(WWW_AUTHENTICATE, value);
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+/// Builds an RFC 6750 §3 / RFC 9728 §5.1 challenge. Every value placed here is either
+/// configuration validated to be quotable or fixed text, so no escaping is needed.
+pub fn bearer_challenge(
+    ctx: &ChallengeContext<'_>,
+    error: Option<&str>,
+    description: Option<&str>,
+    scope: Option<&str>,
+) -> String {
+    let mut params = vec![format!("realm=\"{}\"", ctx.realm)];
+    if let Some(url) = ctx.resource_metadata {
+        params.push(format!("resource_metadata=\"{url}\""));
+    }
+    if let Some(error) = error {
+        params.push(format!("error=\"{error}\""));
+    }
+    if let Some(description) = description {
+        params.push(format!("error_description=\"{description}\""));
+    }
+    if let Some(scope) = scope.filter(|s| !s.is_empty()) {
+        params.push(format!("scope=\"{scope}\""));
+    }
+    format!("Bearer {}", params.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> ChallengeContext<'static> {
+        ChallengeContext {
+            realm: "api",
+            resource_metadata: Some("https://api.example/.well-known/oauth-protected-resource"),
+            route_scopes: Some("read"),
+        }
+    }
+
+    fn challenge(e: ProxyError) -> String {
+        let r = e.into_response(&ctx());
+        r.headers()
+            .get(WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn missing_token_has_no_error_attribute() {
+        let c = challenge(ProxyError::MissingToken);
+        assert_eq!(
+            c,
+            "Bearer realm=\"api\", resource_metadata=\"https://api.example/.well-known/oauth-protected-resource\", scope=\"read\""
+        );
+    }
+
+    #[test]
+    fn insufficient_scope_lists_scopes() {
+        let c = challenge(ProxyError::InsufficientScope {
+            scopes: "read mcp".into(),
+        });
+        assert!(c.contains("error=\"insufficient_scope\""), "{c}");
+        assert!(c.ends_with("scope=\"read mcp\""), "{c}");
+    }
+
+    #[test]
+    fn unavailable_is_503_with_retry_after_and_no_challenge() {
+        let r = ProxyError::AuthUnavailable {
+            reason: "jwks_unavailable",
+        }
+        .into_response(&ctx());
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.headers().contains_key(RETRY_AFTER));
+        assert!(!r.headers().contains_key(WWW_AUTHENTICATE));
+    }
+}

@@ -1,0 +1,300 @@
+//! Header rewriting and the pooled upstream client. Bodies are streamed both ways: nothing
+//! here buffers a request or response body.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::canonical::CanonicalPath;
+use crate::config::{ForwardingConfig, IdentityConfig, UpstreamConfig, normalize_header_name};
+use crate::error::{ProxyBody, ProxyError};
+use crate::token::Principal;
+
+/// RFC 9110 §7.6.1 connection-specific fields, plus the long-standing non-standard ones.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Removes hop-by-hop headers and every header the `Connection` header nominates.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let nominated: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
+    for name in HOP_BY_HOP
+        .iter()
+        .copied()
+        .chain(nominated.iter().map(String::as_str))
+    {
+        headers.remove(name);
+    }
+}
+
+/// Removes every header in the identity namespace, comparing case- and `_`/`-`-insensitively.
+pub fn strip_identity(headers: &mut HeaderMap, identity: &IdentityConfig) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| normalize_header_name(name.as_str()).starts_with(&identity.prefix))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// True when the client asks to switch protocols (RFC 9110 §7.8), e.g. to WebSocket.
+pub fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Everything the rewrite step needs to know about the inbound request.
+pub struct RewriteContext<'a> {
+    pub path: &'a CanonicalPath,
+    pub peer: SocketAddr,
+    pub principal: Option<&'a Principal>,
+    pub upgrade: bool,
+    pub forwarding: &'a ForwardingConfig,
+    pub identity: &'a IdentityConfig,
+    pub upstream: &'a UpstreamConfig,
+}
+
+/// Turns the inbound request into the upstream request: canonical path, clean headers,
+/// forwarding headers, and identity headers that only scopegate can have set.
+pub fn rewrite_request(
+    req: Request<Incoming>,
+    ctx: &RewriteContext<'_>,
+) -> Result<Request<ProxyBody>, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let upgrade_protocol = ctx
+        .upgrade
+        .then(|| parts.headers.get(header::UPGRADE).cloned())
+        .flatten();
+    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+
+    let path_and_query = match parts.uri.query() {
+        Some(query) => format!("{}?{query}", ctx.path.as_str()),
+        None => ctx.path.as_str().to_string(),
+    };
+    parts.uri = Uri::builder()
+        .scheme(ctx.upstream.scheme.clone())
+        .authority(ctx.upstream.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|_| ProxyError::BadRequest("invalid_target"))?;
+    parts.version = if ctx.upstream.http2_prior_knowledge {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    strip_identity(headers, ctx.identity);
+    if !ctx.forwarding.forward_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+    set_forwarding_headers(headers, ctx, original_host);
+    if let Some(protocol) = upgrade_protocol {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
+    if let Some(principal) = ctx.principal {
+        set_identity_headers(headers, principal, ctx.identity);
+    }
+    Ok(Request::from_parts(parts, body.boxed()))
+}
+
+fn set_forwarding_headers(
+    headers: &mut HeaderMap,
+    ctx: &RewriteContext<'_>,
+    original_host: Option<HeaderValue>,
+) {
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let xfp = HeaderName::from_static("x-forwarded-proto");
+    let xfh = HeaderName::from_static("x-forwarded-host");
+    let peer_ip = ctx.peer.ip().to_string();
+    if ctx.forwarding.trust_forwarded_headers {
+        let chain = headers
+            .get_all(&xff)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .chain(std::iter::once(peer_ip.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Ok(value) = HeaderValue::from_str(&chain) {
+            headers.insert(&xff, value);
+        }
+        if !headers.contains_key(&xfp) {
+            headers.insert(&xfp, HeaderValue::from_static("http"));
+        }
+        if let (false, Some(host)) = (headers.contains_key(&xfh), original_host) {
+            headers.insert(&xfh, host);
+        }
+    } else {
+        // Untrusted clients could claim any origin; replace what they sent with what we saw.
+        headers.remove(header::FORWARDED);
+        if let Ok(value) = HeaderValue::from_str(&peer_ip) {
+            headers.insert(&xff, value);
+        }
+        headers.insert(&xfp, HeaderValue::from_static("http"));
+        match original_host {
+            Some(host) => headers.insert(&xfh, host),
+            None => headers.remove(&xfh),
+        };
+    }
+    if ctx.forwarding.add_via {
+        headers.append(header::VIA, HeaderValue::from_static("1.1 scopegate"));
+    }
+}
+
+/// Header values from token claims: printable ASCII only, bounded, so a claim can never
+/// inject a header line or smuggle control characters.
+fn sanitized(value: &str) -> Option<HeaderValue> {
+    let clean: String = value
+        .chars()
+        .filter(|c| (' '..='~').contains(c))
+        .take(1024)
+        .collect();
+    HeaderValue::from_str(clean.trim())
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+fn set_identity_headers(headers: &mut HeaderMap, principal: &Principal, identity: &IdentityConfig) {
+    let mut set = |suffix: &str, value: &str| {
+        let name = format!("{}{suffix}", identity.prefix);
+        if let (Ok(name), Some(value)) = (HeaderName::from_bytes(name.as_bytes()), sanitized(value))
+        {
+            headers.insert(name, value);
+        }
+    };
+    if let Some(subject) = &principal.subject {
+        set("subject", subject);
+    }
+    if let Some(client_id) = &principal.client_id {
+        set("client-id", client_id);
+    }
+    set("scopes", &principal.scopes.join(" "));
+    set("issuer", &principal.issuer);
+    for (claim, header_name) in &identity.claims {
+        let value = match principal.claims.get(claim) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|item| match item {
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    serde_json::Value::Bool(b) => Some(b.to_string()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(serde_json::Value::Bool(b)) => b.to_string(),
+            _ => continue,
+        };
+        if let Some(value) = sanitized(&value) {
+            headers.insert(header_name.clone(), value);
+        }
+    }
+}
+
+/// Cleans an upstream response: hop-by-hop and identity headers never reach the client
+/// (except what a 101 Switching Protocols response needs).
+pub fn rewrite_response(response: &mut Response<Incoming>, identity: &IdentityConfig) {
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let upgrade = response.headers().get(header::UPGRADE).cloned();
+    strip_hop_by_hop(response.headers_mut());
+    strip_identity(response.headers_mut(), identity);
+    if let (true, Some(protocol)) = (switching, upgrade) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        response.headers_mut().insert(header::UPGRADE, protocol);
+    }
+}
+
+/// The pooled client to the one upstream.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    client: Client<HttpConnector, ProxyBody>,
+    response_header_timeout: std::time::Duration,
+}
+
+impl UpstreamClient {
+    pub fn new(config: &UpstreamConfig) -> UpstreamClient {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .http2_only(config.http2_prior_knowledge)
+            .build(connector);
+        UpstreamClient {
+            client,
+            response_header_timeout: config.response_header_timeout,
+        }
+    }
+
+    /// Sends the request and waits for the response head, bounded by the configured timeout.
+    pub async fn send(
+        &self,
+        request: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        match tokio::time::timeout(self.response_header_timeout, self.client.request(request)).await
+        {
+            Err(_) => Err(ProxyError::UpstreamTimeout),
+            Ok(Err(e)) if e.is_connect() => Err(ProxyError::UpstreamUnreachable),
+            Ok(Err(_)) => Err(ProxyError::UpstreamFailed),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+}
+
+/// Joins the two halves of an upgraded connection (e.g. a WebSocket) and copies bytes both
+/// ways until either side closes.
+pub fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (Ok(client), Ok(upstream)) = tokio::join!(client, upstream) else {
+            tracing::debug!("upgrade abandoned before both sides switched protocols");
+            return;
+        };
+        let mut client = TokioIo::new(client);
+        let mut upstream = TokioIo::new(upstream);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            tracing::debug!(error = %e, "upgraded connection closed with an error");
+        }
+    });
+}

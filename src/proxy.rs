@@ -1,0 +1,323 @@
+//! The request path (DESIGN §1): canonicalize → route → authenticate → authorize →
+//! rewrite → forward → record. Each step is a function; [`handle`] reads top to bottom.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::canonical::{CanonicalPath, canonicalize_path};
+use crate::config::{Config, UnmatchedPolicy};
+use crate::error::{ChallengeContext, ProxyBody, ProxyError};
+use crate::forward::{
+    RewriteContext, UpstreamClient, rewrite_request, rewrite_response, splice_upgrade,
+    wants_upgrade,
+};
+use crate::metrics::Metrics;
+use crate::policy::{Access, RouteSpec};
+use crate::token::{Authenticator, Principal, bearer::bearer_token, fingerprint, token_digest};
+
+/// Everything a request needs, shared by all connections.
+pub struct App {
+    pub config: Config,
+    pub metrics: Metrics,
+    pub upstream: UpstreamClient,
+    pub auth: Authenticator,
+}
+
+impl App {
+    pub fn new(config: Config, metrics: Metrics) -> Arc<App> {
+        let upstream = UpstreamClient::new(&config.upstream);
+        let auth = Authenticator::new(&config.tokens, metrics.clone());
+        Arc::new(App {
+            config,
+            metrics,
+            upstream,
+            auth,
+        })
+    }
+
+    /// Ready to serve protected routes: every issuer has keys.
+    pub fn is_ready(&self) -> bool {
+        self.auth.is_ready()
+    }
+}
+
+/// What the route step decided.
+enum RouteDecision<'a> {
+    Route(&'a RouteSpec),
+    /// No route matched, but `auth.unmatched = "authenticated"` lets any valid token through.
+    UnmatchedAuthenticated,
+}
+
+/// Facts gathered along the way, for the one access-log event and the metrics.
+#[derive(Default)]
+struct Record {
+    route: Option<String>,
+    public: bool,
+    token_fingerprint: Option<String>,
+    client_id: Option<String>,
+    canonical_path: Option<String>,
+}
+
+/// Handles one request end to end. Never panics on request input and never answers 500:
+/// every failure is a [`ProxyError`] with its own status.
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    app.metrics.in_flight.inc();
+    let method = req.method().clone();
+    let mut record = Record::default();
+    let (response, error) = match process(&app, req, peer, &mut record).await {
+        Ok(response) => (response, None),
+        Err(error) => {
+            let route_scopes = record_scopes(&app, &record);
+            let ctx = ChallengeContext {
+                realm: &app.config.auth.realm,
+                resource_metadata: app.config.auth.resource_metadata.as_deref(),
+                route_scopes: route_scopes.as_deref(),
+            };
+            (error.clone().into_response(&ctx), Some(error))
+        }
+    };
+    record_outcome(&app, &method, &record, &response, error.as_ref(), started);
+    app.metrics.in_flight.dec();
+    response
+}
+
+async fn process(
+    app: &App,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    record: &mut Record,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let path = canonicalize(app, &req)?;
+    record.canonical_path = Some(path.as_str().to_string());
+    let route = route(app, req.method(), &path, record)?;
+    let principal = authenticate(app, &req, &route, record).await?;
+    authorize(app, &route, principal.as_deref())?;
+    let upgrade =
+        matches!(route, RouteDecision::Route(r) if r.allow_upgrade) && wants_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let upstream_req = rewrite_request(
+        req,
+        &RewriteContext {
+            path: &path,
+            peer,
+            principal: principal.as_deref(),
+            upgrade,
+            forwarding: &app.config.forwarding,
+            identity: &app.config.identity,
+            upstream: &app.config.upstream,
+        },
+    )?;
+    forward(app, upstream_req, client_upgrade).await
+}
+
+/// DESIGN §3.1: the one canonical form is used for matching and for forwarding.
+fn canonicalize(app: &App, req: &Request<Incoming>) -> Result<CanonicalPath, ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::BadRequest("connect_not_allowed"));
+    }
+    canonicalize_path(req.uri().path(), app.config.forwarding.canonical)
+        .map_err(ProxyError::BadPath)
+}
+
+fn route<'a>(
+    app: &'a App,
+    method: &Method,
+    path: &CanonicalPath,
+    record: &mut Record,
+) -> Result<RouteDecision<'a>, ProxyError> {
+    match app.config.routes.lookup(method, path) {
+        Some(route) => {
+            record.route = Some(route.name.clone());
+            record.public = route.access == Access::Public;
+            Ok(RouteDecision::Route(route))
+        }
+        None if app.config.auth.unmatched == UnmatchedPolicy::Authenticated => {
+            Ok(RouteDecision::UnmatchedAuthenticated)
+        }
+        None => Err(ProxyError::NoRoute),
+    }
+}
+
+async fn authenticate(
+    app: &App,
+    req: &Request<Incoming>,
+    route: &RouteDecision<'_>,
+    record: &mut Record,
+) -> Result<Option<Arc<Principal>>, ProxyError> {
+    if matches!(route, RouteDecision::Route(r) if r.access == Access::Public) {
+        return Ok(None);
+    }
+    let token = bearer_token(req.headers(), req.uri().query())?.ok_or(ProxyError::MissingToken)?;
+    let digest = token_digest(token);
+    record.token_fingerprint = Some(fingerprint(&digest));
+    let started = Instant::now();
+    let result = app.auth.authenticate(token, &digest).await;
+    app.metrics
+        .auth_duration
+        .observe(started.elapsed().as_secs_f64());
+    let principal = result?;
+    record.client_id = principal.client_id.clone();
+    Ok(Some(principal))
+}
+
+fn authorize(
+    app: &App,
+    route: &RouteDecision<'_>,
+    principal: Option<&Principal>,
+) -> Result<(), ProxyError> {
+    let (
+        RouteDecision::Route(RouteSpec {
+            access: Access::Protected(requirement),
+            ..
+        }),
+        Some(principal),
+    ) = (route, principal)
+    else {
+        return Ok(());
+    };
+    let granted = app
+        .config
+        .routes
+        .implications()
+        .expand(principal.scopes.iter().map(String::as_str));
+    if requirement.is_satisfied_by(&granted) {
+        Ok(())
+    } else {
+        Err(ProxyError::InsufficientScope {
+            scopes: requirement.challenge_scopes(),
+        })
+    }
+}
+
+async fn forward(
+    app: &App,
+    upstream_req: Request<ProxyBody>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let mut response = app.upstream.send(upstream_req).await?;
+    rewrite_response(&mut response, &app.config.identity);
+    if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status()) {
+        splice_upgrade(client, hyper::upgrade::on(&mut response));
+    }
+    Ok(response.map(|body| body.boxed()))
+}
+
+/// The scope hint for a 401 on a protected route.
+fn record_scopes(app: &App, record: &Record) -> Option<String> {
+    let name = record.route.as_deref()?;
+    app.config
+        .routes
+        .iter()
+        .find(|r| r.name == name)
+        .and_then(|r| match &r.access {
+            Access::Protected(req) => {
+                Some(req.challenge_scopes()).filter(|s: &String| !s.is_empty())
+            }
+            Access::Public => None,
+        })
+}
+
+/// Outcome label for metrics: bounded set.
+fn decision(record: &Record, error: Option<&ProxyError>) -> &'static str {
+    let upstream_failure = matches!(
+        error,
+        Some(
+            ProxyError::UpstreamTimeout
+                | ProxyError::UpstreamUnreachable
+                | ProxyError::UpstreamFailed
+        )
+    );
+    match error {
+        _ if record.public && (error.is_none() || upstream_failure) => "public",
+        None => "allow",
+        _ if upstream_failure => "allow",
+        Some(ProxyError::AuthUnavailable { .. }) => "unavailable",
+        Some(_) => "deny",
+    }
+}
+
+fn record_outcome(
+    app: &App,
+    method: &Method,
+    record: &Record,
+    response: &Response<ProxyBody>,
+    error: Option<&ProxyError>,
+    started: Instant,
+) {
+    let route = record.route.as_deref().unwrap_or("unmatched");
+    let decision = decision(record, error);
+    let status = response.status().as_u16();
+    let status_class = match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    let elapsed = started.elapsed();
+    app.metrics
+        .requests
+        .with_label_values(&[route, decision, status_class])
+        .inc();
+    app.metrics
+        .request_duration
+        .with_label_values(&[route])
+        .observe(elapsed.as_secs_f64());
+    let reason = error.map_or("ok", ProxyError::reason);
+    if !record.public
+        && !matches!(
+            error,
+            Some(ProxyError::NoRoute | ProxyError::BadPath(_) | ProxyError::BadRequest(_))
+        )
+    {
+        let auth_decision = match error {
+            None
+            | Some(
+                ProxyError::UpstreamTimeout
+                | ProxyError::UpstreamUnreachable
+                | ProxyError::UpstreamFailed,
+            ) => "allow",
+            Some(ProxyError::AuthUnavailable { .. }) => "unavailable",
+            Some(_) => "deny",
+        };
+        let auth_reason = if auth_decision == "allow" {
+            "ok"
+        } else {
+            reason
+        };
+        app.metrics
+            .auth_decisions
+            .with_label_values(&[auth_decision, auth_reason])
+            .inc();
+    }
+    if let Some(kind) = match error {
+        Some(ProxyError::UpstreamTimeout) => Some("timeout"),
+        Some(ProxyError::UpstreamUnreachable) => Some("connect"),
+        Some(ProxyError::UpstreamFailed) => Some("protocol"),
+        _ => None,
+    } {
+        app.metrics.upstream_errors.with_label_values(&[kind]).inc();
+    }
+    tracing::info!(
+        target: "scopegate::access",
+        route,
+        method = method.as_str(),
+        path = record.canonical_path.as_deref().unwrap_or("-"),
+        status,
+        decision,
+        reason,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        client_id = record.client_id.as_deref().unwrap_or("-"),
+        token = record.token_fingerprint.as_deref().unwrap_or("-"),
+    );
+}

@@ -1,0 +1,262 @@
+//! Listeners: the data plane (HTTP/1.1 and h2c on one port) and the admin plane, with
+//! connection limits, header-read and idle timeouts, and graceful drain on shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::error::ProxyBody;
+use crate::metrics::Metrics;
+use crate::proxy::{App, handle};
+
+/// A running scopegate: both listeners bound and serving.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub app: Arc<App>,
+    shutdown: watch::Sender<bool>,
+    data: tokio::task::JoinHandle<()>,
+    admin: tokio::task::JoinHandle<()>,
+    refreshers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests up to the configured deadline, and
+    /// returns when both listeners are closed.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.data.await;
+        let _ = self.admin.await;
+        for refresher in self.refreshers {
+            refresher.abort();
+        }
+    }
+}
+
+/// Binds the addresses in `config` and starts serving.
+pub async fn start(config: Config) -> std::io::Result<Running> {
+    let data = TcpListener::bind(config.listener.address).await?;
+    let admin = TcpListener::bind(config.admin_address).await?;
+    Ok(start_with_listeners(config, data, admin))
+}
+
+/// Serves on listeners the caller bound (tests pass `127.0.0.1:0`).
+pub fn start_with_listeners(config: Config, data: TcpListener, admin: TcpListener) -> Running {
+    let metrics = Metrics::new();
+    let app = App::new(config, metrics);
+    let refreshers = app.auth.spawn_refreshers();
+    let (shutdown, watcher) = watch::channel(false);
+    let addr = data
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let admin_addr = admin
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let data_task = tokio::spawn(serve_data(
+        data,
+        Arc::clone(&app),
+        wait_for(watcher.clone()),
+    ));
+    let admin_task = tokio::spawn(crate::admin::serve(
+        admin,
+        Arc::clone(&app),
+        wait_for(watcher),
+    ));
+    Running {
+        addr,
+        admin_addr,
+        app,
+        shutdown,
+        data: data_task,
+        admin: admin_task,
+        refreshers,
+    }
+}
+
+async fn wait_for(mut watcher: watch::Receiver<bool>) {
+    let _ = watcher.wait_for(|stop| *stop).await;
+}
+
+/// Per-connection activity, for the idle and first-request timeouts that hyper does not
+/// enforce itself (HTTP/1 keep-alive idleness, the h2c preface, HTTP/2 idleness).
+struct Activity {
+    requests: AtomicU64,
+    in_flight: AtomicUsize,
+    /// Milliseconds since `opened` of the last request start or response end.
+    last: AtomicU64,
+    opened: Instant,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last
+            .store(self.opened.elapsed().as_millis() as u64, Ordering::Release);
+    }
+}
+
+/// Decrements the in-flight count when the response body is finished or dropped.
+struct ActivityGuard(Arc<Activity>);
+
+impl ActivityGuard {
+    fn new(activity: Arc<Activity>) -> ActivityGuard {
+        activity.requests.fetch_add(1, Ordering::AcqRel);
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.touch();
+        ActivityGuard(activity)
+    }
+}
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is done.
+struct TrackedBody {
+    inner: ProxyBody,
+    _guard: ActivityGuard,
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Resolves when the connection should be closed for inactivity: no complete request head
+/// within `first_request` of opening, or nothing in flight for `idle`.
+async fn inactivity(activity: Arc<Activity>, first_request: Duration, idle: Duration) {
+    loop {
+        let now = activity.opened.elapsed();
+        let deadline = if activity.requests.load(Ordering::Acquire) == 0 {
+            first_request
+        } else if activity.in_flight.load(Ordering::Acquire) > 0 {
+            now + idle
+        } else {
+            Duration::from_millis(activity.last.load(Ordering::Acquire)) + idle
+        };
+        if deadline <= now {
+            return;
+        }
+        tokio::time::sleep(deadline - now).await;
+    }
+}
+
+async fn serve_data(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let limits = app.config.listener.clone();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity {
+            requests: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+            opened: Instant::now(),
+        });
+        let service = {
+            let app = Arc::clone(&app);
+            let activity = Arc::clone(&activity);
+            service_fn(move |req| {
+                let app = Arc::clone(&app);
+                let guard = ActivityGuard::new(Arc::clone(&activity));
+                async move {
+                    let response = handle(app, req, peer).await;
+                    Ok::<_, Infallible>(response.map(|inner| TrackedBody {
+                        inner,
+                        _guard: guard,
+                    }))
+                }
+            })
+        };
+        let connection = graceful.watch(
+            builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned(),
+        );
+        let metrics = app.metrics.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            metrics.open_connections.inc();
+            tokio::select! {
+                result = connection => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                }
+                () = inactivity(activity, limits.header_read_timeout, limits.idle_timeout) => {
+                    tracing::debug!(%peer, "closing inactive connection");
+                }
+            }
+            metrics.open_connections.dec();
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(limits.drain_timeout) => {
+            tracing::warn!(timeout = ?limits.drain_timeout, "drain deadline passed; closing remaining connections");
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Reading the bearer token from a request (RFC 6750 §2.1). Tokens are taken from the
+//! `Authorization` header only: never from the query string or a form body.
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+
+use crate::error::ProxyError;
+
+/// The token of a well-formed `Authorization: Bearer <token68>` header, `None` when the
+/// request carries no bearer credentials at all.
+///
+/// # Errors
+/// `InvalidRequest` (400) for several `Authorization` headers, a malformed bearer header,
+/// or a header token alongside an `access_token` query parameter (RFC 6750 §2: a client
+/// must not use more than one method).
+pub fn bearer_token<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&str>,
+) -> Result<Option<&'a str>, ProxyError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        // A query-only token counts as no credentials: it is never read.
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ProxyError::InvalidRequest("multiple_authorization_headers"));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| ProxyError::InvalidRequest("malformed_authorization"))?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        // Another scheme (Basic, DPoP, ...) is not a bearer credential: the client gets the
+        // plain challenge that tells it what is expected.
+        return Ok(None);
+    }
+    let token = rest.trim_start_matches(' ');
+    if !is_token68(token) {
+        return Err(ProxyError::InvalidRequest("malformed_authorization"));
+    }
+    if query.is_some_and(has_access_token_param) {
+        return Err(ProxyError::InvalidRequest("token_in_header_and_query"));
+    }
+    Ok(Some(token))
+}
+
+/// RFC 7235 §2.1 `token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_token68(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+fn has_access_token_param(query: &str) -> bool {
+    form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == "access_token")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn accepts_well_formed_bearer() {
+        assert_eq!(
+            bearer_token(&headers(&["Bearer abc.def-_~+/=="]), None),
+            Ok(Some("abc.def-_~+/=="))
+        );
+        assert_eq!(
+            bearer_token(&headers(&["bearer abc"]), None),
+            Ok(Some("abc"))
+        );
+    }
+
+    #[test]
+    fn no_or_other_credentials() {
+        assert_eq!(
+            bearer_token(&headers(&[]), Some("access_token=abc")),
+            Ok(None)
+        );
+        assert_eq!(
+            bearer_token(&headers(&["Basic dXNlcjpwYXNz"]), None),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn malformed_is_invalid_request() {
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer a,b",
+            "Bearer =abc",
+            "Bearer ab\"c",
+        ] {
+            assert!(
+                matches!(
+                    bearer_token(&headers(&[bad]), None),
+                    Err(ProxyError::InvalidRequest(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            bearer_token(&headers(&["Bearer a", "Bearer b"]), None),
+            Err(ProxyError::InvalidRequest("multiple_authorization_headers"))
+        );
+        assert_eq!(
+            bearer_token(&headers(&["Bearer a"]), Some("x=1&access_token=b")),
+            Err(ProxyError::InvalidRequest("token_in_header_and_query"))
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! Per-issuer verification keys: discovery, JWKS fetches, background refresh, single-flight
+//! refetch on an unknown `kid` with a cool-down, and bounded staleness through outages.
+//!
+//! Readers load the current [`KeyState`] without locking; fetches publish a new one. The
+//! only lock guards the handle of the fetch in flight and is never held across an await.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+
+use crate::metrics::Metrics;
+use crate::token::config::IssuerConfig;
+use crate::token::jwk::KeySet;
+use crate::token::remote::{FetchError, discover, get_bounded, http_client};
+
+/// A key set and when it was fetched.
+pub struct KeyState {
+    pub keys: KeySet,
+    pub fetched_at: Instant,
+    max_age: Option<Duration>,
+}
+
+/// Why no keys can be used right now (answered with 503, never 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysUnavailable {
+    /// No key set has been fetched yet.
+    NotLoaded,
+    /// The last good key set is older than `max_stale`.
+    Stale,
+}
+
+impl KeysUnavailable {
+    pub fn reason(self) -> &'static str {
+        match self {
+            KeysUnavailable::NotLoaded => "jwks_unavailable",
+            KeysUnavailable::Stale => "jwks_stale",
+        }
+    }
+}
+
+type SharedFetch = Shared<BoxFuture<'static, Result<(), FetchError>>>;
+
+pub struct IssuerKeys {
+    config: IssuerConfig,
+    client: reqwest::Client,
+    state: ArcSwapOption<KeyState>,
+    jwks_uri: ArcSwapOption<reqwest::Url>,
+    in_flight: Mutex<Option<SharedFetch>>,
+    /// Milliseconds since `epoch` of the last on-demand fetch (unknown kid or stale keys).
+    last_on_demand: AtomicU64,
+    epoch: Instant,
+    metrics: Metrics,
+}
+
+impl IssuerKeys {
+    pub fn new(config: IssuerConfig, metrics: Metrics) -> Arc<IssuerKeys> {
+        let client = http_client(config.fetch_timeout);
+        let jwks_uri = ArcSwapOption::from(config.jwks_uri.clone().map(Arc::new));
+        Arc::new(IssuerKeys {
+            config,
+            client,
+            state: ArcSwapOption::empty(),
+            jwks_uri,
+            in_flight: Mutex::new(None),
+            last_on_demand: AtomicU64::new(0),
+            epoch: Instant::now(),
+            metrics,
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
+    /// The keys to verify with now.
+    pub fn current(&self) -> Result<Arc<KeyState>, KeysUnavailable> {
+        let state = self.state.load_full().ok_or(KeysUnavailable::NotLoaded)?;
+        if state.fetched_at.elapsed() > self.config.max_stale {
+            return Err(KeysUnavailable::Stale);
+        }
+        Ok(state)
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.current().is_ok()
+    }
+
+    /// Fetches now, joining a fetch already in flight instead of starting another.
+    pub async fn refresh(self: &Arc<Self>) -> Result<(), FetchError> {
+        let fetch = {
+            let mut slot = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match slot.as_ref() {
+                Some(fetch) => fetch.clone(),
+                None => {
+                    let this = Arc::clone(self);
+                    let fetch = async move {
+                        let result = this.fetch_once().await;
+                        *this
+                            .in_flight
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+                        result
+                    }
+                    .boxed()
+                    .shared();
+                    *slot = Some(fetch.clone());
+                    fetch
+                }
+            }
+        };
+        fetch.await
+    }
+
+    /// A fetch triggered by a request (unknown `kid`, missing or stale keys): at most one
+    /// per `unknown_kid_cooldown`, so a flood of made-up `kid`s cannot amplify into a flood
+    /// of JWKS requests. Returns whether fresh keys were loaded.
+    pub async fn refresh_on_demand(self: &Arc<Self>) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let cooldown = self.config.unknown_kid_cooldown.as_millis() as u64;
+        let last = self.last_on_demand.load(Ordering::Acquire);
+        let due = last == 0 || now.saturating_sub(last) >= cooldown;
+        if !due
+            || self
+                .last_on_demand
+                .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            // Someone else fetches (or fetched) within this cool-down: share their result
+            // if it is still in flight, otherwise answer with what we have.
+            let in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone();
+            return match in_flight {
+                Some(fetch) => fetch.await.is_ok(),
+                None => false,
+            };
+        }
+        self.refresh().await.is_ok()
+    }
+
+    async fn fetch_once(&self) -> Result<(), FetchError> {
+        let label = self.config.issuer.as_str();
+        let result = self.fetch_keys().await;
+        match &result {
+            Ok(()) => {
+                self.metrics
+                    .jwks_fetches
+                    .with_label_values(&[label, "success"])
+                    .inc();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or_default();
+                self.metrics
+                    .jwks_last_success
+                    .with_label_values(&[label])
+                    .set(now);
+            }
+            Err(e) => {
+                self.metrics
+                    .jwks_fetches
+                    .with_label_values(&[label, "error"])
+                    .inc();
+                tracing::warn!(issuer = label, error = %e, "JWKS fetch failed; keeping the last good key set");
+            }
+        }
+        result
+    }
+
+    async fn fetch_keys(&self) -> Result<(), FetchError> {
+        let jwks_uri = match self.jwks_uri.load_full() {
+            Some(uri) => uri,
+            None => {
+                let metadata = discover(
+                    &self.client,
+                    &self.config.issuer,
+                    self.config.max_response_bytes,
+                )
+                .await?;
+                let uri = Arc::new(metadata.jwks_uri.ok_or_else(|| {
+                    FetchError::Invalid("the issuer's metadata has no jwks_uri".into())
+                })?);
+                self.jwks_uri.store(Some(Arc::clone(&uri)));
+                uri
+            }
+        };
+        let fetched = get_bounded(&self.client, &jwks_uri, self.config.max_response_bytes).await?;
+        let (keys, warnings) =
+            KeySet::from_jwks(&fetched.body).map_err(|e| FetchError::Invalid(e.to_string()))?;
+        for warning in &warnings {
+            tracing::warn!(issuer = %self.config.issuer, %warning, "skipping unusable JWKS key");
+        }
+        if keys.is_empty() {
+            return Err(FetchError::Invalid(
+                "the JWKS has no usable signing key".into(),
+            ));
+        }
+        self.metrics
+            .jwks_keys
+            .with_label_values(&[self.config.issuer.as_str()])
+            .set(keys.len() as i64);
+        self.state.store(Some(Arc::new(KeyState {
+            keys,
+            fetched_at: Instant::now(),
+            max_age: fetched.max_age,
+        })));
+        Ok(())
+    }
+
+    /// Refreshes forever: at the server's `max-age` clamped to the configured bounds, and
+    /// with exponential backoff after failures.
+    pub async fn run_refresh_loop(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let wait = match self.refresh().await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(250);
+                    let max_age = self.state.load().as_ref().and_then(|s| s.max_age);
+                    max_age
+                        .unwrap_or(self.config.jwks_refresh_max)
+                        .clamp(self.config.jwks_refresh_min, self.config.jwks_refresh_max)
+                }
+                Err(_) => {
+                    let wait = backoff;
+                    backoff =
+                        (backoff * 2).min(self.config.jwks_refresh_min.max(Duration::from_secs(1)));
+                    wait
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}

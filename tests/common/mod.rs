@@ -1,0 +1,251 @@
+//! Test fixtures: a real upstream that counts what reaches it, the proxy on 127.0.0.1:0,
+//! and a raw HTTP/1.1 client for requests that ordinary clients refuse to send.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc};
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+/// What the upstream saw of the last request.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+    pub fn has_header(&self, name: &str) -> bool {
+        self.header(name).is_some()
+    }
+}
+
+/// A real HTTP upstream (HTTP/1.1 and h2c) with a request counter. Paths:
+/// - `/slow?ms=N` waits N ms before answering;
+/// - `/upload` drains the body and answers with its length;
+/// - `/download?mib=N` streams N MiB;
+/// - `/sse` sends `data: 1`, waits for `release_sse`, then `data: 2`;
+/// - `/hop` answers with connection-specific headers;
+/// - `/ws` accepts an upgrade and echoes bytes;
+/// - anything else answers 200 with the path.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub count: Arc<AtomicU64>,
+    pub seen: Arc<Mutex<Seen>>,
+    pub sse_release: Arc<Notify>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let count = Arc::new(AtomicU64::new(0));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let sse_release = Arc::new(Notify::new());
+        let (c, s, r) = (count.clone(), seen.clone(), sse_release.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (c, s, r) = (c.clone(), s.clone(), r.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| upstream_handler(req, c.clone(), s.clone(), r.clone()));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            addr,
+            count,
+            seen,
+            sse_release,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn query_param(req: &Request<Incoming>, name: &str) -> Option<u64> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| v.parse().ok()).flatten()
+    })
+}
+
+async fn upstream_handler(
+    mut req: Request<Incoming>,
+    count: Arc<AtomicU64>,
+    seen: Arc<Mutex<Seen>>,
+    sse_release: Arc<Notify>,
+) -> Result<Response<Body>, Infallible> {
+    count.fetch_add(1, Ordering::SeqCst);
+    *seen.lock().unwrap() = Seen {
+        method: req.method().to_string(),
+        path_and_query: req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+    };
+    let path = req.uri().path().to_string();
+    let response = match path.as_str() {
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(query_param(&req, "ms").unwrap_or(1000))).await;
+            Response::new(full("slow done"))
+        }
+        "/upload" => {
+            let mut body = req.into_body();
+            let mut total = 0u64;
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame.unwrap().into_data() {
+                    total += data.len() as u64;
+                }
+            }
+            Response::new(full(total.to_string()))
+        }
+        "/download" => {
+            let mib = query_param(&req, "mib").unwrap_or(1);
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+            tokio::spawn(async move {
+                let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+                for _ in 0..mib * 16 {
+                    if tx.send(Ok(Frame::data(chunk.clone()))).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            Response::new(StreamBody::new(tokio_stream_from(rx)).boxed())
+        }
+        "/sse" => {
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"data: 1\n\n")))).await;
+                sse_release.notified().await;
+                let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"data: 2\n\n")))).await;
+            });
+            let mut r = Response::new(StreamBody::new(tokio_stream_from(rx)).boxed());
+            r.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+            r
+        }
+        "/hop" => {
+            let mut r = Response::new(full("hop"));
+            let h = r.headers_mut();
+            h.insert("connection", "x-up-secret".parse().unwrap());
+            h.insert("x-up-secret", "1".parse().unwrap());
+            h.insert("keep-alive", "timeout=5".parse().unwrap());
+            h.insert("x-auth-subject", "forged-by-upstream".parse().unwrap());
+            h.insert("x-kept", "1".parse().unwrap());
+            r
+        }
+        "/ws" => {
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                if let Ok(upgraded) = on_upgrade.await {
+                    let mut io = TokioIo::new(upgraded);
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = io.read(&mut buf).await {
+                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            let mut r = Response::new(full(""));
+            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            r.headers_mut().insert("connection", "upgrade".parse().unwrap());
+            r.headers_mut().insert("upgrade", "websocket".parse().unwrap());
+            r
+        }
+        _ => Response::new(full(format!("upstream saw {path}"))),
+    };
+    Ok(response)
+}
+
+/// Adapts an mpsc receiver into a `Stream` without extra crates.
+fn tokio_stream_from<T>(mut rx: mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// The proxy config used by tests: `{upstream}` and `{issuer}` placeholders are filled in.
+pub fn config(template: &str, upstream: &str, issuer: &str) -> scopegate::config::Config {
+    let text = template.replace("{upstream}", upstream).replace("{issuer}", issuer);
+    scopegate::config::Config::from_toml(&text, "test.toml").unwrap_or_else(|e| panic!("test config: {e}"))
+}
+
+/// Starts the proxy on ephemeral ports.
+pub async fn start_proxy(config: scopegate::config::Config) -> scopegate::server::Running {
+    let data = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    scopegate::server::start_with_listeners(config, data, admin)
+}
+
+/// Sends raw bytes and reads until the server closes the connection (send
+/// `Connection: close`), bounded by `timeout`.
+pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn status_of(raw_response: &str) -> u16 {
+    raw_response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Peak resident memory of this process in KiB (Linux), to show streaming stays bounded.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
