@@ -1,2 +1,4 @@
 //! scopegate: an OAuth 2.0 resource-server sidecar.
 #![forbid(unsafe_code)]
+
+pub mod token;
