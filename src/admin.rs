@@ -45,11 +45,7 @@ fn route(app: &App, req: &Request<Incoming>) -> Response<ProxyBody> {
                 .cache_entries
                 .with_label_values(&["jwt"])
                 .set(app.auth.cache_entries() as i64);
-            respond(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                app.metrics.render(),
-            )
+            respond(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render())
         }
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
@@ -75,9 +71,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             let response = route(&app, &req);
             async move { Ok::<_, Infallible>(response) }
         });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         tokio::spawn(async move {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(60), connection).await;
         });

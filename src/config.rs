@@ -33,10 +33,7 @@ impl fmt::Display for ConfigIssue {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("{path}: {message}")]
     Syntax { path: String, message: String },
     #[error("{} problem(s) in the config:\n{}", .0.len(), .0.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
@@ -421,8 +418,7 @@ impl FileConfig {
             .filter_map(|(index, route)| RouteSpec::compile(index, route, &mut issues))
             .collect();
         let routes = RouteTable::new(specs, implications, &mut issues);
-        let tokens =
-            crate::token::config::TokenConfig::compile(&self.issuers, &self.token, &mut issues);
+        let tokens = crate::token::config::TokenConfig::compile(&self.issuers, &self.token, &mut issues);
         if !routes.all_public() && tokens.issuers.is_empty() {
             issues.push(
                 "issuer",
@@ -462,11 +458,7 @@ fn parse_socket_addr(issues: &mut Issues, path: &str, text: &str) -> SocketAddr 
 }
 
 fn compile_listener(file: &FileListener, issues: &mut Issues) -> ListenerConfig {
-    let max_header_bytes = issues.size(
-        "listener.max_header_bytes",
-        &file.max_header_bytes,
-        32 << 10,
-    );
+    let max_header_bytes = issues.size("listener.max_header_bytes", &file.max_header_bytes, 32 << 10);
     if !(1024..=1 << 20).contains(&max_header_bytes) {
         issues.push("listener.max_header_bytes", "must be between 1KiB and 1MiB");
     }
@@ -488,17 +480,9 @@ fn compile_listener(file: &FileListener, issues: &mut Issues) -> ListenerConfig 
         address: parse_socket_addr(issues, "listener.address", &file.address),
         header_read_timeout,
         max_header_bytes: max_header_bytes as usize,
-        idle_timeout: issues.duration(
-            "listener.idle_timeout",
-            &file.idle_timeout,
-            Duration::from_secs(60),
-        ),
+        idle_timeout: issues.duration("listener.idle_timeout", &file.idle_timeout, Duration::from_secs(60)),
         max_connections: file.max_connections.max(1),
-        drain_timeout: issues.duration(
-            "listener.drain_timeout",
-            &file.drain_timeout,
-            Duration::from_secs(30),
-        ),
+        drain_timeout: issues.duration("listener.drain_timeout", &file.drain_timeout, Duration::from_secs(30)),
     }
 }
 
@@ -522,22 +506,13 @@ fn compile_upstream(file: &FileUpstream, issues: &mut Issues) -> UpstreamConfig 
                 (http::uri::Scheme::HTTP, authority.clone())
             }
             _ => {
-                issues.push(
-                    "upstream.url",
-                    "must be an absolute URL like \"http://127.0.0.1:3000\"",
-                );
-                (
-                    http::uri::Scheme::HTTP,
-                    http::uri::Authority::from_static("127.0.0.1"),
-                )
+                issues.push("upstream.url", "must be an absolute URL like \"http://127.0.0.1:3000\"");
+                (http::uri::Scheme::HTTP, http::uri::Authority::from_static("127.0.0.1"))
             }
         },
         Err(e) => {
             issues.push("upstream.url", format!("{:?} is not a URL: {e}", file.url));
-            (
-                http::uri::Scheme::HTTP,
-                http::uri::Authority::from_static("127.0.0.1"),
-            )
+            (http::uri::Scheme::HTTP, http::uri::Authority::from_static("127.0.0.1"))
         }
     };
     UpstreamConfig {
@@ -566,10 +541,7 @@ fn compile_upstream(file: &FileUpstream, issues: &mut Issues) -> UpstreamConfig 
 fn compile_auth(file: FileAuth, issues: &mut Issues) -> AuthConfig {
     // RFC 6750 §3: auth-param values are quoted-strings; keep them to printable ASCII
     // without quotes or backslashes so no escaping is ever needed.
-    let quotable = |s: &str| {
-        s.bytes()
-            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    };
+    let quotable = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
     if !quotable(&file.realm) {
         issues.push("auth.realm", "must be printable ASCII without '\"' or '\\'");
     }
@@ -627,8 +599,7 @@ mod tests {
     #[test]
     fn example_config_compiles() {
         let text = include_str!("../config.example.toml");
-        let config = Config::from_toml(text, "config.example.toml")
-            .expect("config.example.toml must compile");
+        let config = Config::from_toml(text, "config.example.toml").expect("config.example.toml must compile");
         assert!(config.routes.len() >= 3);
     }
 
@@ -650,10 +621,7 @@ mod tests {
         };
         let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
         assert!(paths.contains(&"listener.address"), "{issues:?}");
-        assert!(
-            paths.contains(&"listener.header_read_timeout"),
-            "{issues:?}"
-        );
+        assert!(paths.contains(&"listener.header_read_timeout"), "{issues:?}");
         assert!(paths.contains(&"route[0].scopes[0]"), "{issues:?}");
     }
 

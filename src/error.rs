@@ -13,9 +13,7 @@ pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 /// A body from bytes we produced ourselves.
 pub fn full_body(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
 
 /// Why a request was not (successfully) forwarded. Each variant is classified as the
@@ -114,12 +112,7 @@ impl ProxyError {
             ProxyError::InvalidToken { description, .. } => (
                 "invalid_token",
                 *description,
-                Some(bearer_challenge(
-                    ctx,
-                    Some("invalid_token"),
-                    Some(description),
-                    None,
-                )),
+                Some(bearer_challenge(ctx, Some("invalid_token"), Some(description), None)),
             ),
             ProxyError::InsufficientScope { scopes } => (
                 "insufficient_scope",
@@ -142,14 +135,9 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed => {
                 ("bad_gateway", "the upstream did not answer", None)
             }
-            ProxyError::UpstreamTimeout => (
-                "gateway_timeout",
-                "the upstream did not answer in time",
-                None,
-            ),
+            ProxyError::UpstreamTimeout => ("gateway_timeout", "the upstream did not answer in time", None),
         };
-        let body =
-            serde_json::json!({ "error": error, "error_description": description }).to_string();
+        let body = serde_json::json!({ "error": error, "error_description": description }).to_string();
         let mut response = Response::new(full_body(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();

@@ -38,11 +38,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .map(|name| name.trim().to_ascii_lowercase())
         .filter(|name| !name.is_empty())
         .collect();
-    for name in HOP_BY_HOP
-        .iter()
-        .copied()
-        .chain(nominated.iter().map(String::as_str))
-    {
+    for name in HOP_BY_HOP.iter().copied().chain(nominated.iter().map(String::as_str)) {
         headers.remove(name);
     }
 }
@@ -83,10 +79,7 @@ pub struct RewriteContext<'a> {
 
 /// Turns the inbound request into the upstream request: canonical path, clean headers,
 /// forwarding headers, and identity headers that only scopegate can have set.
-pub fn rewrite_request(
-    req: Request<Incoming>,
-    ctx: &RewriteContext<'_>,
-) -> Result<Request<ProxyBody>, ProxyError> {
+pub fn rewrite_request(req: Request<Incoming>, ctx: &RewriteContext<'_>) -> Result<Request<ProxyBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     let upgrade_protocol = ctx
         .upgrade
@@ -132,11 +125,7 @@ pub fn rewrite_request(
     Ok(Request::from_parts(parts, body.boxed()))
 }
 
-fn set_forwarding_headers(
-    headers: &mut HeaderMap,
-    ctx: &RewriteContext<'_>,
-    original_host: Option<HeaderValue>,
-) {
+fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &RewriteContext<'_>, original_host: Option<HeaderValue>) {
     let xff = HeaderName::from_static("x-forwarded-for");
     let xfp = HeaderName::from_static("x-forwarded-proto");
     let xfh = HeaderName::from_static("x-forwarded-host");
@@ -178,21 +167,14 @@ fn set_forwarding_headers(
 /// Header values from token claims: printable ASCII only, bounded, so a claim can never
 /// inject a header line or smuggle control characters.
 fn sanitized(value: &str) -> Option<HeaderValue> {
-    let clean: String = value
-        .chars()
-        .filter(|c| (' '..='~').contains(c))
-        .take(1024)
-        .collect();
-    HeaderValue::from_str(clean.trim())
-        .ok()
-        .filter(|v| !v.is_empty())
+    let clean: String = value.chars().filter(|c| (' '..='~').contains(c)).take(1024).collect();
+    HeaderValue::from_str(clean.trim()).ok().filter(|v| !v.is_empty())
 }
 
 fn set_identity_headers(headers: &mut HeaderMap, principal: &Principal, identity: &IdentityConfig) {
     let mut set = |suffix: &str, value: &str| {
         let name = format!("{}{suffix}", identity.prefix);
-        if let (Ok(name), Some(value)) = (HeaderName::from_bytes(name.as_bytes()), sanitized(value))
-        {
+        if let (Ok(name), Some(value)) = (HeaderName::from_bytes(name.as_bytes()), sanitized(value)) {
             headers.insert(name, value);
         }
     };
@@ -269,12 +251,8 @@ impl UpstreamClient {
     }
 
     /// Sends the request and waits for the response head, bounded by the configured timeout.
-    pub async fn send(
-        &self,
-        request: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        match tokio::time::timeout(self.response_header_timeout, self.client.request(request)).await
-        {
+    pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
+        match tokio::time::timeout(self.response_header_timeout, self.client.request(request)).await {
             Err(_) => Err(ProxyError::UpstreamTimeout),
             Ok(Err(e)) if e.is_connect() => Err(ProxyError::UpstreamUnreachable),
             Ok(Err(_)) => Err(ProxyError::UpstreamFailed),

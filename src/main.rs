@@ -51,9 +51,9 @@ fn main() -> ExitCode {
 }
 
 fn config_path(cli: &Cli) -> anyhow::Result<&PathBuf> {
-    cli.config.as_ref().context(
-        "no config file: pass --config FILE or set SCOPEGATE_CONFIG (see config.example.toml)",
-    )
+    cli.config
+        .as_ref()
+        .context("no config file: pass --config FILE or set SCOPEGATE_CONFIG (see config.example.toml)")
 }
 
 fn check(cli: &Cli) -> anyhow::Result<ExitCode> {
@@ -63,10 +63,7 @@ fn check(cli: &Cli) -> anyhow::Result<ExitCode> {
             println!("{}: ok", path.display());
             println!(
                 "listener {}  admin {}  upstream {}://{}",
-                config.listener.address,
-                config.admin_address,
-                config.upstream.scheme,
-                config.upstream.authority
+                config.listener.address, config.admin_address, config.upstream.scheme, config.upstream.authority
             );
             for issuer in &config.tokens.issuers {
                 let algs: Vec<&str> = issuer.algorithms.iter().map(|a| a.name()).collect();
@@ -140,14 +137,13 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

@@ -3,8 +3,8 @@
 //! token or subject.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric scopegate exports.
@@ -28,8 +28,7 @@ pub struct Metrics {
 
 /// Sub-millisecond buckets for auth, since a cached decision costs microseconds.
 const AUTH_BUCKETS: &[f64] = &[
-    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
-    0.25, 0.5, 1.0,
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 const REQUEST_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -57,18 +56,12 @@ impl Metrics {
             )
             .expect("static metric definition is valid"),
             upstream_errors: IntCounterVec::new(
-                Opts::new(
-                    "scopegate_upstream_errors_total",
-                    "Failed upstream exchanges by kind.",
-                ),
+                Opts::new("scopegate_upstream_errors_total", "Failed upstream exchanges by kind."),
                 &["kind"],
             )
             .expect("static metric definition is valid"),
-            in_flight: IntGauge::new(
-                "scopegate_in_flight_requests",
-                "Requests being handled now.",
-            )
-            .expect("static metric definition is valid"),
+            in_flight: IntGauge::new("scopegate_in_flight_requests", "Requests being handled now.")
+                .expect("static metric definition is valid"),
             open_connections: IntGauge::new(
                 "scopegate_open_connections",
                 "Open client connections on the data listener.",
@@ -104,10 +97,7 @@ impl Metrics {
             )
             .expect("static metric definition is valid"),
             jwks_keys: IntGaugeVec::new(
-                Opts::new(
-                    "scopegate_jwks_keys",
-                    "Usable verification keys loaded per issuer.",
-                ),
+                Opts::new("scopegate_jwks_keys", "Usable verification keys loaded per issuer."),
                 &["issuer"],
             )
             .expect("static metric definition is valid"),
@@ -128,26 +118,18 @@ impl Metrics {
             )
             .expect("static metric definition is valid"),
             cache_entries: IntGaugeVec::new(
-                Opts::new(
-                    "scopegate_cache_entries",
-                    "Entries currently held per cache.",
-                ),
+                Opts::new("scopegate_cache_entries", "Entries currently held per cache."),
                 &["cache"],
             )
             .expect("static metric definition is valid"),
             registry,
         };
         let build_info = IntGaugeVec::new(
-            Opts::new(
-                "scopegate_build_info",
-                "Build information; the value is always 1.",
-            ),
+            Opts::new("scopegate_build_info", "Build information; the value is always 1."),
             &["version"],
         )
         .expect("static metric definition is valid");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(metrics.requests.clone()),
             Box::new(metrics.request_duration.clone()),

@@ -33,9 +33,7 @@ impl PathPattern {
             return Err(format!("{text:?} must start with '/'"));
         };
         let (body, prefix) = match rest.strip_suffix("**") {
-            Some(body) if body.is_empty() || body.ends_with('/') => {
-                (body.trim_end_matches('/'), true)
-            }
+            Some(body) if body.is_empty() || body.ends_with('/') => (body.trim_end_matches('/'), true),
             Some(_) => {
                 return Err(format!(
                     "{text:?}: '**' is only allowed as a whole final segment, as in \"/api/**\""
@@ -71,16 +69,12 @@ impl PathPattern {
             ));
         }
         if raw == "." || raw == ".." {
-            return Err(format!(
-                "{text:?}: dot segments never match a canonical path"
-            ));
+            return Err(format!("{text:?}: dot segments never match a canonical path"));
         }
         // A literal must itself be canonical, or it could never match.
         let probe = format!("/{raw}");
         match crate::canonical::canonicalize_path(&probe, Default::default()) {
-            Ok(canonical) if canonical.as_str() == probe => {
-                Ok(PatternSegment::Literal(raw.to_string()))
-            }
+            Ok(canonical) if canonical.as_str() == probe => Ok(PatternSegment::Literal(raw.to_string())),
             _ => Err(format!(
                 "{text:?}: segment {raw:?} is not in canonical form (percent-escape only what must be, uppercase hex)"
             )),
@@ -140,9 +134,7 @@ impl Scope {
             } else {
                 format!("{bad:?}")
             };
-            return Err(format!(
-                "{text:?} contains {what}; scope tokens cannot (RFC 6749 §3.3)"
-            ));
+            return Err(format!("{text:?} contains {what}; scope tokens cannot (RFC 6749 §3.3)"));
         }
         Ok(Scope(text.to_string()))
     }
@@ -202,12 +194,7 @@ impl fmt::Display for ScopeRequirement {
         let sets: Vec<String> = self
             .alternatives
             .iter()
-            .map(|set| {
-                set.iter()
-                    .map(Scope::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" + ")
-            })
+            .map(|set| set.iter().map(Scope::as_str).collect::<Vec<_>>().join(" + "))
             .collect();
         f.write_str(&sets.join(" | "))
     }
@@ -246,10 +233,7 @@ impl ScopeImplications {
     /// The granted scopes plus everything they imply.
     pub fn expand<'a>(&self, granted: impl IntoIterator<Item = &'a str>) -> BTreeSet<Scope> {
         let mut result = BTreeSet::new();
-        let mut pending: Vec<Scope> = granted
-            .into_iter()
-            .filter_map(|s| Scope::parse(s).ok())
-            .collect();
+        let mut pending: Vec<Scope> = granted.into_iter().filter_map(|s| Scope::parse(s).ok()).collect();
         while let Some(scope) = pending.pop() {
             if let Some(implied) = self.implies.get(&scope) {
                 pending.extend(implied.iter().filter(|s| !result.contains(*s)).cloned());
@@ -292,7 +276,10 @@ impl RouteSpec {
         {
             issues.push(
                 format!("{at}.name"),
-                format!("{:?} must be non-empty letters, digits, '-', '_' or '.' (it is a metrics label)", file.name),
+                format!(
+                    "{:?} must be non-empty letters, digits, '-', '_' or '.' (it is a metrics label)",
+                    file.name
+                ),
             );
         }
         let pattern = PathPattern::parse(&file.path)
@@ -302,10 +289,7 @@ impl RouteSpec {
         for (i, m) in file.methods.iter().enumerate() {
             match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
                 Ok(method) if m.bytes().all(|b| b.is_ascii_alphabetic()) => methods.push(method),
-                _ => issues.push(
-                    format!("{at}.methods[{i}]"),
-                    format!("{m:?} is not an HTTP method"),
-                ),
+                _ => issues.push(format!("{at}.methods[{i}]"), format!("{m:?} is not an HTTP method")),
             }
         }
         let mut alternatives = Vec::new();
@@ -354,13 +338,7 @@ impl RouteSpec {
         other
             .pattern
             .specificity_cmp(&self.pattern)
-            .then_with(|| {
-                other
-                    .methods
-                    .is_empty()
-                    .cmp(&self.methods.is_empty())
-                    .reverse()
-            })
+            .then_with(|| other.methods.is_empty().cmp(&self.methods.is_empty()).reverse())
             .then_with(|| self.index.cmp(&other.index))
     }
 }
@@ -389,25 +367,21 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn new(
-        mut routes: Vec<RouteSpec>,
-        implications: ScopeImplications,
-        issues: &mut Issues,
-    ) -> RouteTable {
+    pub fn new(mut routes: Vec<RouteSpec>, implications: ScopeImplications, issues: &mut Issues) -> RouteTable {
         let mut names = BTreeSet::new();
         for route in &routes {
             if !names.insert(route.name.clone()) {
                 issues.push(
                     format!("route[{}].name", route.index),
-                    format!("{:?} is used by an earlier route; names are metrics labels and must be unique", route.name),
+                    format!(
+                        "{:?} is used by an earlier route; names are metrics labels and must be unique",
+                        route.name
+                    ),
                 );
             }
         }
         routes.sort_by(RouteSpec::precedence_cmp);
-        RouteTable {
-            routes,
-            implications,
-        }
+        RouteTable { routes, implications }
     }
 
     /// The first route, in precedence order, whose pattern and method match.
@@ -446,21 +420,13 @@ impl RouteTable {
             let methods = if r.methods.is_empty() {
                 "*".to_string()
             } else {
-                r.methods
-                    .iter()
-                    .map(Method::as_str)
-                    .collect::<Vec<_>>()
-                    .join(",")
+                r.methods.iter().map(Method::as_str).collect::<Vec<_>>().join(",")
             };
             let access = match &r.access {
                 Access::Public => "public".to_string(),
                 Access::Protected(req) => format!("scopes: {req}"),
             };
-            let upgrade = if r.allow_upgrade {
-                " (upgrades allowed)"
-            } else {
-                ""
-            };
+            let upgrade = if r.allow_upgrade { " (upgrades allowed)" } else { "" };
             out.push_str(&format!(
                 "{:<11} {:<25} {:<22} {:<34} {access}{upgrade}\n",
                 i + 1,
@@ -540,10 +506,7 @@ mod tests {
 
     #[test]
     fn exact_pattern_does_not_match_longer_paths() {
-        let t = table(vec![
-            route(0, "exact", "/a/b", &[]),
-            route(1, "root", "/", &[]),
-        ]);
+        let t = table(vec![route(0, "exact", "/a/b", &[]), route(1, "root", "/", &[])]);
         assert_eq!(lookup(&t, "GET", "/a/b"), Some("exact"));
         assert_eq!(lookup(&t, "GET", "/a/b/c"), None);
         assert_eq!(lookup(&t, "GET", "/a/b/"), None);

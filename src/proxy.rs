@@ -13,8 +13,7 @@ use crate::canonical::{CanonicalPath, canonicalize_path};
 use crate::config::{Config, UnmatchedPolicy};
 use crate::error::{ChallengeContext, ProxyBody, ProxyError};
 use crate::forward::{
-    RewriteContext, UpstreamClient, rewrite_request, rewrite_response, splice_upgrade,
-    wants_upgrade,
+    RewriteContext, UpstreamClient, rewrite_request, rewrite_response, splice_upgrade, wants_upgrade,
 };
 use crate::metrics::Metrics;
 use crate::policy::{Access, RouteSpec};
@@ -65,11 +64,7 @@ struct Record {
 
 /// Handles one request end to end. Never panics on request input and never answers 500:
 /// every failure is a [`ProxyError`] with its own status.
-pub async fn handle(
-    app: Arc<App>,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-) -> Response<ProxyBody> {
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
     let started = Instant::now();
     app.metrics.in_flight.inc();
     let method = req.method().clone();
@@ -102,8 +97,7 @@ async fn process(
     let route = route(app, req.method(), &path, record)?;
     let principal = authenticate(app, &req, &route, record).await?;
     authorize(app, &route, principal.as_deref())?;
-    let upgrade =
-        matches!(route, RouteDecision::Route(r) if r.allow_upgrade) && wants_upgrade(req.headers());
+    let upgrade = matches!(route, RouteDecision::Route(r) if r.allow_upgrade) && wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let upstream_req = rewrite_request(
         req,
@@ -125,8 +119,7 @@ fn canonicalize(app: &App, req: &Request<Incoming>) -> Result<CanonicalPath, Pro
     if req.method() == Method::CONNECT {
         return Err(ProxyError::BadRequest("connect_not_allowed"));
     }
-    canonicalize_path(req.uri().path(), app.config.forwarding.canonical)
-        .map_err(ProxyError::BadPath)
+    canonicalize_path(req.uri().path(), app.config.forwarding.canonical).map_err(ProxyError::BadPath)
 }
 
 fn route<'a>(
@@ -162,19 +155,13 @@ async fn authenticate(
     record.token_fingerprint = Some(fingerprint(&digest));
     let started = Instant::now();
     let result = app.auth.authenticate(token, &digest).await;
-    app.metrics
-        .auth_duration
-        .observe(started.elapsed().as_secs_f64());
+    app.metrics.auth_duration.observe(started.elapsed().as_secs_f64());
     let principal = result?;
     record.client_id = principal.client_id.clone();
     Ok(Some(principal))
 }
 
-fn authorize(
-    app: &App,
-    route: &RouteDecision<'_>,
-    principal: Option<&Principal>,
-) -> Result<(), ProxyError> {
+fn authorize(app: &App, route: &RouteDecision<'_>, principal: Option<&Principal>) -> Result<(), ProxyError> {
     let (
         RouteDecision::Route(RouteSpec {
             access: Access::Protected(requirement),
@@ -220,9 +207,7 @@ fn record_scopes(app: &App, record: &Record) -> Option<String> {
         .iter()
         .find(|r| r.name == name)
         .and_then(|r| match &r.access {
-            Access::Protected(req) => {
-                Some(req.challenge_scopes()).filter(|s: &String| !s.is_empty())
-            }
+            Access::Protected(req) => Some(req.challenge_scopes()).filter(|s: &String| !s.is_empty()),
             Access::Public => None,
         })
 }
@@ -231,11 +216,7 @@ fn record_scopes(app: &App, record: &Record) -> Option<String> {
 fn decision(record: &Record, error: Option<&ProxyError>) -> &'static str {
     let upstream_failure = matches!(
         error,
-        Some(
-            ProxyError::UpstreamTimeout
-                | ProxyError::UpstreamUnreachable
-                | ProxyError::UpstreamFailed
-        )
+        Some(ProxyError::UpstreamTimeout | ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed)
     );
     match error {
         _ if record.public && (error.is_none() || upstream_failure) => "public",
@@ -281,20 +262,13 @@ fn record_outcome(
         )
     {
         let auth_decision = match error {
-            None
-            | Some(
-                ProxyError::UpstreamTimeout
-                | ProxyError::UpstreamUnreachable
-                | ProxyError::UpstreamFailed,
-            ) => "allow",
+            None | Some(ProxyError::UpstreamTimeout | ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed) => {
+                "allow"
+            }
             Some(ProxyError::AuthUnavailable { .. }) => "unavailable",
             Some(_) => "deny",
         };
-        let auth_reason = if auth_decision == "allow" {
-            "ok"
-        } else {
-            reason
-        };
+        let auth_reason = if auth_decision == "allow" { "ok" } else { reason };
         app.metrics
             .auth_decisions
             .with_label_values(&[auth_decision, auth_reason])

@@ -67,16 +67,8 @@ pub fn start_with_listeners(config: Config, data: TcpListener, admin: TcpListene
     let admin_addr = admin
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let data_task = tokio::spawn(serve_data(
-        data,
-        Arc::clone(&app),
-        wait_for(watcher.clone()),
-    ));
-    let admin_task = tokio::spawn(crate::admin::serve(
-        admin,
-        Arc::clone(&app),
-        wait_for(watcher),
-    ));
+    let data_task = tokio::spawn(serve_data(data, Arc::clone(&app), wait_for(watcher.clone())));
+    let admin_task = tokio::spawn(crate::admin::serve(admin, Arc::clone(&app), wait_for(watcher)));
     Running {
         addr,
         admin_addr,
@@ -138,10 +130,7 @@ impl Body for TrackedBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 
@@ -223,10 +212,7 @@ async fn serve_data(listener: TcpListener, app: Arc<App>, shutdown: impl Future<
                 let guard = ActivityGuard::new(Arc::clone(&activity));
                 async move {
                     let response = handle(app, req, peer).await;
-                    Ok::<_, Infallible>(response.map(|inner| TrackedBody {
-                        inner,
-                        _guard: guard,
-                    }))
+                    Ok::<_, Infallible>(response.map(|inner| TrackedBody { inner, _guard: guard }))
                 }
             })
         };

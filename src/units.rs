@@ -20,9 +20,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => 3_600_000,
         "d" => 86_400_000,
         _ => {
-            return Err(format!(
-                "{text:?} has unknown unit {unit:?}; use ms, s, m, h or d"
-            ));
+            return Err(format!("{text:?} has unknown unit {unit:?}; use ms, s, m, h or d"));
         }
     };
     value
@@ -35,9 +33,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// (also `KB`/`MB`/`GB`, taken as powers of 1000).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let value: u64 = digits
         .parse()
@@ -51,9 +47,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
         other => {
-            return Err(format!(
-                "{text:?} has unknown unit {other:?}; use B, KiB, MiB or GiB"
-            ));
+            return Err(format!("{text:?} has unknown unit {other:?}; use B, KiB, MiB or GiB"));
         }
     };
     value

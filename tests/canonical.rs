@@ -2,16 +2,10 @@
 #![allow(clippy::unwrap_used)]
 
 use proptest::prelude::*;
-use scopegate::canonical::{
-    CanonicalOptions, CanonicalPath, MAX_PATH_LEN, PathError, canonicalize_path,
-};
+use scopegate::canonical::{CanonicalOptions, CanonicalPath, MAX_PATH_LEN, PathError, canonicalize_path};
 
-const KEEP: CanonicalOptions = CanonicalOptions {
-    merge_slashes: false,
-};
-const MERGE: CanonicalOptions = CanonicalOptions {
-    merge_slashes: true,
-};
+const KEEP: CanonicalOptions = CanonicalOptions { merge_slashes: false };
+const MERGE: CanonicalOptions = CanonicalOptions { merge_slashes: true };
 
 /// Which option sets a table row applies to.
 #[derive(Clone, Copy, Debug)]
@@ -156,9 +150,7 @@ fn table() {
             let got = canonicalize_path(raw, opts);
             let got_str = got.as_ref().map(CanonicalPath::as_str).map_err(|e| *e);
             if got_str != expected {
-                failures.push(format!(
-                    "{raw:?} {opts:?}: expected {expected:?}, got {got_str:?}"
-                ));
+                failures.push(format!("{raw:?} {opts:?}: expected {expected:?}, got {got_str:?}"));
             }
             if let Ok(c) = got {
                 // Every accepted row is also a fixed point.
@@ -172,10 +164,7 @@ fn table() {
 #[test]
 fn length_bound() {
     let at_limit = format!("/{}", "a".repeat(MAX_PATH_LEN - 1));
-    assert_eq!(
-        canonicalize_path(&at_limit, KEEP).unwrap().as_str(),
-        at_limit
-    );
+    assert_eq!(canonicalize_path(&at_limit, KEEP).unwrap().as_str(), at_limit);
     let over = format!("/{}", "a".repeat(MAX_PATH_LEN));
     assert_eq!(canonicalize_path(&over, KEEP), Err(TooLong));
     // The bound applies to the raw input, even if decoding would shrink it.
@@ -270,10 +259,7 @@ fn join(prefix: &str, parts: Vec<&str>) -> String {
 
 /// Raw paths, occasionally without the leading '/'.
 fn raw_path() -> impl Strategy<Value = String> {
-    (
-        prop::bool::weighted(0.95),
-        prop::collection::vec(fragment(), 0..24),
-    )
+    (prop::bool::weighted(0.95), prop::collection::vec(fragment(), 0..24))
         .prop_map(|(slash, parts)| join(if slash { "/" } else { "" }, parts))
 }
 
@@ -359,10 +345,7 @@ fn rfc_remove_dot_segments(path: &[u8]) -> Vec<u8> {
 fn upstream_readings(forwarded: &str) -> Vec<Vec<u8>> {
     let decoded = decode_once(forwarded.as_bytes());
     // Treats '\' as a separator (Windows-style servers).
-    let backslash: Vec<u8> = decoded
-        .iter()
-        .map(|&b| if b == b'\\' { b'/' } else { b })
-        .collect();
+    let backslash: Vec<u8> = decoded.iter().map(|&b| if b == b'\\' { b'/' } else { b }).collect();
     // Strips ";params" from each segment (Servlet-style servers).
     let mut params = Vec::new();
     let mut skipping = false;

@@ -10,7 +10,11 @@ fn scopegate() -> Command {
 #[test]
 fn check_accepts_the_example_and_prints_the_route_table() {
     let out = scopegate()
-        .args(["check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml")])
+        .args([
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"),
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -54,7 +58,11 @@ scopes = ["read data"]
 
 #[test]
 fn missing_config_is_a_clear_error() {
-    let out = scopegate().arg("check").env_remove("SCOPEGATE_CONFIG").output().unwrap();
+    let out = scopegate()
+        .arg("check")
+        .env_remove("SCOPEGATE_CONFIG")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
 }

@@ -59,13 +59,21 @@ async fn setup_with(template: &str) -> (Upstream, scopegate::server::Running) {
 #[tokio::test]
 async fn forwards_http1_and_h2c() {
     let (upstream, proxy) = setup().await;
-    let r = client().get(format!("http://{}/hello?x=1", proxy.addr)).send().await.unwrap();
+    let r = client()
+        .get(format!("http://{}/hello?x=1", proxy.addr))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), reqwest::Version::HTTP_11);
     assert_eq!(r.text().await.unwrap(), "upstream saw /hello");
     assert_eq!(upstream.last().path_and_query, "/hello?x=1");
 
-    let h2 = reqwest::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
     let r = h2.get(format!("http://{}/h2", proxy.addr)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
@@ -88,7 +96,11 @@ async fn streams_50_mib_each_way_with_bounded_memory() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), (50u64 << 20).to_string());
 
-    let mut r = client().get(format!("http://{}/download?mib=50", proxy.addr)).send().await.unwrap();
+    let mut r = client()
+        .get(format!("http://{}/download?mib=50", proxy.addr))
+        .send()
+        .await
+        .unwrap();
     let mut total = 0usize;
     while let Some(chunk) = r.chunk().await.unwrap() {
         total += chunk.len();
@@ -107,10 +119,18 @@ async fn sse_events_arrive_one_by_one() {
     let mut r = client().get(format!("http://{}/sse", proxy.addr)).send().await.unwrap();
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     // The upstream holds event 2 back until we have seen event 1 through the proxy.
-    let first = tokio::time::timeout(Duration::from_secs(5), r.chunk()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), r.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(&first[..], b"data: 1\n\n");
     upstream.sse_release.notify_one();
-    let second = tokio::time::timeout(Duration::from_secs(5), r.chunk()).await.unwrap().unwrap().unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), r.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(&second[..], b"data: 2\n\n");
 }
 
@@ -126,7 +146,15 @@ async fn hop_by_hop_and_nominated_headers_are_removed_both_ways() {
     .await;
     assert_eq!(status_of(&response), 200, "{response}");
     let seen = upstream.last();
-    for gone in ["x-secret", "keep-alive", "te", "proxy-authorization", "upgrade", "x-auth-subject", "x_auth_client_id"] {
+    for gone in [
+        "x-secret",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "upgrade",
+        "x-auth-subject",
+        "x_auth_client_id",
+    ] {
         assert!(!seen.has_header(gone), "{gone} reached the upstream: {seen:?}");
     }
     assert_eq!(seen.header("x-normal"), Some("yes"));
@@ -159,7 +187,11 @@ async fn untrusted_forwarded_headers_are_replaced() {
 #[tokio::test]
 async fn upstream_refused_is_502_and_slow_is_504_without_internal_text() {
     // A port that was just free: nothing listens there.
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let proxy = start_proxy(config(CONFIG, &format!("http://{dead}"), NO_ISSUER)).await;
     let r = client().get(format!("http://{}/x", proxy.addr)).send().await.unwrap();
     assert_eq!(r.status(), 502);
@@ -167,11 +199,25 @@ async fn upstream_refused_is_502_and_slow_is_504_without_internal_text() {
     assert!(!body.contains("refused") && !body.contains("127.0.0.1"), "{body}");
 
     let (upstream, proxy) = setup().await;
-    let r = client().get(format!("http://{}/slow?ms=3000", proxy.addr)).send().await.unwrap();
+    let r = client()
+        .get(format!("http://{}/slow?ms=3000", proxy.addr))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 504);
     assert_eq!(upstream.requests(), 1);
-    let metrics = client().get(format!("http://{}/metrics", proxy.admin_addr)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("scopegate_upstream_errors_total{kind=\"timeout\"} 1"), "{metrics}");
+    let metrics = client()
+        .get(format!("http://{}/metrics", proxy.admin_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("scopegate_upstream_errors_total{kind=\"timeout\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -179,29 +225,63 @@ async fn unmatched_and_unsafe_requests_never_reach_the_upstream() {
     let (upstream, proxy) = setup().await;
     // /gone/** only allows GET and the catch-all is more general: DELETE /gone/x matches
     // the catch-all, so use a config without catch-all for the 404 case.
-    let strict = CONFIG.replace("name = \"public\"\npath = \"/**\"", "name = \"public\"\npath = \"/pub/**\"");
+    let strict = CONFIG.replace(
+        "name = \"public\"\npath = \"/**\"",
+        "name = \"public\"\npath = \"/pub/**\"",
+    );
     let (strict_upstream, strict_proxy) = setup_with(&strict).await;
-    let r = client().get(format!("http://{}/nothing/here", strict_proxy.addr)).send().await.unwrap();
+    let r = client()
+        .get(format!("http://{}/nothing/here", strict_proxy.addr))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    let r = client().delete(format!("http://{}/gone/x", strict_proxy.addr)).send().await.unwrap();
+    let r = client()
+        .delete(format!("http://{}/gone/x", strict_proxy.addr))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(strict_upstream.requests(), 0);
 
-    for path in ["/a/%2e%2e/%2e%2e/etc", "/a%2Fb", "/a%5cb", "/a;x=1", "/a%00", "/../x", "/%252F"] {
-        let response = raw_request(proxy.addr, format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes()).await;
+    for path in [
+        "/a/%2e%2e/%2e%2e/etc",
+        "/a%2Fb",
+        "/a%5cb",
+        "/a;x=1",
+        "/a%00",
+        "/../x",
+        "/%252F",
+    ] {
+        let response = raw_request(
+            proxy.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
         assert_eq!(status_of(&response), 400, "{path}: {response}");
     }
     // A protected route without a token: 401 with a bare challenge.
-    let r = client().get(format!("http://{}/private/x", proxy.addr)).send().await.unwrap();
+    let r = client()
+        .get(format!("http://{}/private/x", proxy.addr))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"scopegate\", scope=\"read\"");
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer realm=\"scopegate\", scope=\"read\""
+    );
     assert_eq!(upstream.requests(), 0);
 }
 
 #[tokio::test]
 async fn forwarded_path_is_the_canonical_one() {
     let (upstream, proxy) = setup().await;
-    let response = raw_request(proxy.addr, b"GET /a/./b/../c/%7Euser?q=%2F HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").await;
+    let response = raw_request(
+        proxy.addr,
+        b"GET /a/./b/../c/%7Euser?q=%2F HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(status_of(&response), 200, "{response}");
     assert_eq!(upstream.last().path_and_query, "/a/c/~user?q=%2F");
 }
@@ -211,7 +291,8 @@ async fn slowloris_is_cut_off_at_the_header_timeout() {
     let (upstream, proxy) = setup().await;
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     let started = Instant::now();
-    let request = b"GET /slowloris HTTP/1.1\r\nHost: h\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let request =
+        b"GET /slowloris HTTP/1.1\r\nHost: h\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
     let mut cut_off = false;
     for byte in request {
         if stream.write_all(&[*byte]).await.is_err() {
@@ -260,8 +341,14 @@ async fn graceful_drain_completes_in_flight_requests() {
     let response = slow.await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "slow done");
-    tokio::time::timeout(Duration::from_secs(5), shutdown).await.unwrap().unwrap();
-    assert!(TcpStream::connect(addr).await.is_err(), "listener still accepting after shutdown");
+    tokio::time::timeout(Duration::from_secs(5), shutdown)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "listener still accepting after shutdown"
+    );
 }
 
 #[tokio::test]
@@ -273,13 +360,19 @@ async fn websocket_upgrade_passes_through_when_allowed() {
         .await
         .unwrap();
     let mut head = vec![0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
     let head = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: websocket"), "{head}");
     stream.write_all(b"ping").await.unwrap();
     let mut echo = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echo)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&echo, b"ping");
 }
 
@@ -300,10 +393,23 @@ async fn admin_plane_serves_health_and_metrics() {
     let (_upstream, proxy) = setup().await;
     client().get(format!("http://{}/x", proxy.addr)).send().await.unwrap();
     let admin = format!("http://{}", proxy.admin_addr);
-    assert_eq!(client().get(format!("{admin}/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client().get(format!("{admin}/healthz")).send().await.unwrap().status(),
+        200
+    );
     // The issuer is unreachable, so keys never load: not ready.
-    assert_eq!(client().get(format!("{admin}/readyz")).send().await.unwrap().status(), 503);
-    let metrics = client().get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        client().get(format!("{admin}/readyz")).send().await.unwrap().status(),
+        503
+    );
+    let metrics = client()
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "scopegate_requests_total{decision=\"public\",route=\"public\",status_class=\"2xx\"} 1",
         "scopegate_request_duration_seconds_bucket",

@@ -13,10 +13,7 @@ use crate::error::ProxyError;
 /// `InvalidRequest` (400) for several `Authorization` headers, a malformed bearer header,
 /// or a header token alongside an `access_token` query parameter (RFC 6750 §2: a client
 /// must not use more than one method).
-pub fn bearer_token<'a>(
-    headers: &'a HeaderMap,
-    query: Option<&str>,
-) -> Result<Option<&'a str>, ProxyError> {
+pub fn bearer_token<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<Option<&'a str>, ProxyError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         // A query-only token counts as no credentials: it is never read.
@@ -48,9 +45,9 @@ pub fn bearer_token<'a>(
 fn is_token68(token: &str) -> bool {
     let body = token.trim_end_matches('=');
     !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
 }
 
 fn has_access_token_param(query: &str) -> bool {
@@ -77,22 +74,13 @@ mod tests {
             bearer_token(&headers(&["Bearer abc.def-_~+/=="]), None),
             Ok(Some("abc.def-_~+/=="))
         );
-        assert_eq!(
-            bearer_token(&headers(&["bearer abc"]), None),
-            Ok(Some("abc"))
-        );
+        assert_eq!(bearer_token(&headers(&["bearer abc"]), None), Ok(Some("abc")));
     }
 
     #[test]
     fn no_or_other_credentials() {
-        assert_eq!(
-            bearer_token(&headers(&[]), Some("access_token=abc")),
-            Ok(None)
-        );
-        assert_eq!(
-            bearer_token(&headers(&["Basic dXNlcjpwYXNz"]), None),
-            Ok(None)
-        );
+        assert_eq!(bearer_token(&headers(&[]), Some("access_token=abc")), Ok(None));
+        assert_eq!(bearer_token(&headers(&["Basic dXNlcjpwYXNz"]), None), Ok(None));
     }
 
     #[test]
@@ -106,10 +94,7 @@ mod tests {
             "Bearer ab\"c",
         ] {
             assert!(
-                matches!(
-                    bearer_token(&headers(&[bad]), None),
-                    Err(ProxyError::InvalidRequest(_))
-                ),
+                matches!(bearer_token(&headers(&[bad]), None), Err(ProxyError::InvalidRequest(_))),
                 "{bad}"
             );
         }

@@ -128,24 +128,16 @@ pub struct TokenConfig {
 }
 
 impl TokenConfig {
-    pub fn compile(
-        files: &[FileIssuer],
-        settings: &FileTokenSettings,
-        issues: &mut Issues,
-    ) -> TokenConfig {
+    pub fn compile(files: &[FileIssuer], settings: &FileTokenSettings, issues: &mut Issues) -> TokenConfig {
         let mut issuers: Vec<IssuerConfig> = Vec::new();
         for (index, file) in files.iter().enumerate() {
             let issuer = compile_issuer(&format!("issuer[{index}]"), file, issues);
             if issuers.iter().any(|i| i.issuer == issuer.issuer) {
-                issues.push(
-                    format!("issuer[{index}].url"),
-                    "the same issuer is configured twice",
-                );
+                issues.push(format!("issuer[{index}].url"), "the same issuer is configured twice");
             }
             issuers.push(issuer);
         }
-        let max_token_bytes =
-            issues.size("token.max_token_bytes", &settings.max_token_bytes, 8 << 10);
+        let max_token_bytes = issues.size("token.max_token_bytes", &settings.max_token_bytes, 8 << 10);
         if !(512..=64 << 10).contains(&max_token_bytes) {
             issues.push("token.max_token_bytes", "must be between 512 and 64KiB");
         }
@@ -159,11 +151,7 @@ impl TokenConfig {
             issuers,
             max_token_bytes: max_token_bytes as usize,
             cache_max_entries: settings.cache_max_entries.max(1),
-            cache_ttl: issues.duration(
-                "token.cache_ttl",
-                &settings.cache_ttl,
-                Duration::from_secs(300),
-            ),
+            cache_ttl: issues.duration("token.cache_ttl", &settings.cache_ttl, Duration::from_secs(300)),
         }
     }
 }
@@ -210,24 +198,18 @@ fn compile_issuer(at: &str, file: &FileIssuer, issues: &mut Issues) -> IssuerCon
             "list at least one algorithm, e.g. [\"RS256\", \"ES256\"]",
         );
     }
-    let jwks_uri = file
-        .jwks_uri
-        .as_ref()
-        .and_then(|text| match reqwest::Url::parse(text) {
-            Ok(url) if is_acceptable_remote_url(&url) => Some(url),
-            _ => {
-                issues.push(
-                    format!("{at}.jwks_uri"),
-                    "must be an https URL (http only for loopback hosts)",
-                );
-                None
-            }
-        });
+    let jwks_uri = file.jwks_uri.as_ref().and_then(|text| match reqwest::Url::parse(text) {
+        Ok(url) if is_acceptable_remote_url(&url) => Some(url),
+        _ => {
+            issues.push(
+                format!("{at}.jwks_uri"),
+                "must be an https URL (http only for loopback hosts)",
+            );
+            None
+        }
+    });
     if !file.discovery && file.jwks_uri.is_none() {
-        issues.push(
-            format!("{at}.jwks_uri"),
-            "is required when discovery = false",
-        );
+        issues.push(format!("{at}.jwks_uri"), "is required when discovery = false");
     }
     let refresh_min = issues.duration(
         &format!("{at}.jwks_refresh_min"),
@@ -245,22 +227,14 @@ fn compile_issuer(at: &str, file: &FileIssuer, issues: &mut Issues) -> IssuerCon
             "must be greater than zero and not above jwks_refresh_max",
         );
     }
-    let leeway = issues.duration(
-        &format!("{at}.leeway"),
-        &file.leeway,
-        Duration::from_secs(30),
-    );
+    let leeway = issues.duration(&format!("{at}.leeway"), &file.leeway, Duration::from_secs(30));
     if leeway > Duration::from_secs(300) {
         issues.push(
             format!("{at}.leeway"),
             "must be at most 5m; a large leeway keeps expired tokens alive",
         );
     }
-    let max_response_bytes = issues.size(
-        &format!("{at}.max_response_bytes"),
-        &file.max_response_bytes,
-        256 << 10,
-    );
+    let max_response_bytes = issues.size(&format!("{at}.max_response_bytes"), &file.max_response_bytes, 256 << 10);
     IssuerConfig {
         issuer: file.url.clone(),
         audiences: file.audiences.clone(),

@@ -92,20 +92,14 @@ impl IssuerKeys {
     /// Fetches now, joining a fetch already in flight instead of starting another.
     pub async fn refresh(self: &Arc<Self>) -> Result<(), FetchError> {
         let fetch = {
-            let mut slot = self
-                .in_flight
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut slot = self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             match slot.as_ref() {
                 Some(fetch) => fetch.clone(),
                 None => {
                     let this = Arc::clone(self);
                     let fetch = async move {
                         let result = this.fetch_once().await;
-                        *this
-                            .in_flight
-                            .lock()
-                            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+                        *this.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
                         result
                     }
                     .boxed()
@@ -152,24 +146,15 @@ impl IssuerKeys {
         let result = self.fetch_keys().await;
         match &result {
             Ok(()) => {
-                self.metrics
-                    .jwks_fetches
-                    .with_label_values(&[label, "success"])
-                    .inc();
+                self.metrics.jwks_fetches.with_label_values(&[label, "success"]).inc();
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs() as i64)
                     .unwrap_or_default();
-                self.metrics
-                    .jwks_last_success
-                    .with_label_values(&[label])
-                    .set(now);
+                self.metrics.jwks_last_success.with_label_values(&[label]).set(now);
             }
             Err(e) => {
-                self.metrics
-                    .jwks_fetches
-                    .with_label_values(&[label, "error"])
-                    .inc();
+                self.metrics.jwks_fetches.with_label_values(&[label, "error"]).inc();
                 tracing::warn!(issuer = label, error = %e, "JWKS fetch failed; keeping the last good key set");
             }
         }
@@ -180,29 +165,23 @@ impl IssuerKeys {
         let jwks_uri = match self.jwks_uri.load_full() {
             Some(uri) => uri,
             None => {
-                let metadata = discover(
-                    &self.client,
-                    &self.config.issuer,
-                    self.config.max_response_bytes,
-                )
-                .await?;
-                let uri = Arc::new(metadata.jwks_uri.ok_or_else(|| {
-                    FetchError::Invalid("the issuer's metadata has no jwks_uri".into())
-                })?);
+                let metadata = discover(&self.client, &self.config.issuer, self.config.max_response_bytes).await?;
+                let uri = Arc::new(
+                    metadata
+                        .jwks_uri
+                        .ok_or_else(|| FetchError::Invalid("the issuer's metadata has no jwks_uri".into()))?,
+                );
                 self.jwks_uri.store(Some(Arc::clone(&uri)));
                 uri
             }
         };
         let fetched = get_bounded(&self.client, &jwks_uri, self.config.max_response_bytes).await?;
-        let (keys, warnings) =
-            KeySet::from_jwks(&fetched.body).map_err(|e| FetchError::Invalid(e.to_string()))?;
+        let (keys, warnings) = KeySet::from_jwks(&fetched.body).map_err(|e| FetchError::Invalid(e.to_string()))?;
         for warning in &warnings {
             tracing::warn!(issuer = %self.config.issuer, %warning, "skipping unusable JWKS key");
         }
         if keys.is_empty() {
-            return Err(FetchError::Invalid(
-                "the JWKS has no usable signing key".into(),
-            ));
+            return Err(FetchError::Invalid("the JWKS has no usable signing key".into()));
         }
         self.metrics
             .jwks_keys
@@ -231,8 +210,7 @@ impl IssuerKeys {
                 }
                 Err(_) => {
                     let wait = backoff;
-                    backoff =
-                        (backoff * 2).min(self.config.jwks_refresh_min.max(Duration::from_secs(1)));
+                    backoff = (backoff * 2).min(self.config.jwks_refresh_min.max(Duration::from_secs(1)));
                     wait
                 }
             };

@@ -2,7 +2,11 @@
 //! verified-token cache.
 //!
 //! - [`bearer`] reads the token from the request.
-//! - [`jws`] and [`jwk`] parse and verify compact JWS access tokens (RFC 7515/7517/9068).
+//! - [`jwk`] parses an authorization server's JWK Set (RFC 7517), skipping (and reporting)
+//!   every key that must not be used; [`jws`] parses compact JWS tokens, verifies them against
+//!   a key set and validates access-token claims (RFC 7515, 7519, 9068). The JOSE rules are
+//!   written here rather than delegated to a JWT library: only the signature primitive comes
+//!   from aws-lc-rs, and every header and claim rule is explicit.
 //! - [`keys`] keeps each issuer's key set fresh; [`remote`] makes the bounded fetches.
 //! - [`Authenticator`] ties them together with a cache keyed by the token's SHA-256.
 
@@ -159,28 +163,18 @@ impl Authenticator {
     /// # Errors
     /// `InvalidToken` for any token that is not acceptable, `AuthUnavailable` when the
     /// issuer's keys cannot be had (the token may be fine: 503, never 401).
-    pub async fn authenticate(
-        &self,
-        token: &str,
-        digest: &[u8; 32],
-    ) -> Result<Arc<Principal>, ProxyError> {
+    pub async fn authenticate(&self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, ProxyError> {
         if token.len() > self.max_token_bytes {
             return Err(invalid(TokenError::TooLarge));
         }
         if let Some(hit) = self.cache.get(digest).await {
             if let Some(principal) = self.still_valid(&hit)? {
-                self.metrics
-                    .cache_lookups
-                    .with_label_values(&["jwt", "hit"])
-                    .inc();
+                self.metrics.cache_lookups.with_label_values(&["jwt", "hit"]).inc();
                 return Ok(principal);
             }
             self.cache.invalidate(digest).await;
         }
-        self.metrics
-            .cache_lookups
-            .with_label_values(&["jwt", "miss"])
-            .inc();
+        self.metrics.cache_lookups.with_label_values(&["jwt", "miss"]).inc();
         // Concurrent misses for one token share one verification; errors are not cached.
         let entry = self
             .cache
@@ -198,15 +192,8 @@ impl Authenticator {
             .keys
             .current()
             .map_err(|e| ProxyError::AuthUnavailable { reason: e.reason() })?;
-        let key_present = hit
-            .kid
-            .as_deref()
-            .is_none_or(|kid| state.keys.contains_kid(kid));
-        let unexpired = now_unix()
-            <= hit
-                .principal
-                .expires_at
-                .saturating_add(issuer.policy.leeway.as_secs());
+        let key_present = hit.kid.as_deref().is_none_or(|kid| state.keys.contains_kid(kid));
+        let unexpired = now_unix() <= hit.principal.expires_at.saturating_add(issuer.policy.leeway.as_secs());
         Ok((key_present && unexpired).then(|| Arc::clone(&hit.principal)))
     }
 

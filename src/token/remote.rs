@@ -51,10 +51,7 @@ pub async fn get_bounded(
     if !response.status().is_success() {
         return Err(FetchError::Status(response.status().as_u16()));
     }
-    if response
-        .content_length()
-        .is_some_and(|len| len > max_bytes as u64)
-    {
+    if response.content_length().is_some_and(|len| len > max_bytes as u64) {
         return Err(FetchError::TooLarge(max_bytes));
     }
     let max_age = response
@@ -93,21 +90,13 @@ fn without_url(e: &reqwest::Error) -> String {
 /// `no-store`/`no-cache` mean "refresh as early as allowed"; `max-age=N` is taken as is.
 fn parse_max_age(value: &str) -> Option<Duration> {
     value.split(',').map(str::trim).find_map(|directive| {
-        if directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("no-cache")
-        {
+        if directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("no-cache") {
             return Some(Duration::ZERO);
         }
         let (name, seconds) = directive.split_once('=')?;
         name.trim()
             .eq_ignore_ascii_case("max-age")
-            .then(|| {
-                seconds
-                    .trim()
-                    .trim_matches('"')
-                    .parse()
-                    .ok()
-                    .map(Duration::from_secs)
-            })
+            .then(|| seconds.trim().trim_matches('"').parse().ok().map(Duration::from_secs))
             .flatten()
     })
 }
@@ -121,11 +110,7 @@ pub struct IssuerMetadata {
 
 /// RFC 8414 §3.1 path-inserted metadata URL, then OpenID Connect Discovery 1.0 §4's
 /// appended form. The document's `issuer` must equal the configured one exactly.
-pub async fn discover(
-    client: &reqwest::Client,
-    issuer: &str,
-    max_bytes: usize,
-) -> Result<IssuerMetadata, FetchError> {
+pub async fn discover(client: &reqwest::Client, issuer: &str, max_bytes: usize) -> Result<IssuerMetadata, FetchError> {
     let base = reqwest::Url::parse(issuer).map_err(|e| FetchError::Invalid(e.to_string()))?;
     let path = base.path().trim_end_matches('/');
     let mut rfc8414 = base.clone();
@@ -143,8 +128,7 @@ pub async fn discover(
 }
 
 fn parse_metadata(body: &[u8], issuer: &str) -> Result<IssuerMetadata, FetchError> {
-    let doc: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| FetchError::Invalid(e.to_string()))?;
+    let doc: serde_json::Value = serde_json::from_slice(body).map_err(|e| FetchError::Invalid(e.to_string()))?;
     if doc.get("issuer").and_then(|v| v.as_str()) != Some(issuer) {
         return Err(FetchError::Invalid(
             "the metadata's issuer differs from the configured issuer (RFC 8414 §3.3)".into(),
@@ -171,10 +155,7 @@ mod tests {
 
     #[test]
     fn max_age() {
-        assert_eq!(
-            parse_max_age("public, max-age=300"),
-            Some(Duration::from_secs(300))
-        );
+        assert_eq!(parse_max_age("public, max-age=300"), Some(Duration::from_secs(300)));
         assert_eq!(parse_max_age("no-store"), Some(Duration::ZERO));
         assert_eq!(parse_max_age("private"), None);
     }

@@ -66,7 +66,9 @@ impl Upstream {
         let (c, s, r) = (count.clone(), seen.clone(), sse_release.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (c, s, r) = (c.clone(), s.clone(), r.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req| upstream_handler(req, c.clone(), s.clone(), r.clone()));
@@ -157,7 +159,8 @@ async fn upstream_handler(
                 let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"data: 2\n\n")))).await;
             });
             let mut r = Response::new(StreamBody::new(tokio_stream_from(rx)).boxed());
-            r.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+            r.headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
             r
         }
         "/hop" => {

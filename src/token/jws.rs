@@ -1,0 +1,688 @@
+//! Compact JWS parsing and verification (RFC 7515) and JWT access-token claim validation
+//! (RFC 7519, RFC 9068).
+//!
+//! Everything is checked here explicitly; only the signature primitive comes from `aws-lc-rs`
+//! (see [`super::jwk`]). Rules, in the order they are applied:
+//!
+//! 1. Size: a token longer than the configured maximum is rejected before any decoding.
+//! 2. Structure (RFC 7515 §7.1): exactly three `.`-separated segments (JWE, JSON serialization
+//!    and extra segments are rejected), each strict unpadded base64url; header and, for access
+//!    tokens, payload are JSON objects without duplicate member names (RFC 7515 §5.2 step 4
+//!    allows rejecting duplicates, which removes parser-differential attacks); the signature is
+//!    not empty.
+//! 3. Header (RFC 7515 §4.1): `alg` must be a string naming an allowed algorithm; `none` (any
+//!    case) and `HS*` are always rejected; any `crit` is rejected because scopegate implements no
+//!    extension (RFC 7515 §4.1.11 forbids an empty `crit`); `b64` other than `true` is rejected
+//!    (RFC 7797); `kid` and `typ` must be strings. `jwk`, `jku`, `x5u`, `x5c`, `x5t` are ignored:
+//!    keys only ever come from the configured JWKS, never from the token itself.
+//! 4. Key (RFC 7515 §4.1.4, RFC 7517 §4.4): see [`KeySet::find`]; an unknown `kid` is
+//!    [`TokenError::UnknownKey`], a key that cannot be used with `alg` is
+//!    [`TokenError::KeyMismatch`].
+//! 5. Signature (RFC 7518 §3): see `VerifyingKey::verify`.
+//! 6. Type (RFC 9068 §2.1, RFC 8725 §3.11): optional required `typ`.
+//! 7. Claims (RFC 7519 §4.1, RFC 9068 §2.2): see [`verify`].
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::{Map, Value};
+
+use super::jwk::{Algorithm, KeyLookup, KeySet, VerifyingKey, b64url_decode};
+
+/// Default bound on the size of a bearer token, in bytes.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Why a token was rejected.
+///
+/// [`TokenError::reason`] is a stable machine code for logs and metrics;
+/// [`TokenError::description`] is fixed human text safe for an RFC 6750 `error_description`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("{}", self.description())]
+pub enum TokenError {
+    /// Longer than the configured maximum.
+    TooLarge,
+    /// Not a compact JWS with JSON header/payload (segments, base64url, JSON).
+    Malformed,
+    /// `alg` missing from the allowlist, `none`, or HMAC.
+    UnsupportedAlgorithm,
+    /// The header `kid` is not in the key set (the caller may refresh the JWKS once).
+    UnknownKey,
+    /// The selected key cannot be used with the header `alg`.
+    KeyMismatch,
+    /// The signature does not verify.
+    BadSignature,
+    /// A `crit` header (or an extension such as `b64: false`) scopegate does not implement.
+    CriticalHeader,
+    /// The `typ` header is not the required type.
+    WrongType,
+    /// `iss` is not the configured issuer.
+    WrongIssuer,
+    /// `aud` does not contain a configured audience.
+    WrongAudience,
+    /// `exp` is in the past (beyond the leeway).
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    NotYetValid,
+    /// `iat` is in the future (beyond the leeway).
+    IssuedInFuture,
+    /// A required claim (`iss`, `aud`, `exp`) is absent.
+    MissingClaim,
+    /// A claim has the wrong JSON type or an invalid value.
+    InvalidClaim,
+}
+
+impl TokenError {
+    /// Every variant (for tests and metric registration).
+    pub const ALL: [TokenError; 15] = [
+        TokenError::TooLarge,
+        TokenError::Malformed,
+        TokenError::UnsupportedAlgorithm,
+        TokenError::UnknownKey,
+        TokenError::KeyMismatch,
+        TokenError::BadSignature,
+        TokenError::CriticalHeader,
+        TokenError::WrongType,
+        TokenError::WrongIssuer,
+        TokenError::WrongAudience,
+        TokenError::Expired,
+        TokenError::NotYetValid,
+        TokenError::IssuedInFuture,
+        TokenError::MissingClaim,
+        TokenError::InvalidClaim,
+    ];
+
+    /// Stable snake_case code.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::TooLarge => "too_large",
+            TokenError::Malformed => "malformed",
+            TokenError::UnsupportedAlgorithm => "unsupported_algorithm",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::KeyMismatch => "key_mismatch",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::CriticalHeader => "critical_header",
+            TokenError::WrongType => "wrong_type",
+            TokenError::WrongIssuer => "wrong_issuer",
+            TokenError::WrongAudience => "wrong_audience",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::IssuedInFuture => "issued_in_future",
+            TokenError::MissingClaim => "missing_claim",
+            TokenError::InvalidClaim => "invalid_claim",
+        }
+    }
+
+    /// Fixed human-readable text for an RFC 6750 §3 `error_description`: never contains token
+    /// content, only characters in %x20-21 / %x23-5B / %x5D-7E.
+    pub fn description(&self) -> &'static str {
+        match self {
+            TokenError::TooLarge => "The access token is too large",
+            TokenError::Malformed => "The access token is malformed",
+            TokenError::UnsupportedAlgorithm => "The token signing algorithm is not accepted",
+            TokenError::UnknownKey => "The token signing key is unknown",
+            TokenError::KeyMismatch => "The token signing key does not match the algorithm",
+            TokenError::BadSignature => "The token signature is invalid",
+            TokenError::CriticalHeader => "The token uses an unsupported critical header",
+            TokenError::WrongType => "The token type is not accepted",
+            TokenError::WrongIssuer => "The token issuer is not accepted",
+            TokenError::WrongAudience => "The token audience is not accepted",
+            TokenError::Expired => "The access token expired",
+            TokenError::NotYetValid => "The access token is not yet valid",
+            TokenError::IssuedInFuture => "The token issue time is in the future",
+            TokenError::MissingClaim => "A required token claim is missing",
+            TokenError::InvalidClaim => "A token claim has an invalid value",
+        }
+    }
+}
+
+/// A decoded JOSE header (RFC 7515 §4).
+#[derive(Debug, Clone)]
+pub struct Header {
+    alg: String,
+    kid: Option<String>,
+    typ: Option<String>,
+    raw: Map<String, Value>,
+}
+
+impl Header {
+    fn from_object(raw: Map<String, Value>) -> Result<Self, TokenError> {
+        let alg = match raw.get("alg") {
+            Some(Value::String(alg)) => alg.clone(),
+            _ => return Err(TokenError::Malformed),
+        };
+        let kid = optional_header_string(&raw, "kid")?;
+        let typ = optional_header_string(&raw, "typ")?;
+        Ok(Header { alg, kid, typ, raw })
+    }
+
+    /// The `alg` value as sent (not necessarily supported).
+    pub fn alg_name(&self) -> &str {
+        &self.alg
+    }
+
+    /// The `kid` value, if any.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// The `typ` value, if any.
+    pub fn typ(&self) -> Option<&str> {
+        self.typ.as_deref()
+    }
+
+    /// All header members.
+    pub fn raw(&self) -> &Map<String, Value> {
+        &self.raw
+    }
+}
+
+fn optional_header_string(raw: &Map<String, Value>, name: &str) -> Result<Option<String>, TokenError> {
+    match raw.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(TokenError::Malformed),
+    }
+}
+
+/// A token whose signature verified (payload not interpreted).
+#[derive(Debug, Clone)]
+pub struct VerifiedJws {
+    /// The protected header.
+    pub header: Header,
+    /// The decoded payload bytes.
+    pub payload: Vec<u8>,
+    /// `kid` of the key that verified the signature.
+    pub kid: Option<String>,
+    /// The verified algorithm.
+    pub alg: Algorithm,
+}
+
+/// Structurally parsed, unverified token: used to pick the issuer before verification.
+/// Nothing in it may be trusted until [`UnverifiedJws::verify`] succeeds.
+#[derive(Debug, Clone)]
+pub struct UnverifiedJws<'a> {
+    header: Header,
+    claims: Map<String, Value>,
+    signing_input: &'a str,
+    signature: Vec<u8>,
+    token_len: usize,
+}
+
+/// The three segments of a compact JWS, decoded.
+struct Decoded<'a> {
+    header: Header,
+    payload: Vec<u8>,
+    signing_input: &'a str,
+    signature: Vec<u8>,
+}
+
+/// RFC 7515 §7.1 / §5.2: splits and decodes a compact JWS; the payload is left as bytes.
+fn decode(token: &str, max_bytes: usize) -> Result<Decoded<'_>, TokenError> {
+    if token.len() > max_bytes {
+        return Err(TokenError::TooLarge);
+    }
+    let mut segments = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (segments.next(), segments.next(), segments.next(), segments.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    if signature_b64.is_empty() {
+        return Err(TokenError::Malformed);
+    }
+    let header_bytes = b64url_decode(header_b64).ok_or(TokenError::Malformed)?;
+    let header = Header::from_object(parse_object(&header_bytes)?)?;
+    let payload = b64url_decode(payload_b64).ok_or(TokenError::Malformed)?;
+    let signature = b64url_decode(signature_b64).ok_or(TokenError::Malformed)?;
+    let signing_input = token
+        .get(..header_b64.len() + 1 + payload_b64.len())
+        .ok_or(TokenError::Malformed)?;
+    Ok(Decoded {
+        header,
+        payload,
+        signing_input,
+        signature,
+    })
+}
+
+/// Parses a structurally valid compact JWS whose payload is a JSON object, without verifying
+/// it. `max_bytes` bounds the token length and is checked before any decoding.
+///
+/// # Errors
+/// [`TokenError::TooLarge`] or [`TokenError::Malformed`].
+pub fn parse(token: &str, max_bytes: usize) -> Result<UnverifiedJws<'_>, TokenError> {
+    let decoded = decode(token, max_bytes)?;
+    let claims = parse_object(&decoded.payload)?;
+    Ok(UnverifiedJws {
+        header: decoded.header,
+        claims,
+        signing_input: decoded.signing_input,
+        signature: decoded.signature,
+        token_len: token.len(),
+    })
+}
+
+impl UnverifiedJws<'_> {
+    /// The unverified `iss`, only if it is a JSON string.
+    pub fn issuer(&self) -> Option<&str> {
+        self.claims.get("iss").and_then(Value::as_str)
+    }
+
+    /// The unverified header `kid`.
+    pub fn kid(&self) -> Option<&str> {
+        self.header.kid()
+    }
+
+    /// The unverified header `alg`, as sent.
+    pub fn alg_name(&self) -> &str {
+        self.header.alg_name()
+    }
+
+    /// The unverified header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Verifies signature, type and claims under `policy` (see [`verify`]).
+    ///
+    /// # Errors
+    /// The first rule the token breaks.
+    pub fn verify(
+        &self,
+        keys: &KeySet,
+        policy: &VerifyPolicy,
+        now_unix_secs: u64,
+    ) -> Result<VerifiedToken, TokenError> {
+        if self.token_len > policy.max_token_bytes {
+            return Err(TokenError::TooLarge);
+        }
+        let alg = check_header(&self.header, &policy.algorithms)?;
+        let key = verify_with_keys(
+            keys,
+            self.header.kid(),
+            alg,
+            self.signing_input.as_bytes(),
+            &self.signature,
+        )?;
+        check_typ(&self.header, policy.require_typ.as_deref())?;
+        let claims = validate_claims(&self.claims, policy, now_unix_secs)?;
+        Ok(VerifiedToken {
+            claims,
+            kid: key.kid().map(str::to_owned),
+            alg,
+        })
+    }
+}
+
+/// What a verified access token must satisfy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyPolicy {
+    /// Required `iss`, compared byte for byte (RFC 7519 §4.1.1, RFC 9068 §4).
+    pub issuer: String,
+    /// `aud` must contain at least one of these (RFC 7519 §4.1.3). Empty: every token fails.
+    pub audiences: Vec<String>,
+    /// Allowed `alg` values (RFC 8725 §3.1).
+    pub algorithms: Vec<Algorithm>,
+    /// Clock-skew allowance for `exp`, `nbf`, `iat` (whole seconds are used).
+    pub leeway: Duration,
+    /// Required `typ` header, e.g. `at+jwt` (RFC 9068 §2.1), compared as a media type.
+    pub require_typ: Option<String>,
+    /// Longest accepted token, in bytes.
+    pub max_token_bytes: usize,
+}
+
+impl VerifyPolicy {
+    /// A policy with every supported algorithm, 60 s leeway, no `typ` requirement and
+    /// [`DEFAULT_MAX_TOKEN_BYTES`].
+    pub fn new(issuer: impl Into<String>, audiences: Vec<String>) -> Self {
+        VerifyPolicy {
+            issuer: issuer.into(),
+            audiences,
+            algorithms: Algorithm::ALL.to_vec(),
+            leeway: Duration::from_secs(60),
+            require_typ: None,
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+        }
+    }
+}
+
+/// Validated access-token claims (RFC 9068 §2.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims {
+    /// `iss`.
+    pub iss: String,
+    /// `sub`, if present.
+    pub sub: Option<String>,
+    /// `aud`, normalised to a list.
+    pub aud: Vec<String>,
+    /// `exp`, seconds since the epoch (fractions rounded down).
+    pub exp: u64,
+    /// `nbf`, seconds since the epoch (fractions rounded up).
+    pub nbf: Option<u64>,
+    /// `iat`, seconds since the epoch (fractions rounded up).
+    pub iat: Option<u64>,
+    /// `client_id` (RFC 9068 §2.2), else `azp`.
+    pub client_id: Option<String>,
+    /// Union of `scope` (RFC 8693 §4.2) and `scp`, de-duplicated, in first-seen order.
+    pub scopes: Vec<String>,
+    /// Every claim.
+    pub raw: Map<String, Value>,
+}
+
+impl Claims {
+    /// Whether the token carries `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// A verified access token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedToken {
+    /// Its validated claims.
+    pub claims: Claims,
+    /// `kid` of the key that verified it.
+    pub kid: Option<String>,
+    /// The signature algorithm.
+    pub alg: Algorithm,
+}
+
+/// Signature layer only: structure, header checks, key lookup and signature. The payload is
+/// not interpreted (it need not be JSON).
+///
+/// # Errors
+/// The first rule the token breaks (see the module documentation).
+pub fn verify_signature(
+    token: &str,
+    keys: &KeySet,
+    algorithms: &[Algorithm],
+    max_bytes: usize,
+) -> Result<VerifiedJws, TokenError> {
+    let decoded = decode(token, max_bytes)?;
+    let alg = check_header(&decoded.header, algorithms)?;
+    let key = verify_with_keys(
+        keys,
+        decoded.header.kid(),
+        alg,
+        decoded.signing_input.as_bytes(),
+        &decoded.signature,
+    )?;
+    Ok(VerifiedJws {
+        kid: key.kid().map(str::to_owned),
+        header: decoded.header,
+        payload: decoded.payload,
+        alg,
+    })
+}
+
+/// Full access-token verification: [`verify_signature`]'s rules, then the `typ` requirement,
+/// then the claims:
+///
+/// * `iss` (RFC 7519 §4.1.1): required JSON string, byte-equal to the policy issuer.
+/// * `aud` (§4.1.3): required string or array of strings intersecting the policy audiences.
+/// * `exp` (§4.1.4): required NumericDate; expired when `now > exp + leeway`.
+/// * `nbf` (§4.1.5): optional NumericDate; not yet valid when `now + leeway < nbf`.
+/// * `iat` (§4.1.6): optional NumericDate; rejected when `iat > now + leeway`.
+/// * `sub`, `client_id`, `azp`: strings when present; `scope` a space-delimited string,
+///   `scp` a string or array of strings (RFC 6749 §3.3 scope tokens).
+///
+/// NumericDate (RFC 7519 §2) is a non-negative finite JSON number; fractions are rounded in
+/// the stricter direction (`exp` down, `nbf`/`iat` up).
+///
+/// # Errors
+/// The first rule the token breaks.
+pub fn verify(
+    token: &str,
+    keys: &KeySet,
+    policy: &VerifyPolicy,
+    now_unix_secs: u64,
+) -> Result<VerifiedToken, TokenError> {
+    parse(token, policy.max_token_bytes)?.verify(keys, policy, now_unix_secs)
+}
+
+/// Header rules (RFC 7515 §4.1, RFC 8725 §3.1); returns the algorithm to verify with.
+fn check_header(header: &Header, allowed: &[Algorithm]) -> Result<Algorithm, TokenError> {
+    let name = header.alg_name();
+    if name.eq_ignore_ascii_case("none") || name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("hs")) {
+        return Err(TokenError::UnsupportedAlgorithm);
+    }
+    let alg = Algorithm::from_name(name)
+        .filter(|alg| allowed.contains(alg))
+        .ok_or(TokenError::UnsupportedAlgorithm)?;
+    if header.raw.contains_key("crit") {
+        return Err(TokenError::CriticalHeader);
+    }
+    if header.raw.get("b64").is_some_and(|b64| b64 != &Value::Bool(true)) {
+        return Err(TokenError::CriticalHeader);
+    }
+    Ok(alg)
+}
+
+/// Key selection and signature verification; returns the key that verified.
+fn verify_with_keys<'k>(
+    keys: &'k KeySet,
+    kid: Option<&str>,
+    alg: Algorithm,
+    signing_input: &[u8],
+    signature: &[u8],
+) -> Result<&'k VerifyingKey, TokenError> {
+    match keys.find(kid, alg) {
+        KeyLookup::Found(key) if key.verify(alg, signing_input, signature) => Ok(key),
+        KeyLookup::Found(_) => Err(TokenError::BadSignature),
+        KeyLookup::Candidates(candidates) => candidates
+            .into_iter()
+            .find(|key| key.verify(alg, signing_input, signature))
+            .ok_or(TokenError::BadSignature),
+        KeyLookup::UnknownKid => Err(TokenError::UnknownKey),
+        // Without a kid and without any usable key, a JWKS refresh may help.
+        KeyLookup::NoCompatibleKey if kid.is_none() && keys.is_empty() => Err(TokenError::UnknownKey),
+        KeyLookup::NoCompatibleKey => Err(TokenError::KeyMismatch),
+    }
+}
+
+/// RFC 7515 §4.1.9: `typ` is a media type, compared case-insensitively, with `application/`
+/// implied when it contains no `/` (so `at+jwt` equals `application/at+jwt`, RFC 9068 §2.1).
+fn check_typ(header: &Header, required: Option<&str>) -> Result<(), TokenError> {
+    let Some(required) = required else {
+        return Ok(());
+    };
+    match header.typ() {
+        Some(typ) if full_media_type(typ) == full_media_type(required) => Ok(()),
+        _ => Err(TokenError::WrongType),
+    }
+}
+
+fn full_media_type(typ: &str) -> String {
+    let lower = typ.trim().to_ascii_lowercase();
+    if lower.contains('/') {
+        lower
+    } else {
+        format!("application/{lower}")
+    }
+}
+
+fn validate_claims(raw: &Map<String, Value>, policy: &VerifyPolicy, now: u64) -> Result<Claims, TokenError> {
+    let iss = check_issuer(raw, &policy.issuer)?;
+    let aud = check_audience(raw, &policy.audiences)?;
+    let leeway = policy.leeway.as_secs();
+    let exp = numeric_date(raw.get("exp").ok_or(TokenError::MissingClaim)?, Round::Down)?;
+    if now > exp.saturating_add(leeway) {
+        return Err(TokenError::Expired);
+    }
+    let nbf = optional_numeric_date(raw, "nbf")?;
+    if nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
+        return Err(TokenError::NotYetValid);
+    }
+    let iat = optional_numeric_date(raw, "iat")?;
+    if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+        return Err(TokenError::IssuedInFuture);
+    }
+    let sub = optional_claim_string(raw, "sub")?;
+    let client_id = match optional_claim_string(raw, "client_id")? {
+        Some(client_id) => Some(client_id),
+        None => optional_claim_string(raw, "azp")?,
+    };
+    let scopes = collect_scopes(raw)?;
+    Ok(Claims {
+        iss,
+        sub,
+        aud,
+        exp,
+        nbf,
+        iat,
+        client_id,
+        scopes,
+        raw: raw.clone(),
+    })
+}
+
+/// RFC 7519 §4.1.1 / RFC 9068 §4: `iss` is a string equal to the configured issuer.
+fn check_issuer(raw: &Map<String, Value>, expected: &str) -> Result<String, TokenError> {
+    match raw.get("iss") {
+        None => Err(TokenError::MissingClaim),
+        Some(Value::String(iss)) if !expected.is_empty() && iss == expected => Ok(iss.clone()),
+        Some(Value::String(_)) => Err(TokenError::WrongIssuer),
+        Some(_) => Err(TokenError::InvalidClaim),
+    }
+}
+
+/// RFC 7519 §4.1.3: `aud` is a string or an array of strings; one must be ours.
+fn check_audience(raw: &Map<String, Value>, accepted: &[String]) -> Result<Vec<String>, TokenError> {
+    let aud: Vec<String> = match raw.get("aud") {
+        None => return Err(TokenError::MissingClaim),
+        Some(Value::String(aud)) => vec![aud.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned).ok_or(TokenError::InvalidClaim))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(TokenError::InvalidClaim),
+    };
+    if aud.iter().any(|a| accepted.contains(a)) {
+        Ok(aud)
+    } else {
+        Err(TokenError::WrongAudience)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Round {
+    Down,
+    Up,
+}
+
+/// RFC 7519 §2 NumericDate: a non-negative, finite JSON number of seconds (fractions allowed).
+fn numeric_date(value: &Value, round: Round) -> Result<u64, TokenError> {
+    if let Some(secs) = value.as_u64() {
+        return Ok(secs);
+    }
+    match value.as_f64() {
+        Some(secs) if secs.is_finite() && secs >= 0.0 => {
+            let rounded = match round {
+                Round::Down => secs.floor(),
+                Round::Up => secs.ceil(),
+            };
+            // `as` saturates at u64::MAX for huge values.
+            Ok(rounded as u64)
+        }
+        _ => Err(TokenError::InvalidClaim),
+    }
+}
+
+fn optional_numeric_date(raw: &Map<String, Value>, name: &str) -> Result<Option<u64>, TokenError> {
+    raw.get(name).map(|value| numeric_date(value, Round::Up)).transpose()
+}
+
+fn optional_claim_string(raw: &Map<String, Value>, name: &str) -> Result<Option<String>, TokenError> {
+    match raw.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(TokenError::InvalidClaim),
+    }
+}
+
+/// `scope` (RFC 8693 §4.2, RFC 9068 §2.2.3): space-delimited string. `scp`: string or array of
+/// strings (common vendor form). Each scope token must match RFC 6749 §3.3 `1*NQCHAR`.
+fn collect_scopes(raw: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
+    let mut scopes = ScopeList::default();
+    match raw.get("scope") {
+        None => {}
+        Some(Value::String(list)) => scopes.push_delimited(list)?,
+        Some(_) => return Err(TokenError::InvalidClaim),
+    }
+    match raw.get("scp") {
+        None => {}
+        Some(Value::String(list)) => scopes.push_delimited(list)?,
+        Some(Value::Array(items)) => {
+            for item in items {
+                scopes.push_one(item.as_str().ok_or(TokenError::InvalidClaim)?)?;
+            }
+        }
+        Some(_) => return Err(TokenError::InvalidClaim),
+    }
+    Ok(scopes.list)
+}
+
+#[derive(Default)]
+struct ScopeList {
+    list: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl ScopeList {
+    fn push_delimited(&mut self, list: &str) -> Result<(), TokenError> {
+        list.split(' ')
+            .filter(|scope| !scope.is_empty())
+            .try_for_each(|scope| self.push_one(scope))
+    }
+
+    fn push_one(&mut self, scope: &str) -> Result<(), TokenError> {
+        let nqchar = |b: u8| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b);
+        if scope.is_empty() || !scope.bytes().all(nqchar) {
+            return Err(TokenError::InvalidClaim);
+        }
+        if self.seen.insert(scope.to_owned()) {
+            self.list.push(scope.to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Parses a JSON object, rejecting duplicate member names at the top level.
+fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, TokenError> {
+    serde_json::from_slice::<UniqueObject>(bytes)
+        .map(|object| object.0)
+        .map_err(|_| TokenError::Malformed)
+}
+
+/// A JSON object whose member names are unique (RFC 7515 §5.2 step 4, RFC 7519 §7.2 step 4).
+struct UniqueObject(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(UniqueObjectVisitor)
+    }
+}
+
+struct UniqueObjectVisitor;
+
+impl<'de> Visitor<'de> for UniqueObjectVisitor {
+    type Value = UniqueObject;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object with unique member names")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<UniqueObject, A::Error> {
+        let mut map = Map::new();
+        while let Some(name) = access.next_key::<String>()? {
+            if map.contains_key(&name) {
+                return Err(de::Error::custom("duplicate member name"));
+            }
+            let value: Value = access.next_value()?;
+            map.insert(name, value);
+        }
+        Ok(UniqueObject(map))
+    }
+}
