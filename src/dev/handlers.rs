@@ -14,12 +14,12 @@ use hyper::Request;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use super::flows;
 use super::server::{CloseConnection, Endpoint, Fault, HandlerResult, Resp, rotate};
 use super::state::{
     AUTH_BASIC, AUTH_NONE, AUTH_POST, ClientRegistration, GRANT_AUTHORIZATION_CODE,
     GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN, RegisteredClient, Shared, build_client, lock,
 };
+use super::{flows, registration};
 
 /// Largest accepted request body.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
@@ -360,7 +360,7 @@ fn register(shared: &Shared, body: &[u8]) -> Resp {
         Ok(r) => r,
         Err(e) => return reg_error("invalid_client_metadata", &format!("invalid JSON: {e}")),
     };
-    if let Err((code, d)) = flows::validate_registration(shared, &req) {
+    if let Err((code, d)) = registration::validate_registration(shared, &req) {
         return reg_error(code, &d);
     }
     let client = build_client(req);

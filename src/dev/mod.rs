@@ -25,6 +25,7 @@ mod flows;
 mod handlers;
 mod keys;
 mod mint;
+mod registration;
 mod server;
 mod state;
 mod weak_rsa;
