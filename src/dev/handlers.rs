@@ -131,7 +131,16 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Handl
             r
         }
         (None, "/dev/rotate") if shared.config.dev_endpoints && post => {
-            json_response(StatusCode::OK, &json!({"kid": rotate(&shared)}))
+            // RSA key generation takes a moment: keep it off the reactor.
+            let worker = shared.clone();
+            match tokio::task::spawn_blocking(move || rotate(&worker)).await {
+                Ok(kid) => json_response(StatusCode::OK, &json!({ "kid": kid })),
+                Err(_) => oauth_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "key rotation failed",
+                ),
+            }
         }
         (None, _) => json_response(
             StatusCode::NOT_FOUND,
