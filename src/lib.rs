@@ -14,11 +14,14 @@
 //! - [`error`] — the one error → response mapping.
 //! - [`metrics`], [`admin`] — Prometheus metrics and `/metrics`, `/healthz`, `/readyz`.
 //! - [`units`] — durations and sizes as the config file spells them.
+//! - [`dev`] — the embedded development authorization server behind `demo`, `dev-issuer`
+//!   and the integration tests.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod canonical;
 pub mod config;
+pub mod dev;
 pub mod error;
 pub mod forward;
 pub mod metrics;

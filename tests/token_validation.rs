@@ -83,9 +83,12 @@ fn now() -> i64 {
 }
 
 async fn world(timing: Timing) -> World {
-    let issuer = DevIssuer::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), DevIssuerConfig::default())
-        .await
-        .unwrap();
+    let issuer = DevIssuer::start(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        DevIssuerConfig::default(),
+    )
+    .await
+    .unwrap();
     let ec_key = SigningKey::generate_ec_p256("ec-1").unwrap();
     issuer.publish_extra_jwk(ec_key.public_jwk());
     // Keys that must be skipped: a 1024-bit RSA key and a symmetric key.
@@ -197,7 +200,13 @@ async fn hostile_token_matrix() {
     let h = w.header();
     let c = w.claims();
     let unsigned = |alg: &str| mint_unsigned(&json!({"alg": alg, "typ": "at+jwt", "kid": kid}), &c);
-    let hs_with = |secret: Vec<u8>| mint(&json!({"alg": "HS256", "typ": "at+jwt", "kid": kid}), &c, &SigningKey::hmac(&kid, &secret));
+    let hs_with = |secret: Vec<u8>| {
+        mint(
+            &json!({"alg": "HS256", "typ": "at+jwt", "kid": kid}),
+            &c,
+            &SigningKey::hmac(&kid, &secret),
+        )
+    };
     let parts: Vec<String> = w.sign(&h, &c).split('.').map(str::to_string).collect();
     let big_claims = {
         let mut c = c.clone();
@@ -222,24 +231,90 @@ async fn hostile_token_matrix() {
         ("alg None", unsigned("None")),
         ("alg NONE", unsigned("NONE")),
         ("alg none with a real signature", w.with_header("alg", json!("none"))),
-        ("RS->HS confusion, PKCS#1 DER", hs_with(key.rsa_public_key_der().unwrap())),
-        ("RS->HS confusion, SPKI DER", hs_with(key.rsa_public_key_spki_der().unwrap())),
-        ("RS->HS confusion, PEM", hs_with(key.rsa_public_key_pem().unwrap().into_bytes())),
-        ("HS256 against the published oct key", mint(&json!({"alg": "HS256", "typ": "at+jwt", "kid": "oct-1"}), &c, &SigningKey::hmac("oct-1", b"0123456789abcdef0123456789abcdef"))),
-        ("unknown kid", mint(&json!({"alg": "RS256", "typ": "at+jwt", "kid": "nope"}), &c, &attacker)),
+        (
+            "RS->HS confusion, PKCS#1 DER",
+            hs_with(key.rsa_public_key_der().unwrap()),
+        ),
+        (
+            "RS->HS confusion, SPKI DER",
+            hs_with(key.rsa_public_key_spki_der().unwrap()),
+        ),
+        (
+            "RS->HS confusion, PEM",
+            hs_with(key.rsa_public_key_pem().unwrap().into_bytes()),
+        ),
+        (
+            "HS256 against the published oct key",
+            mint(
+                &json!({"alg": "HS256", "typ": "at+jwt", "kid": "oct-1"}),
+                &c,
+                &SigningKey::hmac("oct-1", b"0123456789abcdef0123456789abcdef"),
+            ),
+        ),
+        (
+            "unknown kid",
+            mint(&json!({"alg": "RS256", "typ": "at+jwt", "kid": "nope"}), &c, &attacker),
+        ),
         ("attacker key under the real kid", mint(&h, &c, &attacker)),
-        ("embedded jwk, no kid", mint(&json!({"alg": "RS256", "typ": "at+jwt", "jwk": attacker.public_jwk()}), &c, &attacker)),
-        ("embedded jwk with the real kid", mint(&json!({"alg": "RS256", "typ": "at+jwt", "kid": kid, "jwk": attacker.public_jwk()}), &c, &attacker)),
-        ("jku to a listener", mint(&json!({"alg": "RS256", "typ": "at+jwt", "kid": "attacker", "jku": trap_url}), &c, &attacker)),
-        ("x5u to a listener", mint(&json!({"alg": "RS256", "typ": "at+jwt", "kid": "attacker", "x5u": trap_url}), &c, &attacker)),
-        ("x5c chain", mint(&json!({"alg": "RS256", "typ": "at+jwt", "x5c": ["MIIBIjAN"]}), &c, &attacker)),
+        (
+            "embedded jwk, no kid",
+            mint(
+                &json!({"alg": "RS256", "typ": "at+jwt", "jwk": attacker.public_jwk()}),
+                &c,
+                &attacker,
+            ),
+        ),
+        (
+            "embedded jwk with the real kid",
+            mint(
+                &json!({"alg": "RS256", "typ": "at+jwt", "kid": kid, "jwk": attacker.public_jwk()}),
+                &c,
+                &attacker,
+            ),
+        ),
+        (
+            "jku to a listener",
+            mint(
+                &json!({"alg": "RS256", "typ": "at+jwt", "kid": "attacker", "jku": trap_url}),
+                &c,
+                &attacker,
+            ),
+        ),
+        (
+            "x5u to a listener",
+            mint(
+                &json!({"alg": "RS256", "typ": "at+jwt", "kid": "attacker", "x5u": trap_url}),
+                &c,
+                &attacker,
+            ),
+        ),
+        (
+            "x5c chain",
+            mint(
+                &json!({"alg": "RS256", "typ": "at+jwt", "x5c": ["MIIBIjAN"]}),
+                &c,
+                &attacker,
+            ),
+        ),
         ("unknown crit", w.with_header("crit", json!(["exp"]))),
-        ("crit b64=false", { let mut hh = h.clone(); hh["crit"] = json!(["b64"]); hh["b64"] = json!(false); w.sign(&hh, &c) }),
+        ("crit b64=false", {
+            let mut hh = h.clone();
+            hh["crit"] = json!(["b64"]);
+            hh["b64"] = json!(false);
+            w.sign(&hh, &c)
+        }),
         ("ID token typ JWT", w.with_header("typ", json!("JWT"))),
-        ("no typ", { let mut hh = h.clone(); hh.as_object_mut().unwrap().remove("typ"); w.sign(&hh, &c) }),
+        ("no typ", {
+            let mut hh = h.clone();
+            hh.as_object_mut().unwrap().remove("typ");
+            w.sign(&hh, &c)
+        }),
         ("array iss", w.with_claim("iss", json!([w.issuer.issuer()]))),
         ("other iss", w.with_claim("iss", json!("https://evil.example"))),
-        ("iss with trailing slash", w.with_claim("iss", json!(format!("{}/", w.issuer.issuer())))),
+        (
+            "iss with trailing slash",
+            w.with_claim("iss", json!(format!("{}/", w.issuer.issuer()))),
+        ),
         ("missing iss", w.without_claim("iss")),
         ("missing aud", w.without_claim("aud")),
         ("numeric aud", w.with_claim("aud", json!(42))),
@@ -253,26 +328,65 @@ async fn hostile_token_matrix() {
         ("numeric scope", w.with_claim("scope", json!(7))),
         ("numeric sub", w.with_claim("sub", json!(7))),
         ("oversized token", w.sign(&h, &big_claims)),
-        ("bad base64 header", format!("!!!.{}.{}", parts[1], parts[2])),
-        ("padded segment", format!("{}=.{}.{}", parts[0], parts[1], parts[2])),
-        ("extra segment", format!("{}.{}.{}.{}", parts[0], parts[1], parts[2], parts[2])),
-        ("five segments (JWE shape)", mint_segments(&[&parts[0], "", &parts[1], &parts[2], "tag"])),
+        ("bad base64 header (length 1)", format!("A.{}.{}", parts[1], parts[2])),
+        (
+            "header not JSON",
+            format!("{}.{}.{}", b64url(b"not json"), parts[1], parts[2]),
+        ),
+        (
+            "padded signature segment",
+            format!("{}.{}.{}=", parts[0], parts[1], parts[2]),
+        ),
+        (
+            "extra segment",
+            format!("{}.{}.{}.{}", parts[0], parts[1], parts[2], parts[2]),
+        ),
+        (
+            "five segments (JWE shape)",
+            mint_segments(&[&parts[0], "", &parts[1], &parts[2], "tag"]),
+        ),
         ("two segments", format!("{}.{}", parts[0], parts[1])),
         ("empty signature", format!("{}.{}.", parts[0], parts[1])),
         ("tampered payload", tampered),
-        ("duplicate alg in header", w.sign_raw_header(r#"{"alg":"RS256","alg":"none","typ":"at+jwt"}"#, &c)),
+        (
+            "duplicate alg in header",
+            w.sign_raw_header(r#"{"alg":"RS256","alg":"none","typ":"at+jwt"}"#, &c),
+        ),
         ("ES256 r = s = 0", zero_sig),
-        ("RS256 by a 1024-bit key in the JWKS", mint(&json!({"alg": "RS256", "typ": "at+jwt", "kid": "weak-rsa"}), &c, &SigningKey::generate_rsa("weak-rsa", 1024).unwrap())),
-        ("ES256 token against an RSA kid", mint(&json!({"alg": "ES256", "typ": "at+jwt", "kid": kid}), &c, &w.ec_key)),
-        ("RS256 token against the EC kid", mint(&json!({"alg": "RS256", "typ": "at+jwt", "kid": "ec-1"}), &c, &attacker)),
-        ("HS512", mint(&json!({"alg": "HS512", "typ": "at+jwt", "kid": kid}), &c, &SigningKey::hmac(&kid, b"secret"))),
+        (
+            "RS256 by a 1024-bit key in the JWKS",
+            mint(
+                &json!({"alg": "RS256", "typ": "at+jwt", "kid": "weak-rsa"}),
+                &c,
+                &SigningKey::generate_rsa("weak-rsa", 1024).unwrap(),
+            ),
+        ),
+        (
+            "ES256 token against an RSA kid",
+            mint(&json!({"alg": "ES256", "typ": "at+jwt", "kid": kid}), &c, &w.ec_key),
+        ),
+        (
+            "RS256 token against the EC kid",
+            mint(&json!({"alg": "RS256", "typ": "at+jwt", "kid": "ec-1"}), &c, &attacker),
+        ),
+        (
+            "HS512",
+            mint(
+                &json!({"alg": "HS512", "typ": "at+jwt", "kid": kid}),
+                &c,
+                &SigningKey::hmac(&kid, b"secret"),
+            ),
+        ),
     ];
     assert!(cases.len() >= 40, "only {} cases", cases.len());
     for (name, token) in &cases {
         let r = w.get("/read/x", token).await;
         let ch = challenge(&r);
         assert_eq!(r.status(), 401, "{name}: {ch}");
-        assert!(ch.starts_with("Bearer realm=\"api\", error=\"invalid_token\", error_description=\""), "{name}: {ch}");
+        assert!(
+            ch.starts_with("Bearer realm=\"api\", error=\"invalid_token\", error_description=\""),
+            "{name}: {ch}"
+        );
         assert!(!ch.contains(token.as_str()), "{name}: challenge echoes the token");
         assert_eq!(w.upstream.requests(), 0, "{name} reached the upstream");
     }
@@ -281,9 +395,22 @@ async fn hostile_token_matrix() {
     // Controls, so the matrix cannot pass by rejecting everything.
     assert_eq!(w.get("/read/x", &w.sign(&h, &c)).await.status(), 200);
     assert_eq!(w.get("/read/x", &mint(&ec_header, &c, &w.ec_key)).await.status(), 200);
-    assert_eq!(w.get("/read/x", &w.with_claim("exp", json!(now() - 15))).await.status(), 200, "within leeway");
-    assert_eq!(w.get("/read/x", &w.with_claim("nbf", json!(now() + 15))).await.status(), 200, "within leeway");
-    assert_eq!(w.get("/read/x", &w.with_header("typ", json!("application/at+jwt"))).await.status(), 200);
+    assert_eq!(
+        w.get("/read/x", &w.with_claim("exp", json!(now() - 15))).await.status(),
+        200,
+        "within leeway"
+    );
+    assert_eq!(
+        w.get("/read/x", &w.with_claim("nbf", json!(now() + 15))).await.status(),
+        200,
+        "within leeway"
+    );
+    assert_eq!(
+        w.get("/read/x", &w.with_header("typ", json!("application/at+jwt")))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(w.upstream.requests(), 5);
 }
 
@@ -301,8 +428,12 @@ impl World {
 #[tokio::test]
 async fn malformed_requests_and_scope_decisions() {
     let w = world(SLOW_REFRESH).await;
-    let read = w.issuer.mint_access_token(&AccessTokenRequest::new("read", &[AUDIENCE]));
-    let write = w.issuer.mint_access_token(&AccessTokenRequest::new("write", &[AUDIENCE]));
+    let read = w
+        .issuer
+        .mint_access_token(&AccessTokenRequest::new("read", &[AUDIENCE]));
+    let write = w
+        .issuer
+        .mint_access_token(&AccessTokenRequest::new("write", &[AUDIENCE]));
 
     let r = client().get(w.url("/read/x")).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -313,9 +444,23 @@ async fn malformed_requests_and_scope_decisions() {
     assert!(!challenge(&r).contains("error="));
 
     for (name, request) in [
-        ("two headers", client().get(w.url("/read/x")).header("authorization", format!("Bearer {read}")).header("authorization", format!("Bearer {read}"))),
-        ("malformed", client().get(w.url("/read/x")).header("authorization", "Bearer a b")),
-        ("header and query", client().get(w.url(&format!("/read/x?access_token={read}"))).bearer_auth(&read)),
+        (
+            "two headers",
+            client()
+                .get(w.url("/read/x"))
+                .header("authorization", format!("Bearer {read}"))
+                .header("authorization", format!("Bearer {read}")),
+        ),
+        (
+            "malformed",
+            client().get(w.url("/read/x")).header("authorization", "Bearer a b"),
+        ),
+        (
+            "header and query",
+            client()
+                .get(w.url(&format!("/read/x?access_token={read}")))
+                .bearer_auth(&read),
+        ),
     ] {
         let r = request.send().await.unwrap();
         assert_eq!(r.status(), 400, "{name}");
@@ -330,7 +475,10 @@ async fn malformed_requests_and_scope_decisions() {
     );
     let r = w.get("/mcp", &read).await;
     assert_eq!(r.status(), 403);
-    assert!(challenge(&r).ends_with("scope=\"read mcp\""), "every needed scope in one challenge");
+    assert!(
+        challenge(&r).ends_with("scope=\"read mcp\""),
+        "every needed scope in one challenge"
+    );
     assert_eq!(w.upstream.requests(), 0);
 
     assert_eq!(w.get("/write/x", &write).await.status(), 200);
@@ -359,13 +507,18 @@ async fn identity_headers_replace_forged_ones() {
     assert_eq!(seen.header("x-auth-issuer"), Some(w.issuer.issuer()));
     assert_eq!(seen.header("x-auth-email"), Some("alice@example.test"));
     assert!(!seen.has_header("x_auth_scopes") && !seen.has_header("x-auth-role"));
-    assert!(!seen.has_header("authorization"), "the token travels no further by default");
+    assert!(
+        !seen.has_header("authorization"),
+        "the token travels no further by default"
+    );
 }
 
 #[tokio::test]
 async fn same_token_10000_times_costs_one_verification() {
     let w = world(SLOW_REFRESH).await;
-    let token = w.issuer.mint_access_token(&AccessTokenRequest::new("read", &[AUDIENCE]));
+    let token = w
+        .issuer
+        .mint_access_token(&AccessTokenRequest::new("read", &[AUDIENCE]));
     let client = client();
     let url = w.url("/read/x");
     let mut tasks = Vec::new();
@@ -382,7 +535,13 @@ async fn same_token_10000_times_costs_one_verification() {
     }
     assert_eq!(w.upstream.requests(), 10_000);
     assert_eq!(w.proxy.app.metrics.signature_verifications.get(), 1);
-    let hits = w.proxy.app.metrics.cache_lookups.with_label_values(&["jwt", "hit"]).get();
+    let hits = w
+        .proxy
+        .app
+        .metrics
+        .cache_lookups
+        .with_label_values(&["jwt", "hit"])
+        .get();
     assert!(hits >= 9_980, "{hits} cache hits");
 }
 
@@ -393,7 +552,13 @@ async fn unknown_kid_flood_fetches_the_jwks_at_most_once_per_cooldown() {
     let attacker = SigningKey::generate_rsa("attacker", 2048).unwrap();
     let claims = w.claims();
     let tokens: Vec<String> = (0..1000)
-        .map(|i| mint(&json!({"alg": "RS256", "typ": "at+jwt", "kid": format!("random-{i}")}), &claims, &attacker))
+        .map(|i| {
+            mint(
+                &json!({"alg": "RS256", "typ": "at+jwt", "kid": format!("random-{i}")}),
+                &claims,
+                &attacker,
+            )
+        })
         .collect();
     let client = client();
     let mut tasks = Vec::new();
@@ -421,12 +586,24 @@ async fn key_rotation_accepts_new_keys_at_once_and_drops_removed_ones() {
         max_stale: "1h",
     })
     .await;
-    let old = w.issuer.mint_access_token(&AccessTokenRequest::new("read", &[AUDIENCE]));
+    let old = w
+        .issuer
+        .mint_access_token(&AccessTokenRequest::new("read", &[AUDIENCE]));
     assert_eq!(w.get("/read/x", &old).await.status(), 200);
     w.issuer.rotate_keys();
-    let new = w.issuer.mint_access_token(&AccessTokenRequest::new("read", &[AUDIENCE]));
-    assert_eq!(w.get("/read/x", &new).await.status(), 200, "new key accepted on its first request");
-    assert_eq!(w.get("/read/x", &old).await.status(), 200, "old key still in its grace period");
+    let new = w
+        .issuer
+        .mint_access_token(&AccessTokenRequest::new("read", &[AUDIENCE]));
+    assert_eq!(
+        w.get("/read/x", &new).await.status(),
+        200,
+        "new key accepted on its first request"
+    );
+    assert_eq!(
+        w.get("/read/x", &old).await.status(),
+        200,
+        "old key still in its grace period"
+    );
     w.issuer.expire_retired_keys();
     // The next background refresh sees the key gone; the cached result goes with it.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -450,13 +627,21 @@ async fn outage_serves_cached_keys_until_max_stale_then_503_and_recovers() {
         max_stale: "2s",
     })
     .await;
-    let token = w.issuer.mint_access_token(&AccessTokenRequest::new("read", &[AUDIENCE]));
+    let token = w
+        .issuer
+        .mint_access_token(&AccessTokenRequest::new("read", &[AUDIENCE]));
     assert_eq!(w.get("/read/x", &token).await.status(), 200);
     w.issuer.stop().await;
     let stopped_at = Instant::now();
     assert_eq!(w.get("/read/x", &token).await.status(), 200, "cached keys keep serving");
-    let fresh = w.issuer.mint_access_token(&AccessTokenRequest::new("read", &[AUDIENCE]));
-    assert_eq!(w.get("/read/x", &fresh).await.status(), 200, "known kid verifies with cached keys");
+    let fresh = w
+        .issuer
+        .mint_access_token(&AccessTokenRequest::new("read", &[AUDIENCE]));
+    assert_eq!(
+        w.get("/read/x", &fresh).await.status(),
+        200,
+        "known kid verifies with cached keys"
+    );
     let r = loop {
         let r = w.get("/read/x", &token).await;
         if r.status() != 200 {
@@ -468,9 +653,20 @@ async fn outage_serves_cached_keys_until_max_stale_then_503_and_recovers() {
     assert!(stopped_at.elapsed() >= Duration::from_secs(1), "went stale too early");
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
-    assert!(!challenge(&r).contains("invalid_token"), "an outage is never invalid_token");
+    assert!(
+        !challenge(&r).contains("invalid_token"),
+        "an outage is never invalid_token"
+    );
     let requests_before = w.upstream.requests();
-    assert_eq!(client().get(format!("http://{}/readyz", w.proxy.admin_addr)).send().await.unwrap().status(), 503);
+    assert_eq!(
+        client()
+            .get(format!("http://{}/readyz", w.proxy.admin_addr))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
 
     w.issuer.resume().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -498,18 +694,36 @@ async fn protected_routes_answer_503_until_keys_load() {
         &json!({"iss": issuer_url, "aud": AUDIENCE, "exp": now() + 60, "scope": "read"}),
         &key,
     );
-    let r = client().get(format!("http://{}/read/x", proxy.addr)).bearer_auth(&token).send().await.unwrap();
+    let r = client()
+        .get(format!("http://{}/read/x", proxy.addr))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "5");
     assert!(!r.headers().contains_key("www-authenticate"));
-    assert_eq!(client().get(format!("http://{}/readyz", proxy.admin_addr)).send().await.unwrap().status(), 503);
+    assert_eq!(
+        client()
+            .get(format!("http://{}/readyz", proxy.admin_addr))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
     // A token naming an issuer nobody configured is simply invalid.
     let stranger = mint(
         &json!({"alg": "RS256", "typ": "at+jwt", "kid": "k"}),
         &json!({"iss": "https://stranger.example", "aud": AUDIENCE, "exp": now() + 60}),
         &key,
     );
-    let r = client().get(format!("http://{}/read/x", proxy.addr)).bearer_auth(&stranger).send().await.unwrap();
+    let r = client()
+        .get(format!("http://{}/read/x", proxy.addr))
+        .bearer_auth(&stranger)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(upstream.requests(), 0);
 }

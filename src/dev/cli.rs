@@ -1,0 +1,110 @@
+//! `scopegate dev-issuer`: run the development authorization server.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{DevError, DevIssuer, DevIssuerConfig};
+
+/// Command-line arguments of the development issuer.
+#[derive(Args, Clone, Debug)]
+pub struct DevIssuerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9000", env = "SCOPEGATE_DEV_LISTEN")]
+    pub listen: SocketAddr,
+    /// Issuer identifier (default: http://<listen address>).
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// Subject that every authorization is auto-approved for.
+    #[arg(long, default_value = "dev-user")]
+    pub user: String,
+    /// Additional supported scope (repeatable).
+    #[arg(long = "extra-scope")]
+    pub extra_scope: Vec<String>,
+    /// Issue opaque access tokens (resolvable only by introspection).
+    #[arg(long)]
+    pub opaque: bool,
+    /// Allow listening on a non-loopback address.
+    #[arg(long)]
+    pub allow_non_loopback: bool,
+    /// Access-token lifetime in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub token_ttl: u64,
+}
+
+impl DevIssuerArgs {
+    /// The issuer configuration these arguments describe (with the
+    /// development endpoints, such as `POST /dev/rotate`, enabled).
+    pub fn config(&self) -> DevIssuerConfig {
+        DevIssuerConfig {
+            issuer: self.issuer.clone(),
+            dev_user: self.user.clone(),
+            extra_scopes: self.extra_scope.clone(),
+            access_token_ttl: Duration::from_secs(self.token_ttl),
+            opaque_access_tokens: self.opaque,
+            allow_non_loopback: self.allow_non_loopback,
+            dev_endpoints: true,
+            ..DevIssuerConfig::default()
+        }
+    }
+}
+
+/// Serve until `shutdown` completes, printing the issuer and its endpoints.
+pub async fn run(args: DevIssuerArgs, shutdown: impl Future<Output = ()>) -> Result<(), DevError> {
+    if !args.listen.ip().is_loopback() && !args.allow_non_loopback {
+        return Err(DevError::NonLoopback(args.listen));
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let issuer = DevIssuer::start(listener, args.config()).await?;
+    println!("scopegate development authorization server (in-memory, NOT for production)");
+    println!("issuer:                 {}", issuer.issuer());
+    println!("metadata:               {}", issuer.metadata_url());
+    println!("openid configuration:   {}", issuer.openid_configuration_url());
+    println!("jwks:                   {}", issuer.jwks_uri());
+    println!("authorization endpoint: {}", issuer.authorization_endpoint());
+    println!("token endpoint:         {}", issuer.token_endpoint());
+    println!("registration endpoint:  {}", issuer.registration_endpoint());
+    println!("introspection endpoint: {}", issuer.introspection_endpoint());
+    println!("revocation endpoint:    {}", issuer.revocation_endpoint());
+    println!("userinfo endpoint:      {}", issuer.userinfo_endpoint());
+    println!(
+        "rotate keys:            POST {}/dev/rotate",
+        issuer.issuer().trim_end_matches('/')
+    );
+    shutdown.await;
+    issuer.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: DevIssuerArgs,
+    }
+
+    #[test]
+    fn parses_flags() {
+        let cli = Cli::parse_from([
+            "x",
+            "--extra-scope",
+            "admin",
+            "--extra-scope",
+            "audit",
+            "--opaque",
+            "--token-ttl",
+            "60",
+        ]);
+        let config = cli.args.config();
+        assert_eq!(config.extra_scopes, ["admin", "audit"]);
+        assert!(config.opaque_access_tokens && config.dev_endpoints);
+        assert_eq!(config.access_token_ttl, Duration::from_secs(60));
+        assert_eq!(cli.args.listen.to_string(), "127.0.0.1:9000");
+    }
+}

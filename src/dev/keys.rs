@@ -1,0 +1,407 @@
+//! Signing keys for the development issuer and their public JWK form.
+
+use std::sync::Arc;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
+use aws_lc_rs::{hmac, rand};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+
+use super::DevError;
+use super::weak_rsa::WeakRsaKey;
+
+/// base64url without padding (RFC 7515 §2).
+pub fn b64url(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `len` random bytes, base64url-encoded.
+pub(crate) fn random_token(len: usize) -> String {
+    let mut buf = vec![0u8; len];
+    // The system RNG failing is not recoverable for a token issuer.
+    rand::fill(&mut buf).expect("system random generator is available");
+    b64url(&buf)
+}
+
+/// JWS signature algorithms the development issuer can sign with.
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyAlg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// ECDSA P-256 with SHA-256 (fixed-width r||s signature).
+    ES256,
+    /// HMAC-SHA256. Only for hostile tests: a resource server must never
+    /// accept symmetric tokens from a JWKS.
+    HS256,
+}
+
+impl KeyAlg {
+    /// The JOSE `alg` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyAlg::RS256 => "RS256",
+            KeyAlg::ES256 => "ES256",
+            KeyAlg::HS256 => "HS256",
+        }
+    }
+}
+
+enum RsaSigner {
+    AwsLc(RsaKeyPair),
+    /// Sub-2048-bit keys, which aws-lc refuses; see `weak_rsa`.
+    Builtin(WeakRsaKey),
+}
+
+#[allow(clippy::large_enum_variant)] // lives behind an Arc
+enum Material {
+    Rsa { signer: RsaSigner, n: Vec<u8>, e: Vec<u8> },
+    Ec { pair: EcdsaKeyPair, x: Vec<u8>, y: Vec<u8> },
+    Hmac { key: hmac::Key, secret: Vec<u8> },
+}
+
+/// A private signing key with a key id. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct SigningKey {
+    inner: Arc<(String, Material)>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid())
+            .field("alg", &self.alg())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    fn new(kid: &str, material: Material) -> Self {
+        Self {
+            inner: Arc::new((kid.to_owned(), material)),
+        }
+    }
+
+    /// Generate an RSA key. 2048, 3072, 4096 and 8192 bits use aws-lc.
+    ///
+    /// aws-lc refuses to generate *or sign with* keys under 2048 bits, so
+    /// 512..=1984-bit keys (multiples of 64, e.g. the 1024-bit "weak key" of
+    /// hostile tests) come from a small built-in, non-constant-time RSA
+    /// implementation meant only for tests.
+    pub fn generate_rsa(kid: &str, bits: usize) -> Result<Self, DevError> {
+        let size = match bits {
+            2048 => Some(KeySize::Rsa2048),
+            3072 => Some(KeySize::Rsa3072),
+            4096 => Some(KeySize::Rsa4096),
+            8192 => Some(KeySize::Rsa8192),
+            _ => None,
+        };
+        match size {
+            Some(size) => {
+                let pair =
+                    RsaKeyPair::generate(size).map_err(|_| DevError::Crypto("RSA key generation failed".into()))?;
+                Ok(Self::from_rsa_pair(kid, pair))
+            }
+            None => {
+                let weak = WeakRsaKey::generate(bits)?;
+                let (n, e) = (weak.modulus(), weak.exponent());
+                Ok(Self::new(
+                    kid,
+                    Material::Rsa {
+                        signer: RsaSigner::Builtin(weak),
+                        n,
+                        e,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Load an RSA private key (PKCS#8 DER, 2048..=8192 bits).
+    pub fn from_rsa_pkcs8_der(kid: &str, der: &[u8]) -> Result<Self, DevError> {
+        let pair =
+            RsaKeyPair::from_pkcs8(der).map_err(|e| DevError::Crypto(format!("RSA PKCS#8 key rejected: {e}")))?;
+        Ok(Self::from_rsa_pair(kid, pair))
+    }
+
+    fn from_rsa_pair(kid: &str, pair: RsaKeyPair) -> Self {
+        let public = pair.public_key();
+        let n = public.modulus().big_endian_without_leading_zero().to_vec();
+        let e = public.exponent().big_endian_without_leading_zero().to_vec();
+        Self::new(
+            kid,
+            Material::Rsa {
+                signer: RsaSigner::AwsLc(pair),
+                n,
+                e,
+            },
+        )
+    }
+
+    /// Generate an ECDSA P-256 key.
+    pub fn generate_ec_p256(kid: &str) -> Result<Self, DevError> {
+        let pair = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+            .map_err(|_| DevError::Crypto("EC key generation failed".into()))?;
+        Self::from_ec_pair(kid, pair)
+    }
+
+    /// Load an ECDSA P-256 private key (PKCS#8 DER).
+    pub fn from_ec_p256_pkcs8_der(kid: &str, der: &[u8]) -> Result<Self, DevError> {
+        let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
+            .map_err(|e| DevError::Crypto(format!("EC PKCS#8 key rejected: {e}")))?;
+        Self::from_ec_pair(kid, pair)
+    }
+
+    fn from_ec_pair(kid: &str, pair: EcdsaKeyPair) -> Result<Self, DevError> {
+        // Uncompressed SEC1 point: 0x04 || x || y.
+        let point = pair.public_key().as_ref().to_vec();
+        if point.len() != 65 || point[0] != 4 {
+            return Err(DevError::Crypto("unexpected EC public key encoding".into()));
+        }
+        let (x, y) = (point[1..33].to_vec(), point[33..].to_vec());
+        Ok(Self::new(kid, Material::Ec { pair, x, y }))
+    }
+
+    /// An HMAC-SHA256 key (hostile tests only).
+    pub fn hmac(kid: &str, secret: &[u8]) -> Self {
+        Self::new(
+            kid,
+            Material::Hmac {
+                key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+                secret: secret.to_vec(),
+            },
+        )
+    }
+
+    /// Generate a key for `alg` (RSA keys are 2048-bit; HMAC secrets 32 bytes).
+    pub fn generate(kid: &str, alg: KeyAlg) -> Result<Self, DevError> {
+        match alg {
+            KeyAlg::RS256 => Self::generate_rsa(kid, 2048),
+            KeyAlg::ES256 => Self::generate_ec_p256(kid),
+            KeyAlg::HS256 => {
+                let mut secret = [0u8; 32];
+                rand::fill(&mut secret).map_err(|_| DevError::Crypto("random".into()))?;
+                Ok(Self::hmac(kid, &secret))
+            }
+        }
+    }
+
+    /// The key id (`kid`).
+    pub fn kid(&self) -> &str {
+        &self.inner.0
+    }
+
+    /// The signature algorithm this key produces.
+    pub fn alg(&self) -> KeyAlg {
+        match &self.inner.1 {
+            Material::Rsa { .. } => KeyAlg::RS256,
+            Material::Ec { .. } => KeyAlg::ES256,
+            Material::Hmac { .. } => KeyAlg::HS256,
+        }
+    }
+
+    /// The JOSE `alg` name (`"RS256"`, `"ES256"`, `"HS256"`).
+    pub fn alg_name(&self) -> &'static str {
+        self.alg().name()
+    }
+
+    /// RSA modulus size in bits (None for non-RSA keys).
+    pub fn rsa_bits(&self) -> Option<usize> {
+        self.rsa_components().map(|(n, _)| {
+            n.first()
+                .map_or(0, |b| (n.len() - 1) * 8 + (8 - b.leading_zeros() as usize))
+        })
+    }
+
+    /// The public JWK. For HMAC keys this is `{"kty":"oct","k":...}`, i.e.
+    /// it discloses the secret (hostile tests publish it on purpose).
+    pub fn public_jwk(&self) -> Value {
+        let kid = self.kid();
+        let alg = self.alg_name();
+        match &self.inner.1 {
+            Material::Rsa { n, e, .. } => json!({
+                "kty": "RSA", "kid": kid, "use": "sig", "alg": alg,
+                "n": b64url(n), "e": b64url(e),
+            }),
+            Material::Ec { x, y, .. } => json!({
+                "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": alg,
+                "x": b64url(x), "y": b64url(y),
+            }),
+            Material::Hmac { secret, .. } => json!({
+                "kty": "oct", "kid": kid, "use": "sig", "alg": alg, "k": b64url(secret),
+            }),
+        }
+    }
+
+    /// Sign a JWS signing input: RSA PKCS#1 v1.5 SHA-256, ECDSA P-256
+    /// fixed-width r||s, or HMAC-SHA256.
+    pub fn sign(&self, signing_input: &[u8]) -> Vec<u8> {
+        match &self.inner.1 {
+            Material::Rsa {
+                signer: RsaSigner::AwsLc(pair),
+                ..
+            } => {
+                let mut sig = vec![0u8; pair.public_modulus_len()];
+                pair.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &rand::SystemRandom::new(),
+                    signing_input,
+                    &mut sig,
+                )
+                .expect("RSA signing with a validated key and a correctly sized buffer succeeds");
+                sig
+            }
+            Material::Rsa {
+                signer: RsaSigner::Builtin(weak),
+                ..
+            } => weak.sign_pkcs1_sha256(signing_input),
+            Material::Ec { pair, .. } => pair
+                .sign(&rand::SystemRandom::new(), signing_input)
+                .expect("ECDSA signing with a validated key succeeds")
+                .as_ref()
+                .to_vec(),
+            Material::Hmac { key, .. } => hmac::sign(key, signing_input).as_ref().to_vec(),
+        }
+    }
+
+    /// RSA public components `(n, e)`, big-endian without leading zeros.
+    pub fn rsa_components(&self) -> Option<(&[u8], &[u8])> {
+        match &self.inner.1 {
+            Material::Rsa { n, e, .. } => Some((n, e)),
+            _ => None,
+        }
+    }
+
+    /// PKCS#1 `RSAPublicKey` DER (what `DecodingKey::from_rsa_der` takes):
+    /// the bytes a key-confusion attacker would use as an HMAC secret.
+    pub fn rsa_public_key_der(&self) -> Option<Vec<u8>> {
+        let (n, e) = self.rsa_components()?;
+        let mut body = der_integer(n);
+        body.extend(der_integer(e));
+        Some(der_tlv(0x30, &body))
+    }
+
+    /// X.509 `SubjectPublicKeyInfo` DER of the RSA public key.
+    pub fn rsa_public_key_spki_der(&self) -> Option<Vec<u8>> {
+        let pkcs1 = self.rsa_public_key_der()?;
+        // AlgorithmIdentifier { rsaEncryption, NULL }
+        let mut body = vec![
+            0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+        ];
+        let mut bits = vec![0u8];
+        bits.extend(pkcs1);
+        body.extend(der_tlv(0x03, &bits));
+        Some(der_tlv(0x30, &body))
+    }
+
+    /// PEM (`-----BEGIN PUBLIC KEY-----`) of the RSA public key: the classic
+    /// HMAC secret of an RS256→HS256 confusion attack.
+    pub fn rsa_public_key_pem(&self) -> Option<String> {
+        let der = self.rsa_public_key_spki_der()?;
+        let b64 = STANDARD.encode(der);
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for chunk in b64.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(chunk));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        Some(pem)
+    }
+
+    /// PKCS#8 DER of an aws-lc backed private key (RSA ≥ 2048 or EC), for
+    /// use with other JWT libraries (e.g. `EncodingKey::from_ec_der`).
+    pub fn private_key_pkcs8_der(&self) -> Option<Vec<u8>> {
+        match &self.inner.1 {
+            Material::Rsa {
+                signer: RsaSigner::AwsLc(pair),
+                ..
+            } => pair.as_der().ok().map(|d| d.as_ref().to_vec()),
+            Material::Ec { pair, .. } => pair.to_pkcs8v1().ok().map(|d| d.as_ref().to_vec()),
+            _ => None,
+        }
+    }
+
+    /// The raw HMAC secret (None for asymmetric keys).
+    pub fn hmac_secret(&self) -> Option<&[u8]> {
+        match &self.inner.1 {
+            Material::Hmac { secret, .. } => Some(secret),
+            _ => None,
+        }
+    }
+}
+
+fn der_len(len: usize) -> Vec<u8> {
+    if len < 0x80 {
+        vec![len as u8]
+    } else {
+        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        let mut out = vec![0x80 | bytes.len() as u8];
+        out.extend(bytes);
+        out
+    }
+}
+
+fn der_tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend(der_len(body.len()));
+    out.extend_from_slice(body);
+    out
+}
+
+fn der_integer(be: &[u8]) -> Vec<u8> {
+    let trimmed: Vec<u8> = be.iter().copied().skip_while(|b| *b == 0).collect();
+    let mut body = Vec::with_capacity(trimmed.len() + 1);
+    if trimmed.first().is_none_or(|b| b & 0x80 != 0) {
+        body.push(0);
+    }
+    body.extend(trimmed);
+    der_tlv(0x02, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn rsa_der_round_trips_through_aws_lc() {
+        let key = SigningKey::generate_rsa("k1", 2048).unwrap();
+        let der = key.rsa_public_key_der().unwrap();
+        let sig = key.sign(b"msg");
+        signature::UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &der)
+            .verify(b"msg", &sig)
+            .unwrap();
+        assert_eq!(key.rsa_bits(), Some(2048));
+        assert!(
+            key.rsa_public_key_pem()
+                .unwrap()
+                .starts_with("-----BEGIN PUBLIC KEY-----\n")
+        );
+    }
+
+    #[test]
+    fn ec_signature_is_fixed_width_and_verifies() {
+        let key = SigningKey::generate_ec_p256("e1").unwrap();
+        let sig = key.sign(b"msg");
+        assert_eq!(sig.len(), 64);
+        let jwk = key.public_jwk();
+        assert_eq!(jwk["crv"], "P-256");
+        let mut point = vec![4u8];
+        point.extend(URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap());
+        point.extend(URL_SAFE_NO_PAD.decode(jwk["y"].as_str().unwrap()).unwrap());
+        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &point)
+            .verify(b"msg", &sig)
+            .unwrap();
+    }
+
+    #[test]
+    fn weak_rsa_key_is_generatable() {
+        let key = SigningKey::generate_rsa("weak", 1024).unwrap();
+        assert_eq!(key.rsa_bits(), Some(1024));
+        assert_eq!(key.public_jwk()["kty"], "RSA");
+        assert_eq!(key.sign(b"x").len(), 128);
+    }
+}

@@ -1,0 +1,469 @@
+//! In-memory state of the development issuer: keys, clients, codes, tokens.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::digest;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::keys::{KeyAlg, SigningKey, random_token};
+use super::mint::mint;
+use super::server::{DevIssuerConfig, ENDPOINT_COUNT, Fault};
+
+/// Upper bound of every token/code/client map; the oldest entries go first.
+pub(crate) const MAX_ENTRIES: usize = 100_000;
+
+pub(crate) const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
+pub(crate) const GRANT_REFRESH_TOKEN: &str = "refresh_token";
+pub(crate) const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+pub(crate) const AUTH_NONE: &str = "none";
+pub(crate) const AUTH_BASIC: &str = "client_secret_basic";
+pub(crate) const AUTH_POST: &str = "client_secret_post";
+
+/// Lock a mutex, ignoring poisoning (the state stays usable for tests).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Key under which tokens are stored: SHA-256 of the token string.
+pub(crate) type TokenKey = [u8; 32];
+
+pub(crate) fn token_key(token: &str) -> TokenKey {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
+    out
+}
+
+/// A map that forgets its oldest entries beyond a capacity.
+pub(crate) struct Bounded<K, V> {
+    map: HashMap<K, V>,
+    order: VecDeque<K>,
+    cap: usize,
+}
+
+impl<K: Eq + Hash + Clone, V> Bounded<K, V> {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    pub(crate) fn insert(&mut self, key: K, value: V) {
+        if self.map.insert(key.clone(), value).is_none() {
+            self.order.push_back(key);
+        }
+        while self.map.len() > self.cap {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+        self.map.get(key)
+    }
+
+    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.map.get_mut(key)
+    }
+}
+
+/// RFC 7591 client metadata as sent to the registration endpoint (and to
+/// [`DevIssuer::register_client`](super::DevIssuer::register_client)).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ClientRegistration {
+    /// Redirection URIs (required for the authorization-code grant).
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Grant types; empty means `[authorization_code, refresh_token]`.
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    /// Response types; empty means `[code]` when the code grant is allowed.
+    #[serde(default)]
+    pub response_types: Vec<String>,
+    /// `none`, `client_secret_basic` (default) or `client_secret_post`.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
+    /// Space-separated scopes the client may request.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Human-readable name.
+    #[serde(default)]
+    pub client_name: Option<String>,
+    /// Client home page.
+    #[serde(default)]
+    pub client_uri: Option<String>,
+    /// Software identifier.
+    #[serde(default)]
+    pub software_id: Option<String>,
+    /// Software version.
+    #[serde(default)]
+    pub software_version: Option<String>,
+}
+
+/// A registered client: the RFC 7591 §3.2.1 response body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegisteredClient {
+    /// Client identifier.
+    pub client_id: String,
+    /// Secret of a confidential client (None for `none` auth).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// Issue time (seconds since the epoch).
+    pub client_id_issued_at: i64,
+    /// 0 (never expires) for confidential clients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret_expires_at: Option<i64>,
+    /// Registered redirection URIs.
+    pub redirect_uris: Vec<String>,
+    /// Allowed grant types.
+    pub grant_types: Vec<String>,
+    /// Allowed response types.
+    pub response_types: Vec<String>,
+    /// Token endpoint authentication method.
+    pub token_endpoint_auth_method: String,
+    /// Allowed scopes (space-separated), if restricted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Human-readable name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    /// Client home page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_uri: Option<String>,
+    /// Software identifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub software_id: Option<String>,
+    /// Software version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub software_version: Option<String>,
+}
+
+impl RegisteredClient {
+    /// Whether the client authenticates with a secret.
+    pub fn is_confidential(&self) -> bool {
+        self.client_secret.is_some()
+    }
+
+    pub(crate) fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+}
+
+/// Apply RFC 7591 defaults and create the client (no validation).
+pub(crate) fn build_client(req: ClientRegistration) -> RegisteredClient {
+    let method = req.token_endpoint_auth_method.unwrap_or_else(|| AUTH_BASIC.to_owned());
+    let grant_types = if req.grant_types.is_empty() {
+        vec![GRANT_AUTHORIZATION_CODE.into(), GRANT_REFRESH_TOKEN.into()]
+    } else {
+        req.grant_types
+    };
+    let response_types = if !req.response_types.is_empty() {
+        req.response_types
+    } else if grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE) {
+        vec!["code".into()]
+    } else {
+        Vec::new()
+    };
+    let confidential = method != AUTH_NONE;
+    RegisteredClient {
+        client_id: random_token(16),
+        client_secret: confidential.then(|| random_token(32)),
+        client_id_issued_at: now_unix(),
+        client_secret_expires_at: confidential.then_some(0),
+        redirect_uris: req.redirect_uris,
+        grant_types,
+        response_types,
+        token_endpoint_auth_method: method,
+        scope: req.scope,
+        client_name: req.client_name,
+        client_uri: req.client_uri,
+        software_id: req.software_id,
+        software_version: req.software_version,
+    }
+}
+
+/// An issued authorization code.
+pub(crate) struct CodeRecord {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub redirect_uri_sent: bool,
+    pub scope: String,
+    pub resources: Vec<String>,
+    pub challenge: Option<String>,
+    pub sub: String,
+    pub auth_time: i64,
+    pub expires_at: Instant,
+    /// Set once redeemed: the token family it produced.
+    pub redeemed_family: Option<u64>,
+}
+
+/// An issued access token (JWT or opaque).
+pub(crate) struct AccessRecord {
+    pub sub: String,
+    pub client_id: String,
+    pub scope: String,
+    pub aud: Vec<String>,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    pub family: Option<u64>,
+    pub revoked: bool,
+}
+
+/// An issued refresh token.
+pub(crate) struct RefreshRecord {
+    pub family: u64,
+    pub client_id: String,
+    pub sub: String,
+    pub scope: String,
+    pub aud: Vec<String>,
+    pub auth_time: i64,
+    pub iat: i64,
+    pub exp: i64,
+    pub rotated: bool,
+}
+
+/// Everything a grant produced, for revocation of the whole family.
+pub(crate) struct Family {
+    pub revoked: bool,
+}
+
+/// Mutable registries of clients, codes and tokens.
+pub(crate) struct Store {
+    pub clients: Bounded<String, RegisteredClient>,
+    pub codes: Bounded<String, CodeRecord>,
+    pub access: Bounded<TokenKey, AccessRecord>,
+    pub refresh: Bounded<TokenKey, RefreshRecord>,
+    pub families: Bounded<u64, Family>,
+    next_family: u64,
+}
+
+impl Store {
+    pub(crate) fn new() -> Self {
+        Self {
+            clients: Bounded::new(MAX_ENTRIES),
+            codes: Bounded::new(MAX_ENTRIES),
+            access: Bounded::new(MAX_ENTRIES),
+            refresh: Bounded::new(MAX_ENTRIES),
+            families: Bounded::new(MAX_ENTRIES),
+            next_family: 1,
+        }
+    }
+
+    pub(crate) fn new_family(&mut self) -> u64 {
+        let id = self.next_family;
+        self.next_family += 1;
+        self.families.insert(id, Family { revoked: false });
+        id
+    }
+
+    pub(crate) fn revoke_family(&mut self, id: u64) {
+        if let Some(f) = self.families.get_mut(&id) {
+            f.revoked = true;
+        }
+    }
+
+    /// A family that was evicted counts as revoked.
+    pub(crate) fn family_live(&self, id: u64) -> bool {
+        self.families.get(&id).is_some_and(|f| !f.revoked)
+    }
+
+    /// The live access-token record for `token`, if any.
+    pub(crate) fn active_access(&self, token: &str) -> Option<&AccessRecord> {
+        let rec = self.access.get(&token_key(token))?;
+        let live = !rec.revoked && rec.exp > now_unix() && rec.family.is_none_or(|f| self.family_live(f));
+        live.then_some(rec)
+    }
+
+    /// The live (not rotated, not revoked, unexpired) refresh-token record.
+    pub(crate) fn active_refresh(&self, token: &str) -> Option<&RefreshRecord> {
+        let rec = self.refresh.get(&token_key(token))?;
+        let live = !rec.rotated && rec.exp > now_unix() && self.family_live(rec.family);
+        live.then_some(rec)
+    }
+}
+
+/// Published signing keys.
+pub(crate) struct KeyRing {
+    pub current: SigningKey,
+    pub retired: Vec<(SigningKey, Instant)>,
+    pub extra: Vec<Value>,
+    pub replacement: Option<Value>,
+}
+
+impl KeyRing {
+    pub(crate) fn jwks(&self, grace: std::time::Duration) -> Value {
+        if let Some(body) = &self.replacement {
+            return body.clone();
+        }
+        let now = Instant::now();
+        let mut keys = vec![self.current.public_jwk()];
+        keys.extend(
+            self.retired
+                .iter()
+                .filter(|(_, at)| now.duration_since(*at) < grace)
+                .map(|(k, _)| k.public_jwk()),
+        );
+        keys.extend(self.extra.iter().cloned());
+        json!({ "keys": keys })
+    }
+}
+
+/// State shared by the handle and the connection tasks.
+pub(crate) struct Shared {
+    pub config: DevIssuerConfig,
+    pub issuer: String,
+    pub base: String,
+    pub addr: SocketAddr,
+    pub keys: Mutex<KeyRing>,
+    pub store: Mutex<Store>,
+    pub counters: [AtomicU64; ENDPOINT_COUNT],
+    pub fault: Mutex<Fault>,
+}
+
+/// What an access token is issued for.
+pub(crate) struct AccessGrant<'a> {
+    pub sub: &'a str,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub aud: &'a [String],
+    pub expires_in: i64,
+    pub family: Option<u64>,
+    pub auth_time: Option<i64>,
+    pub extra: Option<&'a Map<String, Value>>,
+}
+
+impl Shared {
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `scopes_supported`: read, write, mcp, the extras and openid.
+    pub(crate) fn scopes_supported(&self) -> Vec<String> {
+        let mut out: Vec<String> = ["read", "write", "mcp"].map(String::from).to_vec();
+        for s in &self.config.extra_scopes {
+            if !out.contains(s) {
+                out.push(s.clone());
+            }
+        }
+        if !out.iter().any(|s| s == "openid") {
+            out.push("openid".into());
+        }
+        out
+    }
+
+    /// The audience for a grant: its resources, else the default audience.
+    pub(crate) fn audience_for(&self, resources: &[String]) -> Vec<String> {
+        if resources.is_empty() {
+            vec![
+                self.config
+                    .default_audience
+                    .clone()
+                    .unwrap_or_else(|| self.issuer.clone()),
+            ]
+        } else {
+            resources.to_vec()
+        }
+    }
+
+    pub(crate) fn new_kid(alg: KeyAlg) -> String {
+        format!("dev-{}-{}", alg.name().to_ascii_lowercase(), random_token(6))
+    }
+
+    /// Issue (sign or generate) an access token and record it.
+    pub(crate) fn issue_access(&self, store: &mut Store, g: &AccessGrant<'_>) -> String {
+        let iat = now_unix();
+        let exp = iat.saturating_add(g.expires_in);
+        let jti = random_token(16);
+        let token = if self.config.opaque_access_tokens {
+            random_token(32)
+        } else {
+            let key = lock(&self.keys).current.clone();
+            let aud = match g.aud {
+                [one] => Value::String(one.clone()),
+                many => json!(many),
+            };
+            let mut claims = json!({
+                "iss": self.issuer, "sub": g.sub, "aud": aud, "client_id": g.client_id,
+                "scope": g.scope, "iat": iat, "exp": exp, "jti": jti,
+            });
+            if let (Some(at), Some(obj)) = (g.auth_time, claims.as_object_mut()) {
+                obj.insert("auth_time".into(), json!(at));
+            }
+            if let (Some(extra), Some(obj)) = (g.extra, claims.as_object_mut()) {
+                for (k, v) in extra {
+                    obj.insert(k.clone(), v.clone());
+                }
+            }
+            let header = json!({"alg": key.alg_name(), "typ": "at+jwt", "kid": key.kid()});
+            mint(&header, &claims, &key)
+        };
+        store.access.insert(
+            token_key(&token),
+            AccessRecord {
+                sub: g.sub.to_owned(),
+                client_id: g.client_id.to_owned(),
+                scope: g.scope.to_owned(),
+                aud: g.aud.to_vec(),
+                iat,
+                exp,
+                jti,
+                family: g.family,
+                revoked: false,
+            },
+        );
+        token
+    }
+
+    /// Issue and record a refresh token of `family`.
+    pub(crate) fn issue_refresh(&self, store: &mut Store, family: u64, template: &RefreshTemplate<'_>) -> String {
+        let token = random_token(32);
+        let iat = now_unix();
+        let ttl = i64::try_from(self.config.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX);
+        store.refresh.insert(
+            token_key(&token),
+            RefreshRecord {
+                family,
+                client_id: template.client_id.to_owned(),
+                sub: template.sub.to_owned(),
+                scope: template.scope.to_owned(),
+                aud: template.aud.to_vec(),
+                auth_time: template.auth_time,
+                iat,
+                exp: iat.saturating_add(ttl),
+                rotated: false,
+            },
+        );
+        token
+    }
+
+    pub(crate) fn access_ttl_secs(&self) -> i64 {
+        i64::try_from(self.config.access_token_ttl.as_secs()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Fields a refresh token carries across rotations.
+pub(crate) struct RefreshTemplate<'a> {
+    pub client_id: &'a str,
+    pub sub: &'a str,
+    pub scope: &'a str,
+    pub aud: &'a [String],
+    pub auth_time: i64,
+}
