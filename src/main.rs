@@ -33,6 +33,10 @@ enum Command {
     Run,
     /// Validate the config, print the compiled route table, and exit non-zero on any problem.
     Check,
+    /// Run a local authorization server, an echo API and the proxy, with example requests.
+    Demo(scopegate::dev::demo::DemoArgs),
+    /// Run only the development authorization server (never for production).
+    DevIssuer(scopegate::dev::cli::DevIssuerArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +44,8 @@ fn main() -> ExitCode {
     let result = match cli.command.as_ref().unwrap_or(&Command::Run) {
         Command::Check => check(&cli),
         Command::Run => run(&cli),
+        Command::Demo(args) => demo(&cli, args),
+        Command::DevIssuer(args) => dev_issuer(&cli, args),
     };
     match result {
         Ok(code) => code,
@@ -131,6 +137,35 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn demo(cli: &Cli, args: &scopegate::dev::demo::DemoArgs) -> anyhow::Result<ExitCode> {
+    init_logging(cli, &Default::default());
+    runtime()?.block_on(async move {
+        let demo = scopegate::dev::demo::Demo::start(args)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}; if the port is taken, pass --listen 127.0.0.1:0 or another address"))?;
+        if args.check {
+            let (lines, ok) = demo.self_check().await;
+            for line in &lines {
+                println!("{line}");
+            }
+            let passed = lines.iter().filter(|l| l.starts_with("ok")).count();
+            println!("demo check: {passed} passed, {} failed", lines.len() - passed);
+            demo.shutdown().await;
+            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        println!("{}", demo.instructions());
+        shutdown_signal().await;
+        demo.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn dev_issuer(cli: &Cli, args: &scopegate::dev::cli::DevIssuerArgs) -> anyhow::Result<ExitCode> {
+    init_logging(cli, &Default::default());
+    runtime()?.block_on(scopegate::dev::cli::run(args.clone(), shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// SIGTERM (Kubernetes) or SIGINT (Ctrl-C).

@@ -21,6 +21,7 @@
 //! [`mint`] builds arbitrary (including hostile) compact JWS tokens for tests.
 
 pub mod cli;
+pub mod demo;
 mod flows;
 mod handlers;
 mod keys;
