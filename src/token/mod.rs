@@ -36,6 +36,8 @@ pub struct Principal {
     pub subject: Option<String>,
     pub client_id: Option<String>,
     pub scopes: Vec<String>,
+    /// `aud`, as a list (RFC 8707 resource binding is checked against it per route).
+    pub audiences: Vec<String>,
     /// Every claim, for configured claim → header mappings.
     pub claims: serde_json::Map<String, serde_json::Value>,
     /// Unix seconds.
@@ -245,6 +247,7 @@ impl Authenticator {
                 subject: claims.sub,
                 client_id: claims.client_id,
                 scopes: claims.scopes,
+                audiences: claims.aud,
                 claims: claims.raw,
                 expires_at: claims.exp,
             }),
