@@ -24,6 +24,8 @@ pub struct Metrics {
     pub jwks_last_success: IntGaugeVec,
     pub cache_lookups: IntCounterVec,
     pub cache_entries: IntGaugeVec,
+    pub introspection_calls: IntCounterVec,
+    pub introspection_duration: Histogram,
 }
 
 /// Sub-millisecond buckets for auth, since a cached decision costs microseconds.
@@ -122,6 +124,22 @@ impl Metrics {
                 &["cache"],
             )
             .expect("static metric definition is valid"),
+            introspection_calls: IntCounterVec::new(
+                Opts::new(
+                    "scopegate_introspection_calls_total",
+                    "RFC 7662 introspection calls by result (active, inactive, error).",
+                ),
+                &["result"],
+            )
+            .expect("static metric definition is valid"),
+            introspection_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "scopegate_introspection_duration_seconds",
+                    "Latency of introspection calls.",
+                )
+                .buckets(REQUEST_BUCKETS.to_vec()),
+            )
+            .expect("static metric definition is valid"),
             registry,
         };
         let build_info = IntGaugeVec::new(
@@ -144,6 +162,8 @@ impl Metrics {
             Box::new(metrics.jwks_last_success.clone()),
             Box::new(metrics.cache_lookups.clone()),
             Box::new(metrics.cache_entries.clone()),
+            Box::new(metrics.introspection_calls.clone()),
+            Box::new(metrics.introspection_duration.clone()),
             Box::new(build_info),
         ];
         for collector in collectors {

@@ -8,10 +8,12 @@
 //!   written here rather than delegated to a JWT library: only the signature primitive comes
 //!   from aws-lc-rs, and every header and claim rule is explicit.
 //! - [`keys`] keeps each issuer's key set fresh; [`remote`] makes the bounded fetches.
-//! - [`Authenticator`] ties them together with a cache keyed by the token's SHA-256.
+//! - [`introspect`] asks the authorization server about opaque tokens (RFC 7662).
+//! - [`Authenticator`] ties them together with caches keyed by the token's SHA-256.
 
 pub mod bearer;
 pub mod config;
+pub mod introspect;
 pub mod jwk;
 pub mod jws;
 pub mod keys;
@@ -25,7 +27,8 @@ use moka::future::Cache;
 
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
-use crate::token::config::{IssuerConfig, TokenConfig};
+use crate::token::config::{IssuerConfig, TokenConfig, TokenValidation};
+use crate::token::introspect::{Answer, Introspector};
 use crate::token::jws::{TokenError, VerifyPolicy};
 use crate::token::keys::IssuerKeys;
 
@@ -67,15 +70,38 @@ impl Expiry<[u8; 32], Arc<CachedToken>> for TokenExpiry {
     }
 }
 
+/// A cached introspection answer and how long it may be reused.
+#[derive(Clone)]
+struct CachedAnswer {
+    answer: Answer,
+    ttl: Duration,
+}
+
+struct AnswerExpiry;
+
+impl Expiry<[u8; 32], CachedAnswer> for AnswerExpiry {
+    fn expire_after_create(&self, _key: &[u8; 32], value: &CachedAnswer, _now: std::time::Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
 struct Issuer {
-    keys: Arc<IssuerKeys>,
+    /// Keys for local verification; `None` when every token of this issuer is introspected.
+    keys: Option<Arc<IssuerKeys>>,
+    introspector: Option<Arc<Introspector>>,
+    mode: TokenValidation,
     policy: VerifyPolicy,
 }
 
 /// Validates bearer tokens for every configured issuer.
 pub struct Authenticator {
     issuers: Vec<Issuer>,
+    /// The issuer that introspects tokens naming no configured issuer (opaque tokens).
+    opaque_issuer: Option<usize>,
     cache: Cache<[u8; 32], Arc<CachedToken>>,
+    answers: Cache<[u8; 32], CachedAnswer>,
+    /// Last active answers, for the optional outage window (`serve_stale_for`).
+    last_active: Cache<[u8; 32], (Arc<Principal>, usize, std::time::Instant)>,
     cache_ttl: Duration,
     max_token_bytes: usize,
     metrics: Metrics,
@@ -108,6 +134,24 @@ fn invalid(e: TokenError) -> ProxyError {
     }
 }
 
+/// Which validation path a token takes.
+enum Route {
+    Local(usize),
+    Introspect(usize),
+    Reject(TokenError),
+    UnknownIssuer,
+}
+
+fn answer_to_result(answer: Answer) -> Result<Arc<Principal>, ProxyError> {
+    match answer {
+        Answer::Active(principal) => Ok(principal),
+        Answer::Inactive(reason) => Err(ProxyError::InvalidToken {
+            reason,
+            description: "the token is not active",
+        }),
+    }
+}
+
 fn policy_for(config: &IssuerConfig, max_token_bytes: usize) -> VerifyPolicy {
     VerifyPolicy {
         issuer: config.issuer.clone(),
@@ -121,21 +165,43 @@ fn policy_for(config: &IssuerConfig, max_token_bytes: usize) -> VerifyPolicy {
 
 impl Authenticator {
     pub fn new(config: &TokenConfig, metrics: Metrics) -> Authenticator {
-        let issuers = config
+        let issuers: Vec<Issuer> = config
             .issuers
             .iter()
             .map(|issuer| Issuer {
-                keys: IssuerKeys::new(issuer.clone(), metrics.clone()),
+                keys: (issuer.token_validation != TokenValidation::Introspection)
+                    .then(|| IssuerKeys::new(issuer.clone(), metrics.clone())),
+                introspector: issuer
+                    .introspection
+                    .clone()
+                    .map(|i| Arc::new(Introspector::new(issuer, i, metrics.clone()))),
+                mode: issuer.token_validation,
                 policy: policy_for(issuer, config.max_token_bytes),
             })
             .collect();
+        let opaque_issuer = issuers.iter().position(|i| i.introspector.is_some());
+        let stale_window = issuers
+            .iter()
+            .filter_map(|i| i.introspector.as_ref().map(|x| x.serve_stale_for()))
+            .max()
+            .unwrap_or_default()
+            .max(Duration::from_secs(1));
         let cache = Cache::builder()
             .max_capacity(config.cache_max_entries)
             .expire_after(TokenExpiry)
             .build();
         Authenticator {
             issuers,
+            opaque_issuer,
             cache,
+            answers: Cache::builder()
+                .max_capacity(config.introspection_cache_max_entries)
+                .expire_after(AnswerExpiry)
+                .build(),
+            last_active: Cache::builder()
+                .max_capacity(config.introspection_cache_max_entries)
+                .time_to_live(stale_window)
+                .build(),
             cache_ttl: config.cache_ttl,
             max_token_bytes: config.max_token_bytes,
             metrics,
@@ -147,17 +213,36 @@ impl Authenticator {
     pub fn spawn_refreshers(&self) -> Vec<tokio::task::JoinHandle<()>> {
         self.issuers
             .iter()
-            .map(|issuer| tokio::spawn(Arc::clone(&issuer.keys).run_refresh_loop()))
+            .filter_map(|issuer| issuer.keys.as_ref())
+            .map(|keys| tokio::spawn(Arc::clone(keys).run_refresh_loop()))
             .collect()
     }
 
-    /// Ready when every issuer has usable keys.
+    /// Ready when every issuer that verifies locally has usable keys.
     pub fn is_ready(&self) -> bool {
-        self.issuers.iter().all(|i| i.keys.is_loaded())
+        self.issuers
+            .iter()
+            .filter_map(|i| i.keys.as_ref())
+            .all(|k| k.is_loaded())
     }
 
-    pub fn cache_entries(&self) -> u64 {
-        self.cache.entry_count()
+    /// Entries in the verified-JWT cache and in the introspection cache.
+    pub fn cache_entries(&self) -> (u64, u64) {
+        (self.cache.entry_count(), self.answers.entry_count())
+    }
+
+    /// Forgets everything cached about a token (pushed revocation).
+    pub async fn evict(&self, digest: &[u8; 32]) {
+        self.cache.invalidate(digest).await;
+        self.answers.invalidate(digest).await;
+        self.last_active.invalidate(digest).await;
+    }
+
+    /// Runs moka's pending maintenance so entry counts are exact (tests, metrics).
+    pub async fn sync_caches(&self) {
+        self.cache.run_pending_tasks().await;
+        self.answers.run_pending_tasks().await;
+        self.last_active.run_pending_tasks().await;
     }
 
     /// Verifies a bearer token, from the cache when it can.
@@ -176,22 +261,112 @@ impl Authenticator {
             }
             self.cache.invalidate(digest).await;
         }
-        self.metrics.cache_lookups.with_label_values(&["jwt", "miss"]).inc();
-        // Concurrent misses for one token share one verification; errors are not cached.
-        let entry = self
-            .cache
-            .try_get_with(*digest, self.verify_uncached(token))
-            .await
-            .map_err(|e| (*e).clone())?;
-        Ok(Arc::clone(&entry.principal))
+        if let Some(hit) = self.answers.get(digest).await {
+            self.metrics
+                .cache_lookups
+                .with_label_values(&["introspection", "hit"])
+                .inc();
+            return answer_to_result(hit.answer);
+        }
+        match self.route(token) {
+            Route::Local(index) => {
+                self.metrics.cache_lookups.with_label_values(&["jwt", "miss"]).inc();
+                // Concurrent misses for one token share one verification; errors are not cached.
+                let entry = self
+                    .cache
+                    .try_get_with(*digest, self.verify_uncached(token, index))
+                    .await
+                    .map_err(|e| (*e).clone())?;
+                Ok(Arc::clone(&entry.principal))
+            }
+            Route::Introspect(index) => {
+                self.metrics
+                    .cache_lookups
+                    .with_label_values(&["introspection", "miss"])
+                    .inc();
+                let result = self
+                    .answers
+                    .try_get_with(*digest, self.introspect_uncached(token, index))
+                    .await
+                    .map_err(|e| (*e).clone());
+                match result {
+                    Ok(cached) => {
+                        let keeps_stale = self.issuers[index]
+                            .introspector
+                            .as_ref()
+                            .is_some_and(|i| !i.serve_stale_for().is_zero());
+                        if let (true, Answer::Active(principal)) = (keeps_stale, &cached.answer) {
+                            self.last_active
+                                .insert(*digest, (Arc::clone(principal), index, std::time::Instant::now()))
+                                .await;
+                        }
+                        answer_to_result(cached.answer)
+                    }
+                    Err(error @ ProxyError::AuthUnavailable { .. }) => self.stale_answer(digest).await.ok_or(error),
+                    Err(error) => Err(error),
+                }
+            }
+            Route::Reject(error) => Err(invalid(error)),
+            Route::UnknownIssuer => Err(ProxyError::InvalidToken {
+                reason: "unknown_issuer",
+                description: "the token was not issued by a trusted issuer",
+            }),
+        }
+    }
+
+    /// Picks the validation path (DESIGN §4 "Token kind"): a well-formed JWS naming a
+    /// configured issuer that verifies locally is verified here; anything else goes to
+    /// introspection when an issuer offers it.
+    fn route(&self, token: &str) -> Route {
+        let parsed = jws::parse(token, self.max_token_bytes);
+        let named = parsed
+            .as_ref()
+            .ok()
+            .and_then(|p| p.issuer())
+            .and_then(|iss| self.issuers.iter().position(|i| i.policy.issuer == iss));
+        match (named, parsed) {
+            (Some(index), _) if self.issuers[index].mode == TokenValidation::Introspection => Route::Introspect(index),
+            (Some(index), _) => Route::Local(index),
+            (None, parsed) => match (self.opaque_issuer, parsed) {
+                (Some(index), _) => Route::Introspect(index),
+                (None, Err(error)) => Route::Reject(error),
+                (None, Ok(_)) => Route::UnknownIssuer,
+            },
+        }
+    }
+
+    async fn introspect_uncached(&self, token: &str, index: usize) -> Result<CachedAnswer, ProxyError> {
+        let introspector = self.issuers[index]
+            .introspector
+            .as_ref()
+            .ok_or(ProxyError::AuthUnavailable {
+                reason: "no_introspection",
+            })?;
+        let now = now_unix();
+        let answer = introspector.introspect(token, now).await?;
+        let ttl = match &answer {
+            Answer::Active(principal) => introspector
+                .positive_ttl()
+                .min(Duration::from_secs(principal.expires_at.saturating_sub(now).max(1))),
+            Answer::Inactive(_) => introspector.negative_ttl(),
+        };
+        Ok(CachedAnswer { answer, ttl })
+    }
+
+    /// During an outage, a token that was active within `serve_stale_for` is still allowed
+    /// (off by default: it delays revocation by that window).
+    async fn stale_answer(&self, digest: &[u8; 32]) -> Option<Arc<Principal>> {
+        let (principal, index, seen) = self.last_active.get(digest).await?;
+        let window = self.issuers[index].introspector.as_ref()?.serve_stale_for();
+        (seen.elapsed() <= window && now_unix() <= principal.expires_at).then_some(principal)
     }
 
     /// A cached result stands while its issuer's keys are usable, its key is still
     /// published, and the token has not expired.
     fn still_valid(&self, hit: &CachedToken) -> Result<Option<Arc<Principal>>, ProxyError> {
         let issuer = &self.issuers[hit.issuer];
-        let state = issuer
-            .keys
+        let Some(keys) = &issuer.keys else { return Ok(None) };
+        let state = keys
             .current()
             .map_err(|e| ProxyError::AuthUnavailable { reason: e.reason() })?;
         let key_present = hit.kid.as_deref().is_none_or(|kid| state.keys.contains_kid(kid));
@@ -199,35 +374,28 @@ impl Authenticator {
         Ok((key_present && unexpired).then(|| Arc::clone(&hit.principal)))
     }
 
-    async fn verify_uncached(&self, token: &str) -> Result<Arc<CachedToken>, ProxyError> {
-        let parsed = jws::parse(token, self.max_token_bytes).map_err(invalid)?;
-        let index = parsed
-            .issuer()
-            .and_then(|iss| self.issuers.iter().position(|i| i.policy.issuer == iss))
-            .ok_or(ProxyError::InvalidToken {
-                reason: "unknown_issuer",
-                description: "the token was not issued by a trusted issuer",
-            })?;
+    async fn verify_uncached(&self, token: &str, index: usize) -> Result<Arc<CachedToken>, ProxyError> {
         let issuer = &self.issuers[index];
-        let state = match issuer.keys.current() {
+        let keys = issuer
+            .keys
+            .as_ref()
+            .ok_or(ProxyError::AuthUnavailable { reason: "no_keys" })?;
+        let state = match keys.current() {
             Ok(state) => state,
             Err(unavailable) => {
-                if !issuer.keys.refresh_on_demand().await {
+                if !keys.refresh_on_demand().await {
                     return Err(ProxyError::AuthUnavailable {
                         reason: unavailable.reason(),
                     });
                 }
-                issuer
-                    .keys
-                    .current()
+                keys.current()
                     .map_err(|e| ProxyError::AuthUnavailable { reason: e.reason() })?
             }
         };
         self.metrics.signature_verifications.inc();
         let verified = match jws::verify(token, &state.keys, &issuer.policy, now_unix()) {
-            Err(TokenError::UnknownKey) if issuer.keys.refresh_on_demand().await => {
-                let state = issuer
-                    .keys
+            Err(TokenError::UnknownKey) if keys.refresh_on_demand().await => {
+                let state = keys
                     .current()
                     .map_err(|e| ProxyError::AuthUnavailable { reason: e.reason() })?;
                 self.metrics.signature_verifications.inc();
