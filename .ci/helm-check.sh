@@ -40,6 +40,7 @@ START=$SECONDS
 PASSED=0
 FAILED=0
 FAILURES=()
+CONTEXT=""
 
 pass() {
     PASSED=$((PASSED + 1))
@@ -48,7 +49,7 @@ pass() {
 
 fail() {
     FAILED=$((FAILED + 1))
-    FAILURES+=("$1")
+    FAILURES+=("${CONTEXT:+$CONTEXT: }$1")
     echo "  FAIL  $1"
     if [[ -n "${2:-}" && -s "$2" ]]; then
         sed 's/^/        | /' "$2" | head -n 60
@@ -227,6 +228,7 @@ for values in "" "${VALUES_FILES[@]}"; do
     args=()
     [[ -n "$values" ]] && args=(--values "$values")
     echo "$label"
+    CONTEXT="$label"
     step "helm lint --strict" "$HELM" lint --strict "$CHART" ${args[@]+"${args[@]}"}
     for kube in "${KUBE_VERSIONS[@]}"; do
         out="$WORK/rendered-$kube.yaml"
@@ -248,6 +250,44 @@ for values in "" "${VALUES_FILES[@]}"; do
     rm -f "$WORK"/config-*.toml
 done
 
+# --- Documentation and schema cover every value -------------------------------------------
+cat >"$WORK/coverage.py" <<'PY'
+import json
+import sys
+
+import yaml
+
+chart = sys.argv[1]
+values = yaml.safe_load(open(chart + "/values.yaml"))
+readme = open(chart + "/README.md").read()
+schema = json.load(open(chart + "/values.schema.json"))
+# Kubernetes objects passed through verbatim are documented as a whole.
+OPAQUE = {"resources", "securityContext", "livenessProbe", "readinessProbe", "startupProbe",
+          "podSecurityContext", "namespaceSelector", "podSelector"}
+
+
+def leaves(node, prefix=""):
+    for key, value in node.items():
+        path = prefix + "." + key if prefix else key
+        if isinstance(value, dict) and value and key not in OPAQUE:
+            yield from leaves(value, path)
+        else:
+            yield path
+
+
+missing = [p for p in leaves(values) if "| `%s` |" % p not in readme]
+unknown = sorted(set(values) - set(schema["properties"]))
+for p in missing:
+    print("README.md does not document %s" % p)
+for p in unknown:
+    print("values.schema.json does not declare %s" % p)
+sys.exit(1 if missing or unknown else 0)
+PY
+echo "documentation"
+CONTEXT="documentation"
+step "README.md documents every value, schema declares every key" "$KV_PYTHON" "$WORK/coverage.py" "$CHART"
+step "values.schema.json is draft-07" "$KV_PYTHON" -c 'import json, sys; s = json.load(open(sys.argv[1])); assert s["$schema"] == "http://json-schema.org/draft-07/schema#", s["$schema"]' "$CHART/values.schema.json"
+
 # --- Values and settings that must be rejected -----------------------------------------------
 # must_fail NAME EXPECTED-MESSAGE HELM-TEMPLATE-ARGS...
 must_fail() {
@@ -262,6 +302,7 @@ must_fail() {
     fi
 }
 echo "rejections"
+CONTEXT="rejections"
 SCHEMA_ERROR="values don't meet the specifications of the schema"
 must_fail "ci/bad-values.yaml.invalid" "$SCHEMA_ERROR" --values "$CHART/ci/bad-values.yaml.invalid"
 must_fail "replicaCount=0" "$SCHEMA_ERROR" --set replicaCount=0
