@@ -315,6 +315,8 @@ pub struct Config {
     pub log: FileLogSettings,
     pub tokens: crate::token::config::TokenConfig,
     pub identity: IdentityConfig,
+    /// First 12 hex digits of the SHA-256 of the file text: which config is loaded.
+    pub source_hash: String,
 }
 
 #[derive(Debug, Clone)]
@@ -384,7 +386,10 @@ impl Config {
             path: origin.to_string(),
             message: e.to_string(),
         })?;
-        file.compile()
+        let mut config = file.compile()?;
+        let digest = crate::token::sha256(text.as_bytes());
+        config.source_hash = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(config)
     }
 }
 
@@ -440,6 +445,7 @@ impl FileConfig {
                 },
                 tokens,
                 identity,
+                source_hash: String::new(),
             })
         } else {
             Err(ConfigError::Invalid(issues.0))

@@ -1,7 +1,8 @@
 //! Prometheus metrics on a private registry. Label values come only from bounded sets:
 //! configured route and issuer names, decisions and reason codes — never a raw path,
-//! token or subject.
+//! token or subject. `docs/metrics.md` documents each one; a test keeps the two in step.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -22,10 +23,13 @@ pub struct Metrics {
     pub jwks_fetches: IntCounterVec,
     pub jwks_keys: IntGaugeVec,
     pub jwks_last_success: IntGaugeVec,
+    pub jwks_seconds_since_success: IntGaugeVec,
     pub cache_lookups: IntCounterVec,
     pub cache_entries: IntGaugeVec,
     pub introspection_calls: IntCounterVec,
     pub introspection_duration: Histogram,
+    pub config_reloads: IntCounterVec,
+    pub build_info: IntGaugeVec,
 }
 
 /// Sub-millisecond buckets for auth, since a cached decision costs microseconds.
@@ -36,143 +40,207 @@ const REQUEST_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Registers a freshly built collector; names are static and unique, so neither step fails.
+fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: Result<C, prometheus::Error>) -> C {
+    let collector = collector.expect("static metric definitions are valid");
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("each metric is registered once on a fresh registry");
+    collector
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
-        let registry = Registry::new();
+        let r = Registry::new();
+        let counters = |name: &str, help: &str, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels);
+        let gauges = |name: &str, help: &str, labels: &[&str]| IntGaugeVec::new(Opts::new(name, help), labels);
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+        };
         let metrics = Metrics {
-            requests: IntCounterVec::new(
-                Opts::new(
+            requests: register(
+                &r,
+                counters(
                     "scopegate_requests_total",
                     "Requests by route, decision and response status class.",
+                    &["route", "decision", "status_class"],
                 ),
-                &["route", "decision", "status_class"],
-            )
-            .expect("static metric definition is valid"),
-            request_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "scopegate_request_duration_seconds",
-                    "Time from request head received to response head sent.",
-                )
-                .buckets(REQUEST_BUCKETS.to_vec()),
-                &["route"],
-            )
-            .expect("static metric definition is valid"),
-            upstream_errors: IntCounterVec::new(
-                Opts::new("scopegate_upstream_errors_total", "Failed upstream exchanges by kind."),
-                &["kind"],
-            )
-            .expect("static metric definition is valid"),
-            in_flight: IntGauge::new("scopegate_in_flight_requests", "Requests being handled now.")
-                .expect("static metric definition is valid"),
-            open_connections: IntGauge::new(
-                "scopegate_open_connections",
-                "Open client connections on the data listener.",
-            )
-            .expect("static metric definition is valid"),
-            auth_decisions: IntCounterVec::new(
-                Opts::new(
+            ),
+            request_duration: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "scopegate_request_duration_seconds",
+                        "Time from request head received to response head sent.",
+                    )
+                    .buckets(REQUEST_BUCKETS.to_vec()),
+                    &["route"],
+                ),
+            ),
+            upstream_errors: register(
+                &r,
+                counters(
+                    "scopegate_upstream_errors_total",
+                    "Failed upstream exchanges by kind.",
+                    &["kind"],
+                ),
+            ),
+            in_flight: register(
+                &r,
+                IntGauge::new("scopegate_in_flight_requests", "Requests being handled now."),
+            ),
+            open_connections: register(
+                &r,
+                IntGauge::new(
+                    "scopegate_open_connections",
+                    "Open client connections on the data listener.",
+                ),
+            ),
+            auth_decisions: register(
+                &r,
+                counters(
                     "scopegate_auth_decisions_total",
                     "Authentication and authorization outcomes by reason.",
+                    &["decision", "reason"],
                 ),
-                &["decision", "reason"],
-            )
-            .expect("static metric definition is valid"),
-            auth_duration: Histogram::with_opts(
-                HistogramOpts::new(
+            ),
+            auth_duration: register(
+                &r,
+                histogram(
                     "scopegate_auth_duration_seconds",
                     "Time spent authenticating one request.",
-                )
-                .buckets(AUTH_BUCKETS.to_vec()),
-            )
-            .expect("static metric definition is valid"),
-            signature_verifications: IntCounter::new(
-                "scopegate_jwt_signature_verifications_total",
-                "JWT signature verifications performed (cache misses that reached the crypto).",
-            )
-            .expect("static metric definition is valid"),
-            jwks_fetches: IntCounterVec::new(
-                Opts::new(
+                    AUTH_BUCKETS,
+                ),
+            ),
+            signature_verifications: register(
+                &r,
+                IntCounter::new(
+                    "scopegate_jwt_signature_verifications_total",
+                    "JWT signature verifications performed (cache misses that reached the crypto).",
+                ),
+            ),
+            jwks_fetches: register(
+                &r,
+                counters(
                     "scopegate_jwks_fetches_total",
                     "JWKS and discovery fetches by issuer and result.",
+                    &["issuer", "result"],
                 ),
-                &["issuer", "result"],
-            )
-            .expect("static metric definition is valid"),
-            jwks_keys: IntGaugeVec::new(
-                Opts::new("scopegate_jwks_keys", "Usable verification keys loaded per issuer."),
-                &["issuer"],
-            )
-            .expect("static metric definition is valid"),
-            jwks_last_success: IntGaugeVec::new(
-                Opts::new(
+            ),
+            jwks_keys: register(
+                &r,
+                gauges(
+                    "scopegate_jwks_keys",
+                    "Usable verification keys loaded per issuer.",
+                    &["issuer"],
+                ),
+            ),
+            jwks_last_success: register(
+                &r,
+                gauges(
                     "scopegate_jwks_last_success_timestamp_seconds",
                     "Unix time of the last successful JWKS fetch per issuer.",
+                    &["issuer"],
                 ),
-                &["issuer"],
-            )
-            .expect("static metric definition is valid"),
-            cache_lookups: IntCounterVec::new(
-                Opts::new(
+            ),
+            jwks_seconds_since_success: register(
+                &r,
+                gauges(
+                    "scopegate_jwks_seconds_since_last_success",
+                    "Seconds since the last successful JWKS fetch per issuer (set at scrape time).",
+                    &["issuer"],
+                ),
+            ),
+            cache_lookups: register(
+                &r,
+                counters(
                     "scopegate_cache_lookups_total",
                     "Cache lookups by cache and result (hit or miss).",
+                    &["cache", "result"],
                 ),
-                &["cache", "result"],
-            )
-            .expect("static metric definition is valid"),
-            cache_entries: IntGaugeVec::new(
-                Opts::new("scopegate_cache_entries", "Entries currently held per cache."),
-                &["cache"],
-            )
-            .expect("static metric definition is valid"),
-            introspection_calls: IntCounterVec::new(
-                Opts::new(
+            ),
+            cache_entries: register(
+                &r,
+                gauges(
+                    "scopegate_cache_entries",
+                    "Entries currently held per cache.",
+                    &["cache"],
+                ),
+            ),
+            introspection_calls: register(
+                &r,
+                counters(
                     "scopegate_introspection_calls_total",
                     "RFC 7662 introspection calls by result (active, inactive, error).",
+                    &["result"],
                 ),
-                &["result"],
-            )
-            .expect("static metric definition is valid"),
-            introspection_duration: Histogram::with_opts(
-                HistogramOpts::new(
+            ),
+            introspection_duration: register(
+                &r,
+                histogram(
                     "scopegate_introspection_duration_seconds",
                     "Latency of introspection calls.",
-                )
-                .buckets(REQUEST_BUCKETS.to_vec()),
-            )
-            .expect("static metric definition is valid"),
-            registry,
+                    REQUEST_BUCKETS,
+                ),
+            ),
+            config_reloads: register(
+                &r,
+                counters(
+                    "scopegate_config_reloads_total",
+                    "Config reloads by result (success, rejected).",
+                    &["result"],
+                ),
+            ),
+            build_info: register(
+                &r,
+                gauges(
+                    "scopegate_build_info",
+                    "Build information and the loaded config's hash; the value is always 1.",
+                    &["version", "config_hash"],
+                ),
+            ),
+            registry: r,
         };
-        let build_info = IntGaugeVec::new(
-            Opts::new("scopegate_build_info", "Build information; the value is always 1."),
-            &["version"],
-        )
-        .expect("static metric definition is valid");
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(metrics.requests.clone()),
-            Box::new(metrics.request_duration.clone()),
-            Box::new(metrics.upstream_errors.clone()),
-            Box::new(metrics.in_flight.clone()),
-            Box::new(metrics.open_connections.clone()),
-            Box::new(metrics.auth_decisions.clone()),
-            Box::new(metrics.auth_duration.clone()),
-            Box::new(metrics.signature_verifications.clone()),
-            Box::new(metrics.jwks_fetches.clone()),
-            Box::new(metrics.jwks_keys.clone()),
-            Box::new(metrics.jwks_last_success.clone()),
-            Box::new(metrics.cache_lookups.clone()),
-            Box::new(metrics.cache_entries.clone()),
-            Box::new(metrics.introspection_calls.clone()),
-            Box::new(metrics.introspection_duration.clone()),
-            Box::new(build_info),
-        ];
-        for collector in collectors {
-            metrics
-                .registry
-                .register(collector)
-                .expect("each metric is registered once on a fresh registry");
-        }
+        metrics.set_config_hash("none");
         metrics
+    }
+
+    /// Marks `hash` as the loaded config (replacing the previous one).
+    pub fn set_config_hash(&self, hash: &str) {
+        self.build_info.reset();
+        self.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), hash])
+            .set(1);
+    }
+
+    /// Every metric family name this struct exports, whether or not it has samples yet.
+    pub fn names(&self) -> Vec<String> {
+        let collectors: [&dyn Collector; 18] = [
+            &self.requests,
+            &self.request_duration,
+            &self.upstream_errors,
+            &self.in_flight,
+            &self.open_connections,
+            &self.auth_decisions,
+            &self.auth_duration,
+            &self.signature_verifications,
+            &self.jwks_fetches,
+            &self.jwks_keys,
+            &self.jwks_last_success,
+            &self.jwks_seconds_since_success,
+            &self.cache_lookups,
+            &self.cache_entries,
+            &self.introspection_calls,
+            &self.introspection_duration,
+            &self.config_reloads,
+            &self.build_info,
+        ];
+        let mut names: Vec<String> = collectors
+            .iter()
+            .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
+            .collect();
+        names.sort();
+        names
     }
 
     /// The Prometheus text exposition of every metric.

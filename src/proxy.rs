@@ -30,6 +30,7 @@ pub struct App {
 impl App {
     pub fn new(config: Config, metrics: Metrics) -> Arc<App> {
         let upstream = UpstreamClient::new(&config.upstream);
+        metrics.set_config_hash(&config.source_hash);
         let auth = Authenticator::new(&config.tokens, metrics.clone());
         Arc::new(App {
             config,
