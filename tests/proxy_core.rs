@@ -414,7 +414,7 @@ async fn admin_plane_serves_health_and_metrics() {
         "scopegate_requests_total{decision=\"public\",route=\"public\",status_class=\"2xx\"} 1",
         "scopegate_request_duration_seconds_bucket",
         "scopegate_in_flight_requests 0",
-        "scopegate_build_info{version=",
+        "scopegate_build_info{config_hash=",
     ] {
         assert!(metrics.contains(name), "missing {name} in\n{metrics}");
     }
