@@ -14,7 +14,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::error::{ProxyBody, full_body};
-use crate::proxy::App;
+use crate::gateway::Gateway;
 
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<ProxyBody> {
     let mut response = Response::new(full_body(body));
@@ -28,7 +28,7 @@ fn respond(status: StatusCode, content_type: &'static str, body: String) -> Resp
 /// `POST /cache/evict` with a form body `token=<token>` or `sha256=<64 hex digits>`: forgets
 /// every cached answer for that token, so a revocation pushed by the platform takes effect
 /// on the next request instead of after the positive TTL.
-async fn evict(app: &App, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn evict(app: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
     let body = match http_body_util::Limited::new(req.into_body(), 16 * 1024).collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => return respond(StatusCode::PAYLOAD_TOO_LARGE, "text/plain", "body too large\n".into()),
@@ -48,7 +48,7 @@ async fn evict(app: &App, req: Request<Incoming>) -> Response<ProxyBody> {
             "send token=<token> or sha256=<64 hex digits>\n".into(),
         );
     };
-    app.auth.evict(&digest).await;
+    app.app().auth.evict(&digest).await;
     respond(StatusCode::OK, "application/json", "{\"evicted\":true}\n".into())
 }
 
@@ -63,7 +63,7 @@ fn parse_hex_digest(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn route(app: &App, req: &Request<Incoming>) -> Response<ProxyBody> {
+fn route(app: &Gateway, req: &Request<Incoming>) -> Response<ProxyBody> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return respond(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -80,7 +80,8 @@ fn route(app: &App, req: &Request<Incoming>) -> Response<ProxyBody> {
             "not ready: waiting for issuer keys\n".into(),
         ),
         "/metrics" => {
-            let (jwt, introspection) = app.auth.cache_entries();
+            let (jwt, introspection) = app.app().auth.cache_entries();
+            app.app().auth.record_key_ages();
             app.metrics.cache_entries.with_label_values(&["jwt"]).set(jwt as i64);
             app.metrics
                 .cache_entries
@@ -92,7 +93,7 @@ fn route(app: &App, req: &Request<Incoming>) -> Response<ProxyBody> {
     }
 }
 
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(listener: TcpListener, app: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -103,6 +103,8 @@ pub struct FileConfig {
     pub token: crate::token::config::FileTokenSettings,
     #[serde(default)]
     pub identity: FileIdentity,
+    #[serde(default)]
+    pub reload: FileReload,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +176,9 @@ pub struct FileAuth {
     pub unmatched: UnmatchedPolicy,
     #[serde(default)]
     pub resource_metadata: Option<String>,
+    /// `enforce` (default) or `dry_run` for every route without its own `mode`.
+    #[serde(default)]
+    pub mode: crate::policy::EnforcementMode,
 }
 
 impl Default for FileAuth {
@@ -182,6 +187,27 @@ impl Default for FileAuth {
             realm: defaults::realm(),
             unmatched: UnmatchedPolicy::default(),
             resource_metadata: None,
+            mode: Default::default(),
+        }
+    }
+}
+
+/// `[reload]`: picking up config changes without a restart.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileReload {
+    /// Poll the config file for changes (SIGHUP always reloads).
+    #[serde(default = "defaults::yes")]
+    pub watch: bool,
+    #[serde(default = "defaults::watch_interval")]
+    pub interval: String,
+}
+
+impl Default for FileReload {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            interval: defaults::watch_interval(),
         }
     }
 }
@@ -258,6 +284,9 @@ pub struct FileRoute {
     pub any_scopes: Vec<Vec<String>>,
     #[serde(default)]
     pub allow_upgrade: bool,
+    /// Overrides `auth.mode` for this route.
+    #[serde(default)]
+    pub mode: Option<crate::policy::EnforcementMode>,
 }
 
 mod defaults {
@@ -297,6 +326,12 @@ mod defaults {
     pub fn identity_prefix() -> String {
         "x-auth-".into()
     }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn watch_interval() -> String {
+        "5s".into()
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -315,11 +350,12 @@ pub struct Config {
     pub log: FileLogSettings,
     pub tokens: crate::token::config::TokenConfig,
     pub identity: IdentityConfig,
+    pub reload: ReloadConfig,
     /// First 12 hex digits of the SHA-256 of the file text: which config is loaded.
     pub source_hash: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ListenerConfig {
     pub address: SocketAddr,
     pub header_read_timeout: Duration,
@@ -329,7 +365,7 @@ pub struct ListenerConfig {
     pub drain_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     /// Scheme and authority of the upstream; requests keep their own path and query.
     pub scheme: http::uri::Scheme,
@@ -354,9 +390,16 @@ pub struct AuthConfig {
     pub realm: String,
     pub unmatched: UnmatchedPolicy,
     pub resource_metadata: Option<String>,
+    pub mode: crate::policy::EnforcementMode,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadConfig {
+    pub watch: bool,
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileLogSettings {
     pub level: Option<String>,
     pub format: Option<LogFormat>,
@@ -431,6 +474,13 @@ impl FileConfig {
             );
         }
         let identity = compile_identity(self.identity, &mut issues);
+        let reload = ReloadConfig {
+            watch: self.reload.watch,
+            interval: issues.duration("reload.interval", &self.reload.interval, Duration::from_secs(5)),
+        };
+        if reload.interval < Duration::from_millis(100) {
+            issues.push("reload.interval", "must be at least 100ms");
+        }
         if issues.is_empty() {
             Ok(Config {
                 listener,
@@ -445,6 +495,7 @@ impl FileConfig {
                 },
                 tokens,
                 identity,
+                reload,
                 source_hash: String::new(),
             })
         } else {
@@ -566,6 +617,7 @@ fn compile_auth(file: FileAuth, issues: &mut Issues) -> AuthConfig {
         realm: file.realm,
         unmatched: file.unmatched,
         resource_metadata: file.resource_metadata,
+        mode: file.mode,
     }
 }
 

@@ -5,6 +5,7 @@
 //! Module map, in request order:
 //! - [`config`] — TOML file → validated [`config::Config`] (every problem at once).
 //! - [`server`] — data and admin listeners, limits, graceful drain.
+//! - [`gateway`] — the current config generation behind one swap point; live reload.
 //! - [`proxy`] — the request path: canonicalize → route → authenticate → authorize →
 //!   rewrite → forward → record.
 //! - [`canonical`] — the one path canonicalization used for matching and forwarding.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod dev;
 pub mod error;
 pub mod forward;
+pub mod gateway;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

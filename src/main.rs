@@ -96,7 +96,9 @@ fn check(cli: &Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn init_logging(cli: &Cli, file: &scopegate::config::FileLogSettings) {
+/// Sets up logging; returns a function that changes the filter at runtime (config reload).
+fn init_logging(cli: &Cli, file: &scopegate::config::FileLogSettings) -> scopegate::gateway::LogReloader {
+    use tracing_subscriber::prelude::*;
     let level = cli
         .log_level
         .clone()
@@ -106,13 +108,22 @@ fn init_logging(cli: &Cli, file: &scopegate::config::FileLogSettings) {
         eprintln!("scopegate: invalid log level {level:?}; using info");
         tracing_subscriber::EnvFilter::new("info")
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match cli.log_format.or(file.format).unwrap_or_default() {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => registry.with(stderr.json().flatten_event(true)).init(),
+        LogFormat::Text => registry.with(stderr).init(),
     }
+    // A level given on the command line or in the environment wins over the file, also on reload.
+    let pinned = cli.log_level.is_some();
+    Box::new(move |level: &str| {
+        if pinned {
+            return Err("the level is set by --log-level or SCOPEGATE_LOG_LEVEL".into());
+        }
+        let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -125,13 +136,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     let path = config_path(cli)?;
     let config = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    init_logging(cli, &config.log);
+    let log_reloader = init_logging(cli, &config.log);
     runtime()?.block_on(async move {
-        let running = scopegate::server::start(config)
+        let reload = config.reload;
+        let running = scopegate::server::start(config, Some(path.clone()))
             .await
             .context("cannot bind the listeners")?;
+        running.app.set_log_reloader(log_reloader);
         tracing::info!(listen = %running.addr, admin = %running.admin_addr, "scopegate started");
+        let watcher = reload
+            .watch
+            .then(|| tokio::spawn(std::sync::Arc::clone(&running.app).watch_config(reload.interval)));
+        let hangups = tokio::spawn(reload_on_sighup(std::sync::Arc::clone(&running.app)));
         shutdown_signal().await;
+        hangups.abort();
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         tracing::info!("shutting down: draining in-flight requests");
         running.shutdown().await;
         tracing::info!("stopped");
@@ -140,7 +161,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn demo(cli: &Cli, args: &scopegate::dev::demo::DemoArgs) -> anyhow::Result<ExitCode> {
-    init_logging(cli, &Default::default());
+    let _ = init_logging(cli, &Default::default());
     runtime()?.block_on(async move {
         let demo = scopegate::dev::demo::Demo::start(args)
             .await
@@ -163,9 +184,25 @@ fn demo(cli: &Cli, args: &scopegate::dev::demo::DemoArgs) -> anyhow::Result<Exit
 }
 
 fn dev_issuer(cli: &Cli, args: &scopegate::dev::cli::DevIssuerArgs) -> anyhow::Result<ExitCode> {
-    init_logging(cli, &Default::default());
+    let _ = init_logging(cli, &Default::default());
     runtime()?.block_on(scopegate::dev::cli::run(args.clone(), shutdown_signal()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP re-reads the config file.
+async fn reload_on_sighup(gateway: std::sync::Arc<scopegate::gateway::Gateway>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            let _ = gateway.reload_file();
+        }
+    }
+    #[cfg(not(unix))]
+    drop(gateway);
 }
 
 /// SIGTERM (Kubernetes) or SIGINT (Ctrl-C).

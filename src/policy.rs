@@ -244,6 +244,18 @@ impl ScopeImplications {
     }
 }
 
+/// Whether a decision is enforced or only recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnforcementMode {
+    /// Deny what the policy denies.
+    #[default]
+    Enforce,
+    /// Evaluate everything, log and count the would-be denial, and forward anyway: for
+    /// rolling out a new route map. Never the default.
+    DryRun,
+}
+
 /// What a route asks of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
@@ -260,6 +272,8 @@ pub struct RouteSpec {
     pub methods: Vec<Method>,
     pub access: Access,
     pub allow_upgrade: bool,
+    /// `None`: the global `auth.mode` applies.
+    pub mode: Option<EnforcementMode>,
     /// Position in the file: breaks specificity ties.
     pub index: usize,
 }
@@ -325,6 +339,7 @@ impl RouteSpec {
             methods,
             access,
             allow_upgrade: file.allow_upgrade,
+            mode: file.mode,
             index,
         })
     }
@@ -427,6 +442,10 @@ impl RouteTable {
                 Access::Protected(req) => format!("scopes: {req}"),
             };
             let upgrade = if r.allow_upgrade { " (upgrades allowed)" } else { "" };
+            let upgrade = match r.mode {
+                Some(EnforcementMode::DryRun) => format!("{upgrade} (dry run)"),
+                _ => upgrade.to_string(),
+            };
             out.push_str(&format!(
                 "{:<11} {:<25} {:<22} {:<34} {access}{upgrade}\n",
                 i + 1,
@@ -454,6 +473,7 @@ mod tests {
             scopes: vec![],
             any_scopes: vec![],
             allow_upgrade: false,
+            mode: None,
         };
         RouteSpec::compile(index, file, &mut Issues::default()).unwrap()
     }

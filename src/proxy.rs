@@ -16,33 +16,37 @@ use crate::forward::{
     RewriteContext, UpstreamClient, rewrite_request, rewrite_response, splice_upgrade, wants_upgrade,
 };
 use crate::metrics::Metrics;
-use crate::policy::{Access, RouteSpec};
+use crate::policy::{Access, EnforcementMode, RouteSpec};
 use crate::token::{Authenticator, Principal, bearer::bearer_token, fingerprint, token_digest};
 
-/// Everything a request needs, shared by all connections.
+/// One generation of the compiled config and what was built from it. A reload swaps in a
+/// new `App` as a whole (see [`crate::gateway`]); a request keeps the one it started with.
 pub struct App {
     pub config: Config,
     pub metrics: Metrics,
     pub upstream: UpstreamClient,
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
 }
 
 impl App {
-    pub fn new(config: Config, metrics: Metrics) -> Arc<App> {
+    pub fn new(config: Config, metrics: Metrics) -> App {
         let upstream = UpstreamClient::new(&config.upstream);
-        metrics.set_config_hash(&config.source_hash);
-        let auth = Authenticator::new(&config.tokens, metrics.clone());
-        Arc::new(App {
+        let auth = Arc::new(Authenticator::new(&config.tokens, metrics.clone()));
+        App {
             config,
             metrics,
             upstream,
             auth,
-        })
+        }
     }
 
     /// Ready to serve protected routes: every issuer has keys.
     pub fn is_ready(&self) -> bool {
         self.auth.is_ready()
+    }
+
+    fn mode(&self, route: Option<&RouteSpec>) -> EnforcementMode {
+        route.and_then(|r| r.mode).unwrap_or(self.config.auth.mode)
     }
 }
 
@@ -51,6 +55,17 @@ enum RouteDecision<'a> {
     Route(&'a RouteSpec),
     /// No route matched, but `auth.unmatched = "authenticated"` lets any valid token through.
     UnmatchedAuthenticated,
+    /// No route matched and the global mode is dry run: forwarded, counted as would-deny.
+    UnmatchedDryRun,
+}
+
+impl RouteDecision<'_> {
+    fn spec(&self) -> Option<&RouteSpec> {
+        match self {
+            RouteDecision::Route(spec) => Some(spec),
+            _ => None,
+        }
+    }
 }
 
 /// Facts gathered along the way, for the one access-log event and the metrics.
@@ -61,6 +76,8 @@ struct Record {
     token_fingerprint: Option<String>,
     client_id: Option<String>,
     canonical_path: Option<String>,
+    /// In dry-run mode: the denial that was not enforced.
+    would_deny: Option<ProxyError>,
 }
 
 /// Handles one request end to end. Never panics on request input and never answers 500:
@@ -95,9 +112,27 @@ async fn process(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let path = canonicalize(app, &req)?;
     record.canonical_path = Some(path.as_str().to_string());
-    let route = route(app, req.method(), &path, record)?;
-    let principal = authenticate(app, &req, &route, record).await?;
-    authorize(app, &route, principal.as_deref())?;
+    let route = match route(app, req.method(), &path, record) {
+        Err(denial) if app.mode(None) == EnforcementMode::DryRun => {
+            record.would_deny = Some(denial);
+            RouteDecision::UnmatchedDryRun
+        }
+        other => other?,
+    };
+    let dry_run = app.mode(route.spec()) == EnforcementMode::DryRun;
+    let principal = match authenticate(app, &req, &route, record).await {
+        Err(denial) if dry_run => {
+            record.would_deny.get_or_insert(denial);
+            None
+        }
+        other => other?,
+    };
+    match authorize(app, &route, principal.as_deref()) {
+        Err(denial) if dry_run => {
+            record.would_deny.get_or_insert(denial);
+        }
+        other => other?,
+    }
     let upgrade = matches!(route, RouteDecision::Route(r) if r.allow_upgrade) && wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let upstream_req = rewrite_request(
@@ -148,7 +183,9 @@ async fn authenticate(
     route: &RouteDecision<'_>,
     record: &mut Record,
 ) -> Result<Option<Arc<Principal>>, ProxyError> {
-    if matches!(route, RouteDecision::Route(r) if r.access == Access::Public) {
+    if matches!(route, RouteDecision::Route(r) if r.access == Access::Public)
+        || matches!(route, RouteDecision::UnmatchedDryRun)
+    {
         return Ok(None);
     }
     let token = bearer_token(req.headers(), req.uri().query())?.ok_or(ProxyError::MissingToken)?;
@@ -220,6 +257,7 @@ fn decision(record: &Record, error: Option<&ProxyError>) -> &'static str {
         Some(ProxyError::UpstreamTimeout | ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed)
     );
     match error {
+        _ if record.would_deny.is_some() && (error.is_none() || upstream_failure) => "would_deny",
         _ if record.public && (error.is_none() || upstream_failure) => "public",
         None => "allow",
         _ if upstream_failure => "allow",
@@ -255,24 +293,20 @@ fn record_outcome(
         .request_duration
         .with_label_values(&[route])
         .observe(elapsed.as_secs_f64());
-    let reason = error.map_or("ok", ProxyError::reason);
-    if !record.public
-        && !matches!(
-            error,
-            Some(ProxyError::NoRoute | ProxyError::BadPath(_) | ProxyError::BadRequest(_))
-        )
-    {
-        let auth_decision = match error {
-            None | Some(ProxyError::UpstreamTimeout | ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed) => {
-                "allow"
-            }
-            Some(ProxyError::AuthUnavailable { .. }) => "unavailable",
-            Some(_) => "deny",
-        };
-        let auth_reason = if auth_decision == "allow" { "ok" } else { reason };
+    let reason = error.or(record.would_deny.as_ref()).map_or("ok", ProxyError::reason);
+    // Auth outcomes: every request that reached the authentication step.
+    let pre_auth = matches!(
+        error,
+        Some(ProxyError::NoRoute | ProxyError::BadPath(_) | ProxyError::BadRequest(_))
+    );
+    if decision != "public" && !pre_auth {
+        let auth_reason = if decision == "allow" { "ok" } else { reason };
+        if decision == "would_deny" {
+            tracing::warn!(target: "scopegate::dry_run", route, reason, "dry run: this request would have been denied");
+        }
         app.metrics
             .auth_decisions
-            .with_label_values(&[auth_decision, auth_reason])
+            .with_label_values(&[decision, auth_reason])
             .inc();
     }
     if let Some(kind) = match error {

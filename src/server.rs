@@ -21,18 +21,18 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::error::ProxyBody;
+use crate::gateway::Gateway;
 use crate::metrics::Metrics;
-use crate::proxy::{App, handle};
+use crate::proxy::handle;
 
 /// A running scopegate: both listeners bound and serving.
 pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    pub app: Arc<App>,
+    pub app: Arc<Gateway>,
     shutdown: watch::Sender<bool>,
     data: tokio::task::JoinHandle<()>,
     admin: tokio::task::JoinHandle<()>,
-    refreshers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -42,24 +42,24 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = self.data.await;
         let _ = self.admin.await;
-        for refresher in self.refreshers {
-            refresher.abort();
-        }
+        self.app.stop_refreshers();
     }
 }
 
-/// Binds the addresses in `config` and starts serving.
-pub async fn start(config: Config) -> std::io::Result<Running> {
+/// Binds the addresses in `config` and starts serving; `config_path` is re-read on reload.
+pub async fn start(config: Config, config_path: Option<std::path::PathBuf>) -> std::io::Result<Running> {
     let data = TcpListener::bind(config.listener.address).await?;
     let admin = TcpListener::bind(config.admin_address).await?;
-    Ok(start_with_listeners(config, data, admin))
+    Ok(serve(Gateway::new(config, Metrics::new(), config_path), data, admin))
 }
 
 /// Serves on listeners the caller bound (tests pass `127.0.0.1:0`).
 pub fn start_with_listeners(config: Config, data: TcpListener, admin: TcpListener) -> Running {
-    let metrics = Metrics::new();
-    let app = App::new(config, metrics);
-    let refreshers = app.auth.spawn_refreshers();
+    serve(Gateway::new(config, Metrics::new(), None), data, admin)
+}
+
+/// Serves a gateway on bound listeners.
+pub fn serve(app: Arc<Gateway>, data: TcpListener, admin: TcpListener) -> Running {
     let (shutdown, watcher) = watch::channel(false);
     let addr = data
         .local_addr()
@@ -76,7 +76,6 @@ pub fn start_with_listeners(config: Config, data: TcpListener, admin: TcpListene
         shutdown,
         data: data_task,
         admin: admin_task,
-        refreshers,
     }
 }
 
@@ -162,10 +161,8 @@ async fn inactivity(activity: Arc<Activity>, first_request: Duration, idle: Dura
     }
 }
 
-async fn serve_data(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let limits = app.config.listener.clone();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+/// Connection settings from the current config (a reload applies to new connections).
+fn connection_builder(limits: &crate::config::ListenerConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -176,6 +173,14 @@ async fn serve_data(listener: TcpListener, app: Arc<App>, shutdown: impl Future<
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes as u32);
+    builder
+}
+
+async fn serve_data(listener: TcpListener, app: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+    // The connection cap is fixed at start; changing it needs a restart.
+    let slots = Arc::new(Semaphore::new(app.app().config.listener.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut drain_timeout = app.app().config.listener.drain_timeout;
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -198,6 +203,9 @@ async fn serve_data(listener: TcpListener, app: Arc<App>, shutdown: impl Future<
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let limits = app.app().config.listener.clone();
+        drain_timeout = limits.drain_timeout;
+        let builder = connection_builder(&limits);
         let activity = Arc::new(Activity {
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
@@ -208,7 +216,7 @@ async fn serve_data(listener: TcpListener, app: Arc<App>, shutdown: impl Future<
             let app = Arc::clone(&app);
             let activity = Arc::clone(&activity);
             service_fn(move |req| {
-                let app = Arc::clone(&app);
+                let app = app.app();
                 let guard = ActivityGuard::new(Arc::clone(&activity));
                 async move {
                     let response = handle(app, req, peer).await;
@@ -241,8 +249,8 @@ async fn serve_data(listener: TcpListener, app: Arc<App>, shutdown: impl Future<
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(limits.drain_timeout) => {
-            tracing::warn!(timeout = ?limits.drain_timeout, "drain deadline passed; closing remaining connections");
+        () = tokio::time::sleep(drain_timeout) => {
+            tracing::warn!(timeout = ?drain_timeout, "drain deadline passed; closing remaining connections");
         }
     }
 }

@@ -206,7 +206,7 @@ impl std::fmt::Debug for Secret {
 }
 
 /// A compiled `[issuer.introspection]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IntrospectionConfig {
     pub endpoint: Option<reqwest::Url>,
     pub client_id: String,
@@ -223,7 +223,7 @@ pub struct IntrospectionConfig {
 }
 
 /// One trusted authorization server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IssuerConfig {
     pub issuer: String,
     pub audiences: Vec<String>,
@@ -242,7 +242,7 @@ pub struct IssuerConfig {
     pub introspection: Option<IntrospectionConfig>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TokenConfig {
     pub issuers: Vec<IssuerConfig>,
     pub max_token_bytes: usize,

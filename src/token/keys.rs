@@ -4,8 +4,8 @@
 //! Readers load the current [`KeyState`] without locking; fetches publish a new one. The
 //! only lock guards the handle of the fetch in flight and is never held across an await.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -54,6 +54,8 @@ pub struct IssuerKeys {
     last_on_demand: AtomicU64,
     epoch: Instant,
     metrics: Metrics,
+    /// Set once a refresh loop runs for these keys (they may outlive a config reload).
+    refreshing: AtomicBool,
 }
 
 impl IssuerKeys {
@@ -69,11 +71,16 @@ impl IssuerKeys {
             last_on_demand: AtomicU64::new(0),
             epoch: Instant::now(),
             metrics,
+            refreshing: AtomicBool::new(false),
         })
     }
 
     pub fn issuer(&self) -> &str {
         &self.config.issuer
+    }
+
+    pub fn config(&self) -> &IssuerConfig {
+        &self.config
     }
 
     /// The keys to verify with now.
@@ -83,6 +90,11 @@ impl IssuerKeys {
             return Err(KeysUnavailable::Stale);
         }
         Ok(state)
+    }
+
+    /// Time since the last successful fetch, if any.
+    pub fn age(&self) -> Option<Duration> {
+        self.state.load().as_ref().map(|s| s.fetched_at.elapsed())
     }
 
     pub fn is_loaded(&self) -> bool {
@@ -195,26 +207,37 @@ impl IssuerKeys {
         Ok(())
     }
 
-    /// Refreshes forever: at the server's `max-age` clamped to the configured bounds, and
-    /// with exponential backoff after failures.
-    pub async fn run_refresh_loop(self: Arc<Self>) {
-        let mut backoff = Duration::from_millis(250);
-        loop {
-            let wait = match self.refresh().await {
-                Ok(()) => {
-                    backoff = Duration::from_millis(250);
-                    let max_age = self.state.load().as_ref().and_then(|s| s.max_age);
-                    max_age
-                        .unwrap_or(self.config.jwks_refresh_max)
-                        .clamp(self.config.jwks_refresh_min, self.config.jwks_refresh_max)
-                }
-                Err(_) => {
-                    let wait = backoff;
-                    backoff = (backoff * 2).min(self.config.jwks_refresh_min.max(Duration::from_secs(1)));
-                    wait
-                }
-            };
-            tokio::time::sleep(wait).await;
+    /// Starts the background refresh loop unless one already runs. The loop holds only a
+    /// weak reference: when a reload drops these keys, it ends at its next wake-up.
+    pub fn spawn_refresher(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return None;
         }
+        Some(tokio::spawn(run_refresh_loop(Arc::downgrade(self))))
+    }
+}
+
+/// Refreshes while the keys are in use: at the server's `max-age` clamped to the configured
+/// bounds, and with exponential backoff after failures.
+async fn run_refresh_loop(keys: Weak<IssuerKeys>) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let Some(this) = keys.upgrade() else { return };
+        let wait = match this.refresh().await {
+            Ok(()) => {
+                backoff = Duration::from_millis(250);
+                let max_age = this.state.load().as_ref().and_then(|s| s.max_age);
+                max_age
+                    .unwrap_or(this.config.jwks_refresh_max)
+                    .clamp(this.config.jwks_refresh_min, this.config.jwks_refresh_max)
+            }
+            Err(_) => {
+                let wait = backoff;
+                backoff = (backoff * 2).min(this.config.jwks_refresh_min.max(Duration::from_secs(1)));
+                wait
+            }
+        };
+        drop(this);
+        tokio::time::sleep(wait).await;
     }
 }

@@ -86,6 +86,7 @@ impl Expiry<[u8; 32], CachedAnswer> for AnswerExpiry {
 }
 
 struct Issuer {
+    config: IssuerConfig,
     /// Keys for local verification; `None` when every token of this issuer is introspected.
     keys: Option<Arc<IssuerKeys>>,
     introspector: Option<Arc<Introspector>>,
@@ -170,18 +171,35 @@ fn policy_for(config: &IssuerConfig, max_token_bytes: usize) -> VerifyPolicy {
 
 impl Authenticator {
     pub fn new(config: &TokenConfig, metrics: Metrics) -> Authenticator {
+        Self::reusing(config, metrics, None)
+    }
+
+    /// Builds an authenticator for a reloaded config, keeping the key sets (and their
+    /// refresh loops) and introspection clients of issuers whose settings did not change.
+    /// Caches start empty: a changed issuer set may change what a cached answer means.
+    pub fn reusing(config: &TokenConfig, metrics: Metrics, previous: Option<&Authenticator>) -> Authenticator {
         let issuers: Vec<Issuer> = config
             .issuers
             .iter()
-            .map(|issuer| Issuer {
-                keys: (issuer.token_validation != TokenValidation::Introspection)
-                    .then(|| IssuerKeys::new(issuer.clone(), metrics.clone())),
-                introspector: issuer
-                    .introspection
-                    .clone()
-                    .map(|i| Arc::new(Introspector::new(issuer, i, metrics.clone()))),
-                mode: issuer.token_validation,
-                policy: policy_for(issuer, config.max_token_bytes),
+            .map(|issuer| {
+                let old = previous.and_then(|p| p.issuers.iter().find(|old| old.config == *issuer));
+                Issuer {
+                    config: issuer.clone(),
+                    keys: match old {
+                        Some(old) => old.keys.clone(),
+                        None => (issuer.token_validation != TokenValidation::Introspection)
+                            .then(|| IssuerKeys::new(issuer.clone(), metrics.clone())),
+                    },
+                    introspector: match old {
+                        Some(old) => old.introspector.clone(),
+                        None => issuer
+                            .introspection
+                            .clone()
+                            .map(|i| Arc::new(Introspector::new(issuer, i, metrics.clone()))),
+                    },
+                    mode: issuer.token_validation,
+                    policy: policy_for(issuer, config.max_token_bytes),
+                }
             })
             .collect();
         let opaque_issuer = issuers.iter().position(|i| i.introspector.is_some());
@@ -213,13 +231,13 @@ impl Authenticator {
         }
     }
 
-    /// Starts one key-refresh loop per issuer; they run until the runtime stops or the
-    /// returned handles are aborted.
+    /// Starts the key-refresh loop of every issuer that has none yet; each runs while its
+    /// keys are in use, or until the returned handle is aborted.
     pub fn spawn_refreshers(&self) -> Vec<tokio::task::JoinHandle<()>> {
         self.issuers
             .iter()
             .filter_map(|issuer| issuer.keys.as_ref())
-            .map(|keys| tokio::spawn(Arc::clone(keys).run_refresh_loop()))
+            .filter_map(|keys| keys.spawn_refresher())
             .collect()
     }
 
@@ -234,6 +252,18 @@ impl Authenticator {
     /// Entries in the verified-JWT cache and in the introspection cache.
     pub fn cache_entries(&self) -> (u64, u64) {
         (self.cache.entry_count(), self.answers.entry_count())
+    }
+
+    /// Sets `scopegate_jwks_seconds_since_last_success` for each issuer (at scrape time).
+    pub fn record_key_ages(&self) {
+        for keys in self.issuers.iter().filter_map(|i| i.keys.as_ref()) {
+            if let Some(age) = keys.age() {
+                self.metrics
+                    .jwks_seconds_since_success
+                    .with_label_values(&[keys.issuer()])
+                    .set(age.as_secs() as i64);
+            }
+        }
     }
 
     /// Forgets everything cached about a token (pushed revocation).

@@ -1,0 +1,196 @@
+//! The long-lived handle behind both listeners: the current [`App`] behind one swap point,
+//! and live reload (DESIGN §6, STYLE 6: things that change together swap together).
+//!
+//! A reload compiles the new file completely before anything changes; a file with any
+//! problem is rejected whole, every problem is logged, and the running config stays. On
+//! success routes, issuers, limits and the upstream swap at once. Key sets and introspection
+//! clients of issuers whose settings did not change are kept (no refetch, no readiness dip);
+//! token caches are kept when the issuer settings are unchanged as a whole. Listener
+//! addresses and the connection cap cannot change without a restart: such a change is
+//! reported and the rest is applied.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{Config, ConfigError};
+use crate::forward::UpstreamClient;
+use crate::metrics::Metrics;
+use crate::proxy::App;
+use crate::token::Authenticator;
+
+/// Applies a log filter such as `info` or `scopegate=debug`; set by the binary.
+pub type LogReloader = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+pub struct Gateway {
+    current: ArcSwap<App>,
+    pub metrics: Metrics,
+    config_path: Option<PathBuf>,
+    log_reloader: Mutex<Option<LogReloader>>,
+    refreshers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// What a successful reload changed, and what it could not.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub changed: bool,
+    /// Settings that changed in the file but only take effect after a restart.
+    pub restart_required: Vec<&'static str>,
+}
+
+impl Gateway {
+    /// Builds the first generation and starts its key-refresh loops.
+    pub fn new(config: Config, metrics: Metrics, config_path: Option<PathBuf>) -> Arc<Gateway> {
+        metrics.set_config_hash(&config.source_hash);
+        let app = App::new(config, metrics.clone());
+        let refreshers = app.auth.spawn_refreshers();
+        Arc::new(Gateway {
+            current: ArcSwap::from_pointee(app),
+            metrics,
+            config_path,
+            log_reloader: Mutex::new(None),
+            refreshers: Mutex::new(refreshers),
+        })
+    }
+
+    /// The current generation; a request holds on to the one it started with.
+    pub fn app(&self) -> Arc<App> {
+        self.current.load_full()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.current.load().is_ready()
+    }
+
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config_path.as_deref()
+    }
+
+    pub fn set_log_reloader(&self, reloader: LogReloader) {
+        *self.log_reloader.lock().unwrap_or_else(|p| p.into_inner()) = Some(reloader);
+    }
+
+    /// Swaps in a compiled config.
+    pub fn apply(&self, config: Config) -> ReloadReport {
+        let old = self.current.load_full();
+        if config.source_hash == old.config.source_hash {
+            return ReloadReport::default();
+        }
+        let mut restart_required = Vec::new();
+        if config.listener.address != old.config.listener.address {
+            restart_required.push("listener.address");
+        }
+        if config.admin_address != old.config.admin_address {
+            restart_required.push("admin.address");
+        }
+        if config.listener.max_connections != old.config.listener.max_connections {
+            restart_required.push("listener.max_connections");
+        }
+        let upstream = if config.upstream == old.config.upstream {
+            old.upstream.clone()
+        } else {
+            UpstreamClient::new(&config.upstream)
+        };
+        let auth = if config.tokens == old.config.tokens {
+            Arc::clone(&old.auth)
+        } else {
+            Arc::new(Authenticator::reusing(
+                &config.tokens,
+                self.metrics.clone(),
+                Some(&old.auth),
+            ))
+        };
+        let new_refreshers = auth.spawn_refreshers();
+        let mut refreshers = self.lock_refreshers();
+        refreshers.retain(|handle| !handle.is_finished());
+        refreshers.extend(new_refreshers);
+        drop(refreshers);
+        if let Some(level) = config
+            .log
+            .level
+            .as_ref()
+            .filter(|_| config.log.level != old.config.log.level)
+        {
+            self.set_log_level(level);
+        }
+        self.metrics.set_config_hash(&config.source_hash);
+        self.current.store(Arc::new(App {
+            config,
+            metrics: self.metrics.clone(),
+            upstream,
+            auth,
+        }));
+        ReloadReport {
+            changed: true,
+            restart_required,
+        }
+    }
+
+    fn set_log_level(&self, level: &str) {
+        let guard = self.log_reloader.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(reload) = guard.as_ref() {
+            match reload(level) {
+                Ok(()) => tracing::info!(level, "log level changed"),
+                Err(e) => tracing::warn!(level, error = %e, "log level not changed"),
+            }
+        }
+    }
+
+    fn lock_refreshers(&self) -> std::sync::MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
+        self.refreshers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Re-reads the config file and applies it; a bad file changes nothing. Counted in
+    /// `scopegate_config_reloads_total{result}`.
+    ///
+    /// # Errors
+    /// The file's problems, all of them, when it is rejected.
+    pub fn reload_file(&self) -> Result<ReloadReport, ConfigError> {
+        let Some(path) = &self.config_path else {
+            return Ok(ReloadReport::default());
+        };
+        match Config::load(path) {
+            Ok(config) => {
+                let report = self.apply(config);
+                if report.changed {
+                    self.metrics.config_reloads.with_label_values(&["success"]).inc();
+                    tracing::info!(path = %path.display(), hash = %self.app().config.source_hash, "config reloaded");
+                    for setting in &report.restart_required {
+                        tracing::warn!(setting, "changed in the config file but needs a restart to take effect");
+                    }
+                }
+                Ok(report)
+            }
+            Err(e) => {
+                self.metrics.config_reloads.with_label_values(&["rejected"]).inc();
+                tracing::error!(path = %path.display(), error = %e, "config reload rejected; keeping the running config");
+                Err(e)
+            }
+        }
+    }
+
+    /// Polls the config file and reloads when its content changes. Polling (rather than
+    /// inotify) sees a Kubernetes ConfigMap update, which swaps a symlink in the directory
+    /// instead of writing the file. Runs until the task is aborted.
+    pub async fn watch_config(self: Arc<Self>, interval: Duration) {
+        let Some(path) = self.config_path.clone() else { return };
+        let mut last = std::fs::read(&path).ok();
+        loop {
+            tokio::time::sleep(interval).await;
+            let now = std::fs::read(&path).ok();
+            if now.is_some() && now != last {
+                last = now;
+                let _ = self.reload_file();
+            }
+        }
+    }
+
+    /// Stops the key-refresh loops (on shutdown).
+    pub fn stop_refreshers(&self) {
+        for refresher in self.lock_refreshers().drain(..) {
+            refresher.abort();
+        }
+    }
+}
