@@ -103,6 +103,9 @@ pub struct FileConfig {
     pub token: crate::token::config::FileTokenSettings,
     #[serde(default)]
     pub identity: FileIdentity,
+    /// MCP resource-server settings (RFC 9728 metadata, audience binding, tool scopes).
+    #[serde(default)]
+    pub mcp: Option<crate::mcp::FileMcp>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,6 +261,15 @@ pub struct FileRoute {
     pub any_scopes: Vec<Vec<String>>,
     #[serde(default)]
     pub allow_upgrade: bool,
+    /// An MCP endpoint: metadata, audience binding and `mcp_rule`s apply (see `[mcp]`).
+    #[serde(default)]
+    pub mcp: bool,
+    /// This route's resource URI when it differs from `[mcp].resource`.
+    #[serde(default)]
+    pub mcp_resource: Option<String>,
+    /// Scopes by JSON-RPC method and tool/prompt/resource name.
+    #[serde(default, rename = "mcp_rule")]
+    pub mcp_rules: Vec<crate::mcp::rules::FileMcpRule>,
 }
 
 mod defaults {
@@ -315,6 +327,7 @@ pub struct Config {
     pub log: FileLogSettings,
     pub tokens: crate::token::config::TokenConfig,
     pub identity: IdentityConfig,
+    pub mcp: crate::mcp::McpConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -411,6 +424,7 @@ impl FileConfig {
         };
         let auth = compile_auth(self.auth, &mut issues);
         let implications = ScopeImplications::compile(&self.scopes.implies, &mut issues);
+        let mcp = crate::mcp::McpConfig::compile(self.mcp.as_ref(), &self.routes, &self.issuers, &mut issues);
         let specs: Vec<RouteSpec> = self
             .routes
             .into_iter()
@@ -440,6 +454,7 @@ impl FileConfig {
                 },
                 tokens,
                 identity,
+                mcp,
             })
         } else {
             Err(ConfigError::Invalid(issues.0))

@@ -454,6 +454,9 @@ mod tests {
             scopes: vec![],
             any_scopes: vec![],
             allow_upgrade: false,
+            mcp: false,
+            mcp_resource: None,
+            mcp_rules: vec![],
         };
         RouteSpec::compile(index, file, &mut Issues::default()).unwrap()
     }

@@ -25,17 +25,20 @@ pub struct App {
     pub metrics: Metrics,
     pub upstream: UpstreamClient,
     pub auth: Authenticator,
+    pub mcp: crate::mcp::McpRuntime,
 }
 
 impl App {
     pub fn new(config: Config, metrics: Metrics) -> Arc<App> {
         let upstream = UpstreamClient::new(&config.upstream);
         let auth = Authenticator::new(&config.tokens, metrics.clone());
+        let mcp = crate::mcp::McpRuntime::new(&config.mcp);
         Arc::new(App {
             config,
             metrics,
             upstream,
             auth,
+            mcp,
         })
     }
 
@@ -60,6 +63,8 @@ struct Record {
     token_fingerprint: Option<String>,
     client_id: Option<String>,
     canonical_path: Option<String>,
+    /// An MCP route's own RFC 9728 metadata URL: wins over `auth.resource_metadata`.
+    resource_metadata: Option<String>,
 }
 
 /// Handles one request end to end. Never panics on request input and never answers 500:
@@ -75,7 +80,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
             let route_scopes = record_scopes(&app, &record);
             let ctx = ChallengeContext {
                 realm: &app.config.auth.realm,
-                resource_metadata: app.config.auth.resource_metadata.as_deref(),
+                resource_metadata: record
+                    .resource_metadata
+                    .as_deref()
+                    .or(app.config.auth.resource_metadata.as_deref()),
                 route_scopes: route_scopes.as_deref(),
             };
             (error.clone().into_response(&ctx), Some(error))
@@ -94,11 +102,38 @@ async fn process(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let path = canonicalize(app, &req)?;
     record.canonical_path = Some(path.as_str().to_string());
+    if let Some(answer) = app.mcp.well_known(&app.config.mcp, req.method(), path.as_str()).await {
+        record.route = Some(crate::mcp::metadata::METADATA_ROUTE.to_string());
+        record.public = true;
+        return answer;
+    }
     let route = route(app, req.method(), &path, record)?;
+    let mcp_route = match route {
+        RouteDecision::Route(r) => app.config.mcp.route(&r.name),
+        RouteDecision::UnmatchedAuthenticated => None,
+    };
+    record.resource_metadata = mcp_route.map(|m| m.metadata_url.clone());
     let principal = authenticate(app, &req, &route, record).await?;
+    if let (Some(mcp_route), Some(principal)) = (mcp_route, principal.as_deref()) {
+        mcp_route.check_audience(principal)?;
+    }
     authorize(app, &route, principal.as_deref())?;
     let upgrade = matches!(route, RouteDecision::Route(r) if r.allow_upgrade) && wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let req = match mcp_route {
+        Some(mcp_route) => {
+            crate::mcp::authorize_calls(
+                &app.config.mcp,
+                mcp_route,
+                record_scopes(app, record).as_deref().unwrap_or_default(),
+                app.config.routes.implications(),
+                principal.as_deref(),
+                req,
+            )
+            .await?
+        }
+        None => req.map(|body| body.boxed()),
+    };
     let upstream_req = rewrite_request(
         req,
         &RewriteContext {
