@@ -73,6 +73,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let started = Instant::now();
     app.metrics.in_flight.inc();
     let method = req.method().clone();
+    // An HTTP/1 request whose body may go unread: hyper closes such a connection after an
+    // early answer, so the answer must say so, or a client may reuse it (MCP clients POST a
+    // body first and are answered 401) and see it drop without a response.
+    let body_may_be_unread = req.version() <= http::Version::HTTP_11 && !http_body::Body::is_end_stream(req.body());
     let mut record = Record::default();
     let (response, error) = match process(&app, req, peer, &mut record).await {
         Ok(response) => (response, None),
@@ -86,7 +90,13 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
                     .or(app.config.auth.resource_metadata.as_deref()),
                 route_scopes: route_scopes.as_deref(),
             };
-            (error.clone().into_response(&ctx), Some(error))
+            let mut response = error.clone().into_response(&ctx);
+            if body_may_be_unread {
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            (response, Some(error))
         }
     };
     record_outcome(&app, &method, &record, &response, error.as_ref(), started);

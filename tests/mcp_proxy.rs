@@ -374,6 +374,7 @@ async fn challenges_name_the_route_metadata_and_every_needed_scope() {
     let r = client()
         .post(w.url("/mcp"))
         .header("host", "evil.example")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
         .send()
         .await
         .unwrap();
@@ -385,6 +386,8 @@ async fn challenges_name_the_route_metadata_and_every_needed_scope() {
             w.metadata_url()
         )
     );
+    // An early answer to a request whose body is not read closes the connection, and says so.
+    assert_eq!(r.headers()["connection"], "close");
     // Non-MCP routes keep auth.resource_metadata.
     let r = client().get(w.url("/api/x")).send().await.unwrap();
     assert_eq!(
