@@ -105,6 +105,9 @@ pub struct FileConfig {
     pub identity: FileIdentity,
     #[serde(default)]
     pub reload: FileReload,
+    /// MCP resource-server settings (RFC 9728 metadata, audience binding, tool scopes).
+    #[serde(default)]
+    pub mcp: Option<crate::mcp::FileMcp>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -287,6 +290,15 @@ pub struct FileRoute {
     /// Overrides `auth.mode` for this route.
     #[serde(default)]
     pub mode: Option<crate::policy::EnforcementMode>,
+    /// An MCP endpoint: metadata, audience binding and `mcp_rule`s apply (see `[mcp]`).
+    #[serde(default)]
+    pub mcp: bool,
+    /// This route's resource URI when it differs from `[mcp].resource`.
+    #[serde(default)]
+    pub mcp_resource: Option<String>,
+    /// Scopes by JSON-RPC method and tool/prompt/resource name.
+    #[serde(default, rename = "mcp_rule")]
+    pub mcp_rules: Vec<crate::mcp::rules::FileMcpRule>,
 }
 
 mod defaults {
@@ -353,6 +365,7 @@ pub struct Config {
     pub reload: ReloadConfig,
     /// First 12 hex digits of the SHA-256 of the file text: which config is loaded.
     pub source_hash: String,
+    pub mcp: crate::mcp::McpConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -459,6 +472,7 @@ impl FileConfig {
         };
         let auth = compile_auth(self.auth, &mut issues);
         let implications = ScopeImplications::compile(&self.scopes.implies, &mut issues);
+        let mcp = crate::mcp::McpConfig::compile(self.mcp.as_ref(), &self.routes, &self.issuers, &mut issues);
         let specs: Vec<RouteSpec> = self
             .routes
             .into_iter()
@@ -497,6 +511,7 @@ impl FileConfig {
                 identity,
                 reload,
                 source_hash: String::new(),
+                mcp,
             })
         } else {
             Err(ConfigError::Invalid(issues.0))

@@ -46,6 +46,8 @@ pub enum ProxyError {
     UpstreamUnreachable,
     UpstreamTimeout,
     UpstreamFailed,
+    /// A body that must be inspected (MCP tool rules) is larger than allowed.
+    PayloadTooLarge,
 }
 
 /// The request-specific parts of a `WWW-Authenticate` challenge.
@@ -72,6 +74,7 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable => "upstream_unreachable",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::UpstreamFailed => "upstream_failed",
+            ProxyError::PayloadTooLarge => "payload_too_large",
         }
     }
 
@@ -86,6 +89,7 @@ impl ProxyError {
             ProxyError::AuthUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -136,6 +140,11 @@ impl ProxyError {
                 ("bad_gateway", "the upstream did not answer", None)
             }
             ProxyError::UpstreamTimeout => ("gateway_timeout", "the upstream did not answer in time", None),
+            ProxyError::PayloadTooLarge => (
+                "payload_too_large",
+                "the request body is larger than this route inspects",
+                None,
+            ),
         };
         let body = serde_json::json!({ "error": error, "error_description": description }).to_string();
         let mut response = Response::new(full_body(body));

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -79,7 +78,7 @@ pub struct RewriteContext<'a> {
 
 /// Turns the inbound request into the upstream request: canonical path, clean headers,
 /// forwarding headers, and identity headers that only scopegate can have set.
-pub fn rewrite_request(req: Request<Incoming>, ctx: &RewriteContext<'_>) -> Result<Request<ProxyBody>, ProxyError> {
+pub fn rewrite_request(req: Request<ProxyBody>, ctx: &RewriteContext<'_>) -> Result<Request<ProxyBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     let upgrade_protocol = ctx
         .upgrade
@@ -122,7 +121,7 @@ pub fn rewrite_request(req: Request<Incoming>, ctx: &RewriteContext<'_>) -> Resu
     if let Some(principal) = ctx.principal {
         set_identity_headers(headers, principal, ctx.identity);
     }
-    Ok(Request::from_parts(parts, body.boxed()))
+    Ok(Request::from_parts(parts, body))
 }
 
 fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &RewriteContext<'_>, original_host: Option<HeaderValue>) {

@@ -117,6 +117,7 @@ impl Gateway {
         }
         self.metrics.set_config_hash(&config.source_hash);
         self.current.store(Arc::new(App {
+            mcp: crate::mcp::McpRuntime::new(&config.mcp),
             config,
             metrics: self.metrics.clone(),
             upstream,

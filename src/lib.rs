@@ -13,6 +13,7 @@
 //! - [`token`] — bearer extraction, JWS verification, JWKS key sets and the token cache.
 //! - [`forward`] — header rewriting and the pooled upstream client.
 //! - [`error`] — the one error → response mapping.
+//! - [`mcp`] — MCP routes: RFC 9728 metadata, RFC 8707 audience binding, tool-level scopes.
 //! - [`metrics`], [`admin`] — Prometheus metrics and `/metrics`, `/healthz`, `/readyz`.
 //! - [`units`] — durations and sizes as the config file spells them.
 //! - [`dev`] — the embedded development authorization server behind `demo`, `dev-issuer`
@@ -26,6 +27,7 @@ pub mod dev;
 pub mod error;
 pub mod forward;
 pub mod gateway;
+pub mod mcp;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

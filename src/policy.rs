@@ -474,6 +474,9 @@ mod tests {
             any_scopes: vec![],
             allow_upgrade: false,
             mode: None,
+            mcp: false,
+            mcp_resource: None,
+            mcp_rules: vec![],
         };
         RouteSpec::compile(index, file, &mut Issues::default()).unwrap()
     }

@@ -26,17 +26,20 @@ pub struct App {
     pub metrics: Metrics,
     pub upstream: UpstreamClient,
     pub auth: Arc<Authenticator>,
+    pub mcp: crate::mcp::McpRuntime,
 }
 
 impl App {
     pub fn new(config: Config, metrics: Metrics) -> App {
         let upstream = UpstreamClient::new(&config.upstream);
         let auth = Arc::new(Authenticator::new(&config.tokens, metrics.clone()));
+        let mcp = crate::mcp::McpRuntime::new(&config.mcp);
         App {
             config,
             metrics,
             upstream,
             auth,
+            mcp,
         }
     }
 
@@ -78,6 +81,8 @@ struct Record {
     canonical_path: Option<String>,
     /// In dry-run mode: the denial that was not enforced.
     would_deny: Option<ProxyError>,
+    /// An MCP route's own RFC 9728 metadata URL: wins over `auth.resource_metadata`.
+    resource_metadata: Option<String>,
 }
 
 /// Handles one request end to end. Never panics on request input and never answers 500:
@@ -86,6 +91,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let started = Instant::now();
     app.metrics.in_flight.inc();
     let method = req.method().clone();
+    // An HTTP/1 request whose body may go unread: hyper closes such a connection after an
+    // early answer, so the answer must say so, or a client may reuse it (MCP clients POST a
+    // body first and are answered 401) and see it drop without a response.
+    let body_may_be_unread = req.version() <= http::Version::HTTP_11 && !http_body::Body::is_end_stream(req.body());
     let mut record = Record::default();
     let (response, error) = match process(&app, req, peer, &mut record).await {
         Ok(response) => (response, None),
@@ -93,10 +102,19 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
             let route_scopes = record_scopes(&app, &record);
             let ctx = ChallengeContext {
                 realm: &app.config.auth.realm,
-                resource_metadata: app.config.auth.resource_metadata.as_deref(),
+                resource_metadata: record
+                    .resource_metadata
+                    .as_deref()
+                    .or(app.config.auth.resource_metadata.as_deref()),
                 route_scopes: route_scopes.as_deref(),
             };
-            (error.clone().into_response(&ctx), Some(error))
+            let mut response = error.clone().into_response(&ctx);
+            if body_may_be_unread {
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            (response, Some(error))
         }
     };
     record_outcome(&app, &method, &record, &response, error.as_ref(), started);
@@ -112,6 +130,11 @@ async fn process(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let path = canonicalize(app, &req)?;
     record.canonical_path = Some(path.as_str().to_string());
+    if let Some(answer) = app.mcp.well_known(&app.config.mcp, req.method(), path.as_str()).await {
+        record.route = Some(crate::mcp::metadata::METADATA_ROUTE.to_string());
+        record.public = true;
+        return answer;
+    }
     let route = match route(app, req.method(), &path, record) {
         Err(denial) if app.mode(None) == EnforcementMode::DryRun => {
             record.would_deny = Some(denial);
@@ -119,22 +142,47 @@ async fn process(
         }
         other => other?,
     };
+    let mcp_route = route.spec().and_then(|r| app.config.mcp.route(&r.name));
+    record.resource_metadata = mcp_route.map(|m| m.metadata_url.clone());
     let dry_run = app.mode(route.spec()) == EnforcementMode::DryRun;
-    let principal = match authenticate(app, &req, &route, record).await {
+    let mut principal = match authenticate(app, &req, &route, record).await {
         Err(denial) if dry_run => {
             record.would_deny.get_or_insert(denial);
             None
         }
         other => other?,
     };
-    match authorize(app, &route, principal.as_deref()) {
+    // RFC 8707: on an MCP route the token must be minted for this resource.
+    let audience = match (mcp_route, principal.as_deref()) {
+        (Some(mcp_route), Some(principal)) => mcp_route.check_audience(principal),
+        _ => Ok(()),
+    };
+    match audience.and_then(|()| authorize(app, &route, principal.as_deref())) {
         Err(denial) if dry_run => {
+            // A token for another resource lends no identity, even in a dry run.
+            if matches!(denial, ProxyError::InvalidToken { .. }) {
+                principal = None;
+            }
             record.would_deny.get_or_insert(denial);
         }
         other => other?,
     }
     let upgrade = matches!(route, RouteDecision::Route(r) if r.allow_upgrade) && wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let req = match mcp_route {
+        Some(mcp_route) => {
+            crate::mcp::authorize_calls(
+                &app.config.mcp,
+                mcp_route,
+                record_scopes(app, record).as_deref().unwrap_or_default(),
+                app.config.routes.implications(),
+                principal.as_deref(),
+                req,
+            )
+            .await?
+        }
+        None => req.map(|body| body.boxed()),
+    };
     let upstream_req = rewrite_request(
         req,
         &RewriteContext {

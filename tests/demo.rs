@@ -38,5 +38,5 @@ fn demo_binary_check_mode_passes() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("demo check: 9 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("demo check: 12 passed, 0 failed"), "{stdout}");
 }

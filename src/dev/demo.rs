@@ -44,7 +44,7 @@ write = ["read"]
 email = "x-auth-email"
 [[issuer]]
 url = "{issuer}"
-audiences = ["{audience}"]
+audiences = ["{audience}", "{audience}/mcp"]
 [[route]]
 name = "public"
 path = "/api/public"
@@ -62,8 +62,20 @@ scopes = ["write"]
 [[route]]
 name = "mcp"
 path = "/mcp"
+mcp = true
 scopes = ["read", "mcp"]
+[[route.mcp_rule]]
+method = "tools/call"
+name = "delete_*"
+scopes = ["write"]
+[mcp]
+resource = "{audience}/mcp"
+resource_name = "scopegate demo MCP endpoint"
 "#;
+
+const TOOLS_LIST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+const DELETE_CALL: &str =
+    r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_note","arguments":{"id":1}}}"#;
 
 /// One example request and the status it must produce.
 pub struct Example {
@@ -71,6 +83,8 @@ pub struct Example {
     pub method: &'static str,
     pub path: &'static str,
     pub token: Option<String>,
+    /// A JSON request body (sent with `Content-Type: application/json`).
+    pub body: Option<&'static str>,
     pub expect: u16,
 }
 
@@ -126,7 +140,16 @@ impl Demo {
         };
         let read = token("read", 3600);
         let write = token("write", 3600);
-        let mcp = token("read mcp", 3600);
+        let mcp_token = |scope: &str| {
+            issuer.mint_access_token(&AccessTokenRequest {
+                scope: scope.into(),
+                audience: vec![format!("{audience}/mcp")],
+                expires_in_secs: 3600,
+                ..AccessTokenRequest::default()
+            })
+        };
+        let mcp = mcp_token("read mcp");
+        let mcp_other_resource = token("read mcp", 3600);
         let expired = token("read", -120);
         let examples = vec![
             Example {
@@ -134,6 +157,7 @@ impl Demo {
                 method: "GET",
                 path: "/api/public",
                 token: None,
+                body: None,
                 expect: 200,
             },
             Example {
@@ -141,6 +165,7 @@ impl Demo {
                 method: "GET",
                 path: "/api/projects/42",
                 token: Some(read.clone()),
+                body: None,
                 expect: 200,
             },
             Example {
@@ -148,6 +173,7 @@ impl Demo {
                 method: "GET",
                 path: "/api/projects/42",
                 token: None,
+                body: None,
                 expect: 401,
             },
             Example {
@@ -155,6 +181,7 @@ impl Demo {
                 method: "GET",
                 path: "/api/projects/42",
                 token: Some(expired),
+                body: None,
                 expect: 401,
             },
             Example {
@@ -162,6 +189,7 @@ impl Demo {
                 method: "POST",
                 path: "/api/projects",
                 token: Some(read.clone()),
+                body: None,
                 expect: 403,
             },
             Example {
@@ -169,20 +197,47 @@ impl Demo {
                 method: "POST",
                 path: "/api/projects",
                 token: Some(write),
+                body: None,
                 expect: 200,
             },
             Example {
                 what: "MCP route without the mcp scope",
                 method: "POST",
                 path: "/mcp",
-                token: Some(read),
+                token: Some(mcp_token("read")),
+                body: Some(TOOLS_LIST),
                 expect: 403,
             },
             Example {
                 what: "MCP route with read + mcp",
                 method: "POST",
                 path: "/mcp",
+                token: Some(mcp.clone()),
+                body: Some(TOOLS_LIST),
+                expect: 200,
+            },
+            Example {
+                what: "MCP tool that needs write (mcp_rule delete_*), read + mcp token",
+                method: "POST",
+                path: "/mcp",
                 token: Some(mcp),
+                body: Some(DELETE_CALL),
+                expect: 403,
+            },
+            Example {
+                what: "MCP route with a token for another resource (RFC 8707 audience)",
+                method: "POST",
+                path: "/mcp",
+                token: Some(mcp_other_resource),
+                body: Some(TOOLS_LIST),
+                expect: 401,
+            },
+            Example {
+                what: "MCP protected-resource metadata (RFC 9728), answered by scopegate",
+                method: "GET",
+                path: "/.well-known/oauth-protected-resource/mcp",
+                token: None,
+                body: None,
                 expect: 200,
             },
             Example {
@@ -190,6 +245,7 @@ impl Demo {
                 method: "GET",
                 path: "/nowhere",
                 token: None,
+                body: None,
                 expect: 404,
             },
         ];
@@ -240,7 +296,11 @@ impl Demo {
             .as_ref()
             .map(|t| format!("-H 'Authorization: Bearer {t}' "))
             .unwrap_or_default();
-        format!("curl -i {method}{auth}http://{}{}", self.proxy.addr, example.path)
+        let body = example
+            .body
+            .map(|b| format!("-H 'Content-Type: application/json' -d '{b}' "))
+            .unwrap_or_default();
+        format!("curl -i {method}{auth}{body}http://{}{}", self.proxy.addr, example.path)
     }
 
     /// Sends every example request; returns one line per example and whether all matched.
@@ -253,6 +313,11 @@ impl Demo {
             let mut request = client.request(method, format!("http://{}{}", self.proxy.addr, example.path));
             if let Some(token) = &example.token {
                 request = request.bearer_auth(token);
+            }
+            if let Some(body) = example.body {
+                request = request
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body);
             }
             let status = request.send().await.map(|r| r.status().as_u16()).unwrap_or(0);
             let ok = status == example.expect;

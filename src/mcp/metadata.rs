@@ -1,0 +1,190 @@
+//! Metadata answered by scopegate itself on the data listener: RFC 9728 protected-resource
+//! metadata and, when enabled, a mirror of the authorization server's RFC 8414 metadata for
+//! MCP clients that still look for it at the MCP server's origin (revision 2025-03-26).
+//!
+//! Documents are built from configuration only: the request's `Host` never shapes them.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Method, Response, StatusCode};
+
+use super::{FileMcp, McpConfig, MirrorConfig};
+use crate::error::{ProxyBody, ProxyError, full_body};
+
+/// RFC 9728 §3: the well-known suffix; a resource with a path has it inserted before the path.
+pub const PRM_PATH: &str = "/.well-known/oauth-protected-resource";
+/// RFC 8414 §3: where older MCP clients look for the authorization server's metadata.
+pub const AS_METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+/// Route label of these answers in metrics and the access log.
+pub const METADATA_ROUTE: &str = "mcp-metadata";
+
+/// Metadata documents change only with the config: let clients keep them briefly.
+const METADATA_CACHE_CONTROL: &str = "public, max-age=300";
+/// How long a mirrored authorization-server document is reused (bounded by its max-age).
+const MIRROR_TTL: Duration = Duration::from_secs(300);
+
+/// The RFC 9728 §2 document for one resource. `authorization_servers` are issuer identifiers
+/// exactly as configured: no trailing slash is added or removed.
+pub fn protected_resource_document(
+    file: &FileMcp,
+    resource: &str,
+    authorization_servers: &[String],
+    scopes: &BTreeSet<String>,
+) -> Bytes {
+    let mut doc = serde_json::Map::new();
+    doc.insert("resource".into(), resource.into());
+    doc.insert("authorization_servers".into(), authorization_servers.into());
+    let scopes: Vec<&str> = scopes
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != super::OFFLINE_ACCESS)
+        .collect();
+    doc.insert("scopes_supported".into(), scopes.into());
+    doc.insert("bearer_methods_supported".into(), vec!["header"].into());
+    doc.insert("resource_name".into(), file.resource_name.clone().into());
+    if let Some(url) = &file.resource_documentation {
+        doc.insert("resource_documentation".into(), url.clone().into());
+    }
+    if let Some(url) = &file.resource_policy_uri {
+        doc.insert("resource_policy_uri".into(), url.clone().into());
+    }
+    Bytes::from(serde_json::Value::Object(doc).to_string())
+}
+
+fn json_response(body: Bytes, cache_control: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(full_body(body));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    // Browser-based MCP clients fetch metadata cross-origin; it is public by definition.
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}
+
+fn method_not_allowed() -> Response<ProxyBody> {
+    let mut response = Response::new(full_body(
+        serde_json::json!({"error": "method_not_allowed", "error_description": "metadata is read with GET"})
+            .to_string(),
+    ));
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+struct Mirrored {
+    body: Bytes,
+    fetched: Instant,
+    ttl: Duration,
+}
+
+/// Runtime state of the MCP features: the mirror's client and cache.
+pub struct McpRuntime {
+    client: Option<reqwest::Client>,
+    mirrored: tokio::sync::Mutex<Option<Mirrored>>,
+}
+
+impl McpRuntime {
+    pub fn new(config: &McpConfig) -> McpRuntime {
+        McpRuntime {
+            client: config
+                .mirror
+                .as_ref()
+                .map(|m| crate::token::remote::http_client(m.fetch_timeout)),
+            mirrored: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Answers the metadata paths; `None` for every other request (and always when no
+    /// `[mcp]` table is configured).
+    pub async fn well_known(
+        &self,
+        config: &McpConfig,
+        method: &Method,
+        path: &str,
+    ) -> Option<Result<Response<ProxyBody>, ProxyError>> {
+        if !config.is_enabled() || !path.starts_with("/.well-known/") {
+            return None;
+        }
+        let answer = if let Some(doc) = config.document_at(path) {
+            Ok(json_response(doc.body.clone(), METADATA_CACHE_CONTROL))
+        } else if let (true, Some(mirror), Some(client)) = (path == AS_METADATA_PATH, &config.mirror, &self.client) {
+            if method != Method::GET {
+                return Some(Ok(method_not_allowed()));
+            }
+            self.mirror(client, mirror).await
+        } else {
+            return None;
+        };
+        Some(if method == Method::GET {
+            answer
+        } else {
+            Ok(method_not_allowed())
+        })
+    }
+
+    async fn mirror(&self, client: &reqwest::Client, config: &MirrorConfig) -> Result<Response<ProxyBody>, ProxyError> {
+        // One fetch at a time: concurrent misses wait for it instead of multiplying it.
+        let mut cached = self.mirrored.lock().await;
+        if let Some(hit) = cached.as_ref().filter(|m| m.fetched.elapsed() < m.ttl) {
+            return Ok(json_response(hit.body.clone(), METADATA_CACHE_CONTROL));
+        }
+        match fetch_as_metadata(client, config).await {
+            Ok((body, max_age)) => {
+                let ttl = max_age.map_or(MIRROR_TTL, |age| age.clamp(Duration::from_secs(10), MIRROR_TTL));
+                *cached = Some(Mirrored {
+                    body: body.clone(),
+                    fetched: Instant::now(),
+                    ttl,
+                });
+                Ok(json_response(body, METADATA_CACHE_CONTROL))
+            }
+            // A stale copy beats no copy through an outage.
+            Err(e) => match cached.as_ref() {
+                Some(stale) => {
+                    tracing::warn!(error = %e, "authorization-server metadata refresh failed; serving the cached copy");
+                    Ok(json_response(stale.body.clone(), "no-cache"))
+                }
+                None => {
+                    tracing::warn!(error = %e, "authorization-server metadata unavailable for the mirror");
+                    Err(ProxyError::AuthUnavailable {
+                        reason: "as_metadata_unavailable",
+                    })
+                }
+            },
+        }
+    }
+}
+
+/// RFC 8414 §3.1 (path-inserted) then OpenID Connect discovery, bounded; the document must
+/// name the configured issuer exactly (RFC 8414 §3.3).
+async fn fetch_as_metadata(
+    client: &reqwest::Client,
+    config: &MirrorConfig,
+) -> Result<(Bytes, Option<Duration>), String> {
+    let base = reqwest::Url::parse(&config.issuer).map_err(|e| e.to_string())?;
+    let path = base.path().trim_end_matches('/').to_string();
+    let mut rfc8414 = base.clone();
+    rfc8414.set_path(&format!("{AS_METADATA_PATH}{path}"));
+    let mut oidc = base;
+    oidc.set_path(&format!("{path}/.well-known/openid-configuration"));
+    let mut last = String::from("no metadata document");
+    for url in [rfc8414, oidc] {
+        match crate::token::remote::get_bounded(client, &url, config.max_response_bytes).await {
+            Ok(fetched) => {
+                let doc: serde_json::Value = serde_json::from_slice(&fetched.body).map_err(|e| e.to_string())?;
+                if doc.get("issuer").and_then(|v| v.as_str()) != Some(config.issuer.as_str()) {
+                    return Err("the metadata's issuer differs from the configured issuer".into());
+                }
+                return Ok((Bytes::from(fetched.body), fetched.max_age));
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}

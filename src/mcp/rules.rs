@@ -1,0 +1,363 @@
+//! Tool-level policy for MCP routes: which JSON-RPC calls a request carries (from the
+//! `Mcp-Method`/`Mcp-Name` headers and the body, which must agree), and which scopes the
+//! configured `[[route.mcp_rule]]`s demand for them. No I/O.
+
+use std::collections::BTreeSet;
+
+use base64::Engine;
+use http::HeaderMap;
+use serde::Deserialize;
+
+use crate::policy::Scope;
+
+/// `Mcp-Method`: the JSON-RPC method, sent by clients of the newest revisions.
+pub const MCP_METHOD: &str = "mcp-method";
+/// `Mcp-Name`: the tool or prompt name, or the resource URI, of a name-bearing method.
+pub const MCP_NAME: &str = "mcp-name";
+
+/// One `[[route.mcp_rule]]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMcpRule {
+    /// JSON-RPC method glob, e.g. `"tools/call"` or `"resources/*"`.
+    pub method: String,
+    /// Tool/prompt name or resource URI glob; absent: any (or no) name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// All of these scopes are needed by a matching call.
+    pub scopes: Vec<String>,
+}
+
+/// A pattern where `*` matches any run of characters (including none); everything else
+/// is literal and case-sensitive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob(String);
+
+impl Glob {
+    pub fn new(text: &str) -> Glob {
+        Glob(text.to_string())
+    }
+
+    pub fn matches(&self, text: &str) -> bool {
+        let pattern = self.0.as_bytes();
+        let text = text.as_bytes();
+        let (mut p, mut t) = (0, 0);
+        // Position of the last `*` seen and the text position it is currently matched up to.
+        let mut star: Option<(usize, usize)> = None;
+        while t < text.len() {
+            if p < pattern.len() && pattern[p] == b'*' {
+                star = Some((p, t));
+                p += 1;
+            } else if p < pattern.len() && pattern[p] == text[t] {
+                p += 1;
+                t += 1;
+            } else if let Some((sp, st)) = star {
+                p = sp + 1;
+                t = st + 1;
+                star = Some((sp, st + 1));
+            } else {
+                return false;
+            }
+        }
+        pattern[p..].iter().all(|&b| b == b'*')
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A compiled rule: calls matching `method` (and `name`, when given) need `scopes`.
+#[derive(Debug, Clone)]
+pub struct McpRule {
+    pub method: Glob,
+    pub name: Option<Glob>,
+    pub scopes: Vec<Scope>,
+}
+
+impl McpRule {
+    fn applies_to(&self, call: &Call) -> bool {
+        self.method.matches(&call.method)
+            && match (&self.name, &call.name) {
+                (None, _) => true,
+                (Some(glob), Some(name)) => glob.matches(name),
+                (Some(_), None) => false,
+            }
+    }
+}
+
+/// One JSON-RPC request or notification found in a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub method: String,
+    pub name: Option<String>,
+}
+
+/// Why a body cannot be let through (each a 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InspectError {
+    /// Not JSON, or not JSON-RPC messages.
+    InvalidJsonRpc,
+    /// `Mcp-Method`/`Mcp-Name` disagree with the body (or are repeated or unreadable).
+    HeaderMismatch,
+}
+
+impl InspectError {
+    pub fn code(self) -> &'static str {
+        match self {
+            InspectError::InvalidJsonRpc => "mcp_invalid_jsonrpc",
+            InspectError::HeaderMismatch => "mcp_header_mismatch",
+        }
+    }
+}
+
+/// The params key naming the target of a name-bearing method.
+fn name_key(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Some("uri"),
+        _ => None,
+    }
+}
+
+fn call_of(message: &serde_json::Value) -> Result<Option<Call>, InspectError> {
+    let object = message.as_object().ok_or(InspectError::InvalidJsonRpc)?;
+    let Some(method) = object.get("method") else {
+        // A response to a server-initiated request: no method, nothing to authorize.
+        return if object.contains_key("result") || object.contains_key("error") {
+            Ok(None)
+        } else {
+            Err(InspectError::InvalidJsonRpc)
+        };
+    };
+    let method = method.as_str().ok_or(InspectError::InvalidJsonRpc)?.to_string();
+    let name = match name_key(&method) {
+        Some(key) => Some(
+            object
+                .get("params")
+                .and_then(|p| p.get(key))
+                .and_then(|v| v.as_str())
+                .ok_or(InspectError::InvalidJsonRpc)?
+                .to_string(),
+        ),
+        None => None,
+    };
+    Ok(Some(Call { method, name }))
+}
+
+/// Every call in a body: one message or a batch (an array, which must not be empty).
+pub fn calls_in_body(body: &[u8]) -> Result<Vec<Call>, InspectError> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| InspectError::InvalidJsonRpc)?;
+    let (messages, batch) = match &value {
+        serde_json::Value::Array(items) if items.is_empty() => return Err(InspectError::InvalidJsonRpc),
+        serde_json::Value::Array(items) => (items.iter().collect::<Vec<_>>(), true),
+        other => (vec![other], false),
+    };
+    let mut calls = Vec::new();
+    for message in messages {
+        if batch && message.is_array() {
+            return Err(InspectError::InvalidJsonRpc);
+        }
+        calls.extend(call_of(message)?);
+    }
+    Ok(calls)
+}
+
+/// The single value of a header, decoded; `Err` for repeated or unreadable values.
+fn single_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, InspectError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(InspectError::HeaderMismatch);
+    }
+    let text = value.to_str().map_err(|_| InspectError::HeaderMismatch)?.trim();
+    Ok(Some(decode_header_value(text).ok_or(InspectError::HeaderMismatch)?))
+}
+
+/// Values that are not plain visible ASCII travel as `=?base64?<standard base64>?=`.
+fn decode_header_value(text: &str) -> Option<String> {
+    match text.strip_prefix("=?base64?").and_then(|t| t.strip_suffix("?=")) {
+        Some(encoded) => {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+            String::from_utf8(bytes).ok()
+        }
+        None => Some(text.to_string()),
+    }
+}
+
+/// The calls a request carries: the body is authoritative, and `Mcp-Method`/`Mcp-Name`,
+/// where sent, must name exactly what the body does (a header describes one message).
+pub fn calls_in_request(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Call>, InspectError> {
+    let header_method = single_header(headers, MCP_METHOD)?;
+    let header_name = single_header(headers, MCP_NAME)?;
+    let calls = calls_in_body(body)?;
+    if header_method.is_none() && header_name.is_none() {
+        return Ok(calls);
+    }
+    let [call] = calls.as_slice() else {
+        return Err(InspectError::HeaderMismatch);
+    };
+    if header_method.as_ref().is_some_and(|m| *m != call.method) {
+        return Err(InspectError::HeaderMismatch);
+    }
+    if header_name.is_some() && header_name != call.name {
+        return Err(InspectError::HeaderMismatch);
+    }
+    Ok(calls)
+}
+
+/// The outcome of checking a request's calls against a route's rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// Some call lacks a scope; `needed` is every rule scope the whole request needs.
+    Forbidden {
+        needed: BTreeSet<Scope>,
+    },
+}
+
+/// Checks every call (each matching rule applies) against the granted, already-expanded
+/// scopes. A batch is allowed only when every call in it is.
+pub fn evaluate(rules: &[McpRule], calls: &[Call], granted: &BTreeSet<Scope>) -> Verdict {
+    let mut needed = BTreeSet::new();
+    let mut allowed = true;
+    for call in calls {
+        for rule in rules.iter().filter(|r| r.applies_to(call)) {
+            allowed &= rule.scopes.iter().all(|s| granted.contains(s));
+            needed.extend(rule.scopes.iter().cloned());
+        }
+    }
+    if allowed {
+        Verdict::Allowed
+    } else {
+        Verdict::Forbidden { needed }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use http::HeaderValue;
+
+    fn scopes(names: &[&str]) -> BTreeSet<Scope> {
+        names.iter().map(|n| Scope::parse(n).unwrap()).collect()
+    }
+
+    fn rule(method: &str, name: Option<&str>, needs: &[&str]) -> McpRule {
+        McpRule {
+            method: Glob::new(method),
+            name: name.map(Glob::new),
+            scopes: needs.iter().map(|n| Scope::parse(n).unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn globs() {
+        let g = Glob::new("delete_*");
+        assert!(g.matches("delete_note"));
+        assert!(g.matches("delete_"));
+        assert!(!g.matches("undelete_note"));
+        assert!(!g.matches("Delete_note"));
+        assert!(Glob::new("*").matches(""));
+        assert!(Glob::new("a*b*c").matches("aXXbYYc"));
+        assert!(!Glob::new("a*b*c").matches("aXXbYY"));
+        assert!(Glob::new("*_admin").matches("x_admin_admin"));
+        assert!(Glob::new("tools/call").matches("tools/call"));
+        assert!(!Glob::new("tools/call").matches("tools/calls"));
+        assert!(Glob::new("resources/*").matches("resources/read"));
+    }
+
+    #[test]
+    fn body_calls_single_batch_and_responses() {
+        let one = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{}}}"#;
+        assert_eq!(
+            calls_in_body(one).unwrap(),
+            vec![Call {
+                method: "tools/call".into(),
+                name: Some("add".into())
+            }]
+        );
+        let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},
+            {"jsonrpc":"2.0","method":"notifications/initialized"},
+            {"jsonrpc":"2.0","id":7,"result":{}},
+            {"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///x"}}]"#;
+        let calls = calls_in_body(batch).unwrap();
+        assert_eq!(calls.len(), 3);
+        assert_eq!(calls[2].name.as_deref(), Some("file:///x"));
+        for bad in [
+            &b"[]"[..],
+            b"not json",
+            b"42",
+            b"[[{\"method\":\"x\"}]]",
+            b"{\"id\":1}",
+            b"{\"method\":3}",
+            b"{\"method\":\"tools/call\",\"params\":{}}",
+        ] {
+            assert_eq!(calls_in_body(bad), Err(InspectError::InvalidJsonRpc), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn headers_must_agree_with_the_body() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_note"}}"#;
+        let mut h = HeaderMap::new();
+        h.insert(MCP_METHOD, HeaderValue::from_static("tools/call"));
+        h.insert(MCP_NAME, HeaderValue::from_static("delete_note"));
+        assert!(calls_in_request(&h, body).is_ok());
+        h.insert(MCP_NAME, HeaderValue::from_static("=?base64?ZGVsZXRlX25vdGU=?="));
+        assert!(calls_in_request(&h, body).is_ok(), "base64-encoded name");
+        h.insert(MCP_NAME, HeaderValue::from_static("read_note"));
+        assert_eq!(calls_in_request(&h, body), Err(InspectError::HeaderMismatch));
+        h.remove(MCP_NAME);
+        h.insert(MCP_METHOD, HeaderValue::from_static("tools/list"));
+        assert_eq!(calls_in_request(&h, body), Err(InspectError::HeaderMismatch));
+        h.insert(MCP_METHOD, HeaderValue::from_static("tools/call"));
+        h.append(MCP_METHOD, HeaderValue::from_static("tools/call"));
+        assert_eq!(calls_in_request(&h, body), Err(InspectError::HeaderMismatch));
+        let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}]"#;
+        let mut h = HeaderMap::new();
+        h.insert(MCP_METHOD, HeaderValue::from_static("tools/call"));
+        h.insert(MCP_NAME, HeaderValue::from_static("a"));
+        assert!(calls_in_request(&h, batch).is_ok(), "a batch of one agrees");
+    }
+
+    #[test]
+    fn every_call_of_a_batch_must_be_allowed() {
+        let rules = vec![
+            rule("tools/call", Some("delete_*"), &["write"]),
+            rule("tools/call", None, &["tools"]),
+            rule("resources/*", None, &["read"]),
+        ];
+        let call = |m: &str, n: Option<&str>| Call {
+            method: m.into(),
+            name: n.map(String::from),
+        };
+        let granted = scopes(&["tools", "read"]);
+        assert_eq!(
+            evaluate(&rules, &[call("tools/call", Some("add"))], &granted),
+            Verdict::Allowed
+        );
+        assert_eq!(
+            evaluate(&rules, &[call("tools/list", None)], &scopes(&[])),
+            Verdict::Allowed
+        );
+        let batch = [
+            call("tools/call", Some("add")),
+            call("tools/call", Some("delete_note")),
+            call("resources/read", Some("x")),
+        ];
+        assert_eq!(
+            evaluate(&rules, &batch, &granted),
+            Verdict::Forbidden {
+                needed: scopes(&["read", "tools", "write"])
+            }
+        );
+        assert_eq!(
+            evaluate(&rules, &batch, &scopes(&["tools", "read", "write"])),
+            Verdict::Allowed
+        );
+    }
+}
