@@ -391,7 +391,7 @@ pub async fn explain(loaded: &Loaded, method: &str, path: &str, credentials: &Cr
     let what = if matches!(credentials, Credentials::Token(_)) {
         "the token is valid"
     } else {
-        "a valid token"
+        "given a valid token"
     };
     out.decision = match requirement {
         None => Decision::Allow {
@@ -401,7 +401,7 @@ pub async fn explain(loaded: &Loaded, method: &str, path: &str, credentials: &Cr
             reason: format!("{what}; the route needs no particular scope"),
         },
         Some(req) if req.is_satisfied_by(&expanded) => Decision::Allow {
-            reason: format!("{what} and its scopes (after implications) satisfy {req}"),
+            reason: format!("{what}, its scopes (after implications) satisfy {req}"),
         },
         Some(req) => Decision::Forbidden {
             challenge: req.challenge_scopes(),
