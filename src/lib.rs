@@ -18,6 +18,8 @@
 //! - [`units`] — durations and sizes as the config file spells them.
 //! - [`dev`] — the embedded development authorization server behind `demo`, `dev-issuer`
 //!   and the integration tests.
+//! - [`explain`] — `scopegate explain`: what the proxy would do with one request.
+//! - [`online`] — `scopegate check --online`: probe every issuer before deploying.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -25,10 +27,12 @@ pub mod canonical;
 pub mod config;
 pub mod dev;
 pub mod error;
+pub mod explain;
 pub mod forward;
 pub mod gateway;
 pub mod mcp;
 pub mod metrics;
+pub mod online;
 pub mod policy;
 pub mod proxy;
 pub mod server;

@@ -32,17 +32,45 @@ enum Command {
     /// Run the proxy (the default).
     Run,
     /// Validate the config, print the compiled route table, and exit non-zero on any problem.
-    Check,
+    Check(CheckArgs),
+    /// Explain what the proxy would do with one request: canonical path, route, requirement, decision.
+    Explain(ExplainArgs),
     /// Run a local authorization server, an echo API and the proxy, with example requests.
     Demo(scopegate::dev::demo::DemoArgs),
     /// Run only the development authorization server (never for production).
     DevIssuer(scopegate::dev::cli::DevIssuerArgs),
 }
 
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Also contact every issuer (discovery, JWKS, introspection with the configured client
+    /// credentials, each bounded by the issuer's fetch_timeout) and print what each route's
+    /// tokens need. Exits non-zero if any issuer is unreachable or misbehaves.
+    #[arg(long)]
+    online: bool,
+}
+
+#[derive(clap::Args)]
+#[command(after_help = "Exits 0 whenever the request could be explained; the decision is in the output.")]
+struct ExplainArgs {
+    /// HTTP method, e.g. GET.
+    method: String,
+    /// Request path as the client sends it (a query string is ignored), e.g. /projects/7.
+    path: String,
+    /// A real access token, validated as the proxy would (fetches keys or introspects);
+    /// `-` reads it from standard input.
+    #[arg(long, conflicts_with = "scopes")]
+    token: Option<String>,
+    /// Evaluate a hypothetical token holding these space-separated scopes, e.g. "read write".
+    #[arg(long)]
+    scopes: Option<String>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.as_ref().unwrap_or(&Command::Run) {
-        Command::Check => check(&cli),
+        Command::Check(args) => check(&cli, args),
+        Command::Explain(args) => explain(&cli, args),
         Command::Run => run(&cli),
         Command::Demo(args) => demo(&cli, args),
         Command::DevIssuer(args) => dev_issuer(&cli, args),
@@ -62,10 +90,11 @@ fn config_path(cli: &Cli) -> anyhow::Result<&PathBuf> {
         .context("no config file: pass --config FILE or set SCOPEGATE_CONFIG (see config.example.toml)")
 }
 
-fn check(cli: &Cli) -> anyhow::Result<ExitCode> {
+fn check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let path = config_path(cli)?;
-    match Config::load(path) {
-        Ok(config) => {
+    match scopegate::explain::Loaded::load(path) {
+        Ok(loaded) => {
+            let config = &loaded.config;
             println!("{}: ok", path.display());
             println!(
                 "listener {}  admin {}  upstream {}://{}",
@@ -80,6 +109,9 @@ fn check(cli: &Cli) -> anyhow::Result<ExitCode> {
             }
             println!();
             print!("{}", config.routes.describe());
+            if args.online {
+                return check_online(&loaded);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(ConfigError::Invalid(issues)) => {
@@ -94,6 +126,55 @@ fn check(cli: &Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn check_online(loaded: &scopegate::explain::Loaded) -> anyhow::Result<ExitCode> {
+    use scopegate::online::Progress;
+    println!();
+    let report = runtime()?.block_on(scopegate::online::check_online(loaded, |progress| match progress {
+        Progress::Checking { issuer, index, total } => println!("[{index}/{total}] checking issuer {issuer} ..."),
+        Progress::Done(result) => print!("{result}"),
+    }));
+    println!();
+    println!("what a token needs, per route:");
+    for line in &report.routes {
+        println!("  {line}");
+    }
+    println!();
+    println!("{}", report.summary());
+    if report.is_ok() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("{} problem(s):", report.problems().len());
+    for problem in report.problems() {
+        eprintln!("  - {problem}");
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+fn explain(cli: &Cli, args: &ExplainArgs) -> anyhow::Result<ExitCode> {
+    use scopegate::explain::Credentials;
+    let path = config_path(cli)?;
+    let loaded = scopegate::explain::Loaded::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let credentials = match (&args.token, &args.scopes) {
+        (Some(token), _) if token == "-" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("cannot read the token from stdin")?;
+            Credentials::Token(text.trim().to_string())
+        }
+        (Some(token), _) => Credentials::Token(token.clone()),
+        (None, Some(scopes)) => Credentials::Scopes(scopes.split_whitespace().map(str::to_string).collect()),
+        (None, None) => Credentials::None,
+    };
+    let explanation = runtime()?.block_on(scopegate::explain::explain(
+        &loaded,
+        &args.method,
+        &args.path,
+        &credentials,
+    ));
+    print!("{explanation}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Sets up logging; returns a function that changes the filter at runtime (config reload).

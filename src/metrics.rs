@@ -202,7 +202,32 @@ impl Metrics {
             registry: r,
         };
         metrics.set_config_hash("none");
+        // Known label values start at zero, so the family is exported (and `increase()` works)
+        // before the first reload.
+        for result in ["success", "rejected"] {
+            metrics.config_reloads.with_label_values(&[result]);
+        }
         metrics
+    }
+
+    /// Sets `scopegate_jwks_seconds_since_last_success` from the last-success timestamps:
+    /// called when rendering, so the value is as of the scrape.
+    fn update_jwks_age(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        for family in self.jwks_last_success.collect() {
+            for metric in family.get_metric() {
+                let issuer = metric.get_label().iter().find(|l| l.name() == "issuer");
+                if let Some(issuer) = issuer {
+                    let last = metric.get_gauge().get_value() as i64;
+                    self.jwks_seconds_since_success
+                        .with_label_values(&[issuer.value()])
+                        .set(now.saturating_sub(last).max(0));
+                }
+            }
+        }
     }
 
     /// Marks `hash` as the loaded config (replacing the previous one).
@@ -245,6 +270,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        self.update_jwks_age();
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for the text format.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

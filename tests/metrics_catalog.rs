@@ -1,0 +1,325 @@
+//! `docs/metrics.md` against the code: the documented names equal `Metrics::names()`, and
+//! real traffic through a proxy (a JWT issuer, an introspecting issuer, an upstream that
+//! also times out, breaks the protocol and goes away) exports every documented family and
+//! moves every counter and histogram.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::{client, config, start_proxy};
+use scopegate::dev::{AccessTokenRequest, ClientRegistration, DevIssuer, DevIssuerConfig, Fault};
+use scopegate::metrics::Metrics;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const AUDIENCE: &str = "https://api.test";
+
+/// Families no test traffic can move: only a config reload does, and reload is wired
+/// elsewhere. They must still be exported (at zero).
+const NO_TRAFFIC_MOVES: &[&str] = &["scopegate_config_reloads_total"];
+
+/// `(name, type)` from every table row of docs/metrics.md whose first cell is a
+/// backticked `scopegate_` name.
+fn documented() -> BTreeMap<String, String> {
+    let text = include_str!("../docs/metrics.md");
+    text.lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            name.starts_with("scopegate_")
+                .then(|| (name.to_string(), cells.get(2).unwrap_or(&"").to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn documented_names_equal_the_exported_names() {
+    let documented: BTreeSet<String> = documented().into_keys().collect();
+    let exported: BTreeSet<String> = Metrics::new().names().into_iter().collect();
+    let undocumented: Vec<_> = exported.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&exported).collect();
+    assert!(
+        undocumented.is_empty() && stale.is_empty(),
+        "undocumented: {undocumented:?}; documented but not exported: {stale:?}"
+    );
+    assert_eq!(documented.len(), 18, "the catalog table lost a row");
+}
+
+/// A parsed Prometheus text exposition.
+struct Scrape {
+    types: BTreeMap<String, String>,
+    /// `(sample name, labels text, value)`.
+    samples: Vec<(String, String, f64)>,
+}
+
+impl Scrape {
+    fn parse(text: &str) -> Scrape {
+        let mut types = BTreeMap::new();
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                types.insert(name.to_string(), kind.to_string());
+            } else if !line.starts_with('#') && !line.is_empty() {
+                let (series, value) = line.rsplit_once(' ').unwrap();
+                let (name, labels) = match series.split_once('{') {
+                    Some((name, labels)) => (name, labels.trim_end_matches('}')),
+                    None => (series, ""),
+                };
+                samples.push((name.to_string(), labels.to_string(), value.parse().unwrap()));
+            }
+        }
+        Scrape { types, samples }
+    }
+
+    /// Sum of the samples named `name` whose labels contain every `k="v"` in `with`.
+    fn sum(&self, name: &str, with: &[&str]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, labels, _)| n == name && with.iter().all(|w| labels.split(',').any(|l| l == *w)))
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+}
+
+/// An upstream that answers `/read/slow` after 3 s, `/read/garbage` with bytes that are
+/// not HTTP, and everything else with 200; every response closes the connection, so after
+/// the accept loop is aborted the proxy gets "connection refused".
+async fn raw_upstream() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                if path == "/read/slow" {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                let response: &[u8] = if path == "/read/garbage" {
+                    b"this is not HTTP\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                };
+                let _ = stream.write_all(response).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (url, task)
+}
+
+const CONFIG: &str = r#"
+[listener]
+address = "127.0.0.1:0"
+[admin]
+address = "127.0.0.1:0"
+[upstream]
+url = "{upstream}"
+response_header_timeout = "500ms"
+[[issuer]]
+url = "{issuer}"
+audiences = ["https://api.test"]
+fetch_timeout = "2s"
+[[issuer]]
+url = "{opaque}"
+audiences = ["https://api.test"]
+token_validation = "introspection"
+[issuer.introspection]
+client_id = "{client_id}"
+client_secret_file = "{secret_file}"
+timeout = "500ms"
+negative_ttl = "1h"
+[[route]]
+name = "pub"
+path = "/pub/**"
+public = true
+[[route]]
+name = "read"
+path = "/read/**"
+scopes = ["read"]
+"#;
+
+#[tokio::test]
+async fn traffic_exports_every_documented_family() {
+    let jwt_issuer = DevIssuer::start(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        DevIssuerConfig::default(),
+    )
+    .await
+    .unwrap();
+    let opaque = DevIssuer::start(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        DevIssuerConfig {
+            opaque_access_tokens: true,
+            default_audience: Some(AUDIENCE.into()),
+            ..DevIssuerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let registered = opaque.register_client(ClientRegistration {
+        grant_types: vec!["client_credentials".into()],
+        token_endpoint_auth_method: Some("client_secret_basic".into()),
+        scope: Some("read".into()),
+        ..ClientRegistration::default()
+    });
+    let dir = std::env::temp_dir().join(format!("scopegate-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret_file = dir.join("secret");
+    std::fs::write(&secret_file, registered.client_secret.clone().unwrap()).unwrap();
+    let (upstream_url, upstream_task) = raw_upstream().await;
+    let template = CONFIG
+        .replace("{opaque}", opaque.issuer())
+        .replace("{client_id}", &registered.client_id)
+        .replace("{secret_file}", secret_file.to_str().unwrap());
+    let proxy = start_proxy(config(&template, &upstream_url, jwt_issuer.issuer())).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !proxy.app.is_ready() {
+        assert!(Instant::now() < deadline, "JWKS never loaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let http = client();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = http.get(format!("http://{}{path}", proxy.addr));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let jwt = |scope: &str| jwt_issuer.mint_access_token(&AccessTokenRequest::new(scope, &[AUDIENCE]));
+    let opaque_token = || {
+        opaque.mint_access_token(&AccessTokenRequest {
+            client_id: registered.client_id.clone(),
+            ..AccessTokenRequest::new("read", &[AUDIENCE])
+        })
+    };
+
+    let read = jwt("read");
+    assert_eq!(get("/pub/x", None).await, 200, "public");
+    assert_eq!(get("/read/x", Some(&read)).await, 200, "allow, jwt miss");
+    assert_eq!(get("/read/x", Some(&read)).await, 200, "allow, jwt hit");
+    assert_eq!(get("/read/x", None).await, 401, "deny: missing token");
+    assert_eq!(
+        get("/read/x", Some(&jwt("other"))).await,
+        403,
+        "deny: insufficient scope"
+    );
+    let active = opaque_token();
+    assert_eq!(get("/read/x", Some(&active)).await, 200, "introspection miss, active");
+    assert_eq!(get("/read/x", Some(&active)).await, 200, "introspection hit");
+    assert_eq!(get("/read/x", Some("made-up-opaque-token")).await, 401, "inactive");
+    assert_eq!(get("/read/slow", Some(&read)).await, 504, "upstream timeout");
+    assert_eq!(get("/read/garbage", Some(&read)).await, 502, "upstream protocol error");
+    opaque.set_fault(Fault::Status(500));
+    assert_eq!(get("/read/x", Some(&opaque_token())).await, 503, "introspection error");
+    upstream_task.abort();
+    let _ = upstream_task.await;
+    assert_eq!(get("/read/x", Some(&read)).await, 502, "upstream connect error");
+
+    let text = http
+        .get(format!("http://{}/metrics", proxy.admin_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrape = Scrape::parse(&text);
+
+    for (name, documented_type) in documented() {
+        let exported = scrape
+            .types
+            .get(&name)
+            .unwrap_or_else(|| panic!("{name} is not exported:\n{text}"));
+        assert_eq!(exported, &documented_type, "{name}: docs say {documented_type}");
+        let moved = match exported.as_str() {
+            "counter" => scrape.sum(&name, &[]) > 0.0,
+            "histogram" => scrape.sum(&format!("{name}_count"), &[]) > 0.0,
+            _ => continue,
+        };
+        assert!(
+            moved || NO_TRAFFIC_MOVES.contains(&name.as_str()),
+            "{name} has no non-zero sample:\n{text}"
+        );
+    }
+    for result in ["success", "rejected"] {
+        let label = format!("result=\"{result}\"");
+        assert!(
+            scrape
+                .samples
+                .iter()
+                .any(|(n, l, _)| n == "scopegate_config_reloads_total" && l == &label),
+            "config reload results are exported at zero:\n{text}"
+        );
+    }
+
+    // The documented label values, as traffic produced them.
+    let requests = "scopegate_requests_total";
+    for decision in ["public", "allow", "deny", "unavailable"] {
+        let label = format!("decision=\"{decision}\"");
+        assert!(scrape.sum(requests, &[&label]) > 0.0, "{decision}:\n{text}");
+    }
+    for class in ["2xx", "4xx", "5xx"] {
+        let label = format!("status_class=\"{class}\"");
+        assert!(scrape.sum(requests, &[&label]) > 0.0, "{class}:\n{text}");
+    }
+    for kind in ["timeout", "connect", "protocol"] {
+        let label = format!("kind=\"{kind}\"");
+        assert_eq!(
+            scrape.sum("scopegate_upstream_errors_total", &[&label]),
+            1.0,
+            "{kind}:\n{text}"
+        );
+    }
+    for cache in ["jwt", "introspection"] {
+        for result in ["hit", "miss"] {
+            let (c, r) = (format!("cache=\"{cache}\""), format!("result=\"{result}\""));
+            assert!(
+                scrape.sum("scopegate_cache_lookups_total", &[&c, &r]) > 0.0,
+                "{cache} {result}:\n{text}"
+            );
+        }
+        let c = format!("cache=\"{cache}\"");
+        assert!(
+            scrape.sum("scopegate_cache_entries", &[&c]) > 0.0,
+            "{cache} entries:\n{text}"
+        );
+    }
+    for result in ["active", "inactive", "error"] {
+        let label = format!("result=\"{result}\"");
+        assert_eq!(
+            scrape.sum("scopegate_introspection_calls_total", &[&label]),
+            1.0,
+            "{result}:\n{text}"
+        );
+    }
+    for decision in ["allow", "deny", "unavailable"] {
+        let label = format!("decision=\"{decision}\"");
+        assert!(
+            scrape.sum("scopegate_auth_decisions_total", &[&label]) > 0.0,
+            "{decision}:\n{text}"
+        );
+    }
+    let issuer = format!("issuer=\"{}\"", jwt_issuer.issuer());
+    assert_eq!(scrape.sum("scopegate_jwks_keys", &[&issuer]), 1.0, "{text}");
+    assert!(scrape.sum("scopegate_jwks_last_success_timestamp_seconds", &[&issuer]) > 1.0e9);
+    let age = scrape.sum("scopegate_jwks_seconds_since_last_success", &[&issuer]);
+    assert!((0.0..60.0).contains(&age), "JWKS age {age}:\n{text}");
+    assert!(scrape.sum("scopegate_build_info", &[]) == 1.0, "{text}");
+
+    proxy.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
