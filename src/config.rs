@@ -157,7 +157,7 @@ pub struct FileUpstream {
     pub http2_prior_knowledge: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileForwarding {
     #[serde(default)]
@@ -166,8 +166,21 @@ pub struct FileForwarding {
     pub add_via: bool,
     #[serde(default)]
     pub forward_authorization: bool,
-    #[serde(default)]
+    /// On by default: `//admin` is routed (and forwarded) as `/admin`, because many
+    /// upstreams fold slashes and would otherwise serve a path the route map never saw.
+    #[serde(default = "defaults::yes")]
     pub merge_slashes: bool,
+}
+
+impl Default for FileForwarding {
+    fn default() -> Self {
+        Self {
+            trust_forwarded_headers: false,
+            add_via: false,
+            forward_authorization: false,
+            merge_slashes: true,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -552,7 +565,13 @@ fn compile_listener(file: &FileListener, issues: &mut Issues) -> ListenerConfig 
         address: parse_socket_addr(issues, "listener.address", &file.address),
         header_read_timeout,
         max_header_bytes: max_header_bytes as usize,
-        idle_timeout: issues.duration("listener.idle_timeout", &file.idle_timeout, Duration::from_secs(60)),
+        idle_timeout: match issues.duration("listener.idle_timeout", &file.idle_timeout, Duration::from_secs(60)) {
+            idle if idle.is_zero() => {
+                issues.push("listener.idle_timeout", "must be greater than zero");
+                Duration::from_secs(60)
+            }
+            idle => idle,
+        },
         max_connections: file.max_connections.max(1),
         drain_timeout: issues.duration("listener.drain_timeout", &file.drain_timeout, Duration::from_secs(30)),
     }

@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::canonical::CanonicalPath;
 use crate::config::{ForwardingConfig, IdentityConfig, UpstreamConfig, normalize_header_name};
@@ -27,6 +29,22 @@ const HOP_BY_HOP: &[&str] = &[
     "proxy-authorization",
 ];
 
+/// Headers some frameworks use to override the method or path after routing (Symfony, IIS,
+/// Rails, Express middleware): a request authorized as `GET /public/x` must not run as
+/// `DELETE /admin` upstream. Always removed.
+const OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-method",
+];
+
+/// Client-address headers other than `X-Forwarded-For`, removed unless forwarded headers are
+/// trusted: an untrusted client could claim any address.
+const CLIENT_ADDRESS: &[&str] = &["x-real-ip", "true-client-ip", "x-client-ip", "cf-connecting-ip"];
+
 /// Removes hop-by-hop headers and every header the `Connection` header nominates.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let nominated: Vec<String> = headers
@@ -44,9 +62,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Removes every header in the identity namespace, comparing case- and `_`/`-`-insensitively.
 pub fn strip_identity(headers: &mut HeaderMap, identity: &IdentityConfig) {
+    strip_prefixed(headers, &identity.prefix);
+}
+
+fn strip_prefixed(headers: &mut HeaderMap, prefix: &str) {
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| normalize_header_name(name.as_str()).starts_with(&identity.prefix))
+        .filter(|name| normalize_header_name(name.as_str()).starts_with(prefix))
         .cloned()
         .collect();
     for name in doomed {
@@ -54,9 +76,17 @@ pub fn strip_identity(headers: &mut HeaderMap, identity: &IdentityConfig) {
     }
 }
 
-/// True when the client asks to switch protocols (RFC 9110 §7.8), e.g. to WebSocket.
+/// True when the client asks to switch to WebSocket (RFC 9110 §7.8, RFC 6455 §4.1). Other
+/// protocols (notably `h2c`, a known request-smuggling vector through proxies) are never
+/// passed on: their `Upgrade` header is removed with the other hop-by-hop headers.
 pub fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+    let mut protocols = headers.get_all(header::UPGRADE).iter();
+    let websocket = protocols
+        .next()
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    websocket
+        && protocols.next().is_none()
         && headers
             .get_all(header::CONNECTION)
             .iter()
@@ -110,6 +140,9 @@ pub fn rewrite_request(req: Request<ProxyBody>, ctx: &RewriteContext<'_>) -> Res
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
     strip_identity(headers, ctx.identity);
+    for name in OVERRIDES {
+        headers.remove(*name);
+    }
     if !ctx.forwarding.forward_authorization {
         headers.remove(header::AUTHORIZATION);
     }
@@ -121,7 +154,7 @@ pub fn rewrite_request(req: Request<ProxyBody>, ctx: &RewriteContext<'_>) -> Res
     if let Some(principal) = ctx.principal {
         set_identity_headers(headers, principal, ctx.identity);
     }
-    Ok(Request::from_parts(parts, body))
+    Ok(Request::from_parts(parts, clean_trailers(body, ctx.identity)))
 }
 
 fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &RewriteContext<'_>, original_host: Option<HeaderValue>) {
@@ -149,6 +182,9 @@ fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &RewriteContext<'_>, ori
     } else {
         // Untrusted clients could claim any origin; replace what they sent with what we saw.
         headers.remove(header::FORWARDED);
+        for name in CLIENT_ADDRESS {
+            headers.remove(*name);
+        }
         if let Ok(value) = HeaderValue::from_str(&peer_ip) {
             headers.insert(&xff, value);
         }
@@ -260,18 +296,72 @@ impl UpstreamClient {
     }
 }
 
-/// Joins the two halves of an upgraded connection (e.g. a WebSocket) and copies bytes both
-/// ways until either side closes.
-pub fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+/// Trailers (chunked HTTP/1.1 or HTTP/2) can carry fields too: identity-namespace and
+/// hop-by-hop names are removed from them as from headers, in both directions.
+pub fn clean_trailers<B>(body: B, identity: &IdentityConfig) -> ProxyBody
+where
+    B: http_body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + Sync + 'static,
+{
+    let prefix = identity.prefix.clone();
+    body.map_frame(move |frame| match frame.into_trailers() {
+        Ok(mut trailers) => {
+            strip_hop_by_hop(&mut trailers);
+            strip_prefixed(&mut trailers, &prefix);
+            hyper::body::Frame::trailers(trailers)
+        }
+        Err(frame) => frame,
+    })
+    .boxed()
+}
+
+/// Whether the upstream switched to the protocol the client asked for.
+pub fn upgrade_matches(request_protocol: Option<&HeaderValue>, response: &Response<Incoming>) -> bool {
+    let switched = response.headers().get(header::UPGRADE);
+    match (
+        request_protocol.and_then(|v| v.to_str().ok()),
+        switched.and_then(|v| v.to_str().ok()),
+    ) {
+        (Some(asked), Some(got)) => asked.trim().eq_ignore_ascii_case(got.trim()),
+        _ => false,
+    }
+}
+
+/// Joins the two halves of an upgraded connection (a WebSocket) and copies bytes both ways
+/// until either side closes or nothing moves for `idle`. `lease` (the client connection's
+/// slot under `listener.max_connections`) is held for as long as the tunnel lives.
+pub fn splice_upgrade<L: Send + 'static>(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    idle: std::time::Duration,
+    lease: L,
+) {
     tokio::spawn(async move {
+        let _lease = lease;
         let (Ok(client), Ok(upstream)) = tokio::join!(client, upstream) else {
             tracing::debug!("upgrade abandoned before both sides switched protocols");
             return;
         };
-        let mut client = TokioIo::new(client);
-        let mut upstream = TokioIo::new(upstream);
-        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            tracing::debug!(error = %e, "upgraded connection closed with an error");
+        let (mut client_read, mut client_write) = tokio::io::split(TokioIo::new(client));
+        let (mut upstream_read, mut upstream_write) = tokio::io::split(TokioIo::new(upstream));
+        let mut from_client = vec![0u8; 16 * 1024];
+        let mut from_upstream = vec![0u8; 16 * 1024];
+        loop {
+            // Reads are cancel-safe; a write that cannot drain within `idle` also ends the tunnel.
+            let moved = tokio::select! {
+                read = client_read.read(&mut from_client) => match read {
+                    Ok(n) if n > 0 => tokio::time::timeout(idle, upstream_write.write_all(&from_client[..n])).await,
+                    _ => break,
+                },
+                read = upstream_read.read(&mut from_upstream) => match read {
+                    Ok(n) if n > 0 => tokio::time::timeout(idle, client_write.write_all(&from_upstream[..n])).await,
+                    _ => break,
+                },
+                () = tokio::time::sleep(idle) => break,
+            };
+            if !matches!(moved, Ok(Ok(()))) {
+                break;
+            }
         }
+        tracing::debug!("upgraded connection closed");
     });
 }

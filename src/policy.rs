@@ -344,8 +344,13 @@ impl RouteSpec {
         })
     }
 
+    /// RFC 9110 §9.3.2: HEAD is GET without a body, and servers answer it with their GET
+    /// handler, so a route that lists GET also governs HEAD. Otherwise a HEAD request could
+    /// fall through to a broader route and run the GET handler under weaker rules.
     fn allows_method(&self, method: &Method) -> bool {
-        self.methods.is_empty() || self.methods.contains(method)
+        self.methods.is_empty()
+            || self.methods.contains(method)
+            || (method == Method::HEAD && self.methods.contains(&Method::GET))
     }
 
     /// Precedence: more specific path first, then routes that name methods, then file order.
@@ -518,6 +523,7 @@ mod tests {
         ]);
         assert_eq!(lookup(&t, "GET", "/a/1"), Some("first"));
         assert_eq!(lookup(&t, "GET", "/b"), Some("get"));
+        assert_eq!(lookup(&t, "HEAD", "/b"), Some("get"), "a GET route governs HEAD");
         assert_eq!(lookup(&t, "DELETE", "/b"), None);
         assert_eq!(lookup(&t, "GET", "/a"), None);
         assert_eq!(

@@ -13,7 +13,8 @@ use crate::canonical::{CanonicalPath, canonicalize_path};
 use crate::config::{Config, UnmatchedPolicy};
 use crate::error::{ChallengeContext, ProxyBody, ProxyError};
 use crate::forward::{
-    RewriteContext, UpstreamClient, rewrite_request, rewrite_response, splice_upgrade, wants_upgrade,
+    RewriteContext, UpstreamClient, clean_trailers, rewrite_request, rewrite_response, splice_upgrade, upgrade_matches,
+    wants_upgrade,
 };
 use crate::metrics::Metrics;
 use crate::policy::{Access, EnforcementMode, RouteSpec};
@@ -155,7 +156,11 @@ async fn process(
     // RFC 8707: on an MCP route the token must be minted for this resource.
     let audience = match (mcp_route, principal.as_deref()) {
         (Some(mcp_route), Some(principal)) => mcp_route.check_audience(principal),
-        _ => Ok(()),
+        (None, Some(principal)) => app
+            .config
+            .mcp
+            .check_api_audience(principal, issuer_audiences(app, principal)),
+        (_, None) => Ok(()),
     };
     match audience.and_then(|()| authorize(app, &route, principal.as_deref())) {
         Err(denial) if dry_run => {
@@ -168,7 +173,17 @@ async fn process(
         other => other?,
     }
     let upgrade = matches!(route, RouteDecision::Route(r) if r.allow_upgrade) && wants_upgrade(req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let client_upgrade = upgrade
+        .then(|| {
+            let lease = req.extensions().get::<crate::server::ConnectionLease>().cloned()?;
+            let protocol = req.headers().get(http::header::UPGRADE).cloned();
+            Some(ClientUpgrade {
+                on_upgrade: hyper::upgrade::on(&mut req),
+                protocol,
+                lease,
+            })
+        })
+        .flatten();
     let req = match mcp_route {
         Some(mcp_route) => {
             crate::mcp::authorize_calls(
@@ -196,6 +211,16 @@ async fn process(
         },
     )?;
     forward(app, upstream_req, client_upgrade).await
+}
+
+/// The configured audiences of the issuer that vouched for `principal`.
+fn issuer_audiences<'a>(app: &'a App, principal: &Principal) -> &'a [String] {
+    app.config
+        .tokens
+        .issuers
+        .iter()
+        .find(|issuer| issuer.issuer == principal.issuer)
+        .map_or(&[], |issuer| issuer.audiences.as_slice())
 }
 
 /// DESIGN §3.1: the one canonical form is used for matching and for forwarding.
@@ -272,17 +297,31 @@ fn authorize(app: &App, route: &RouteDecision<'_>, principal: Option<&Principal>
     }
 }
 
+/// The client side of a requested WebSocket upgrade.
+struct ClientUpgrade {
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    protocol: Option<http::HeaderValue>,
+    lease: crate::server::ConnectionLease,
+}
+
 async fn forward(
     app: &App,
     upstream_req: Request<ProxyBody>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<ClientUpgrade>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let mut response = app.upstream.send(upstream_req).await?;
-    rewrite_response(&mut response, &app.config.identity);
-    if let (Some(client), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, response.status()) {
-        splice_upgrade(client, hyper::upgrade::on(&mut response));
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // Only a switch the client asked for, to the protocol it named, is passed on.
+        let Some(client) = client_upgrade.filter(|c| upgrade_matches(c.protocol.as_ref(), &response)) else {
+            return Err(ProxyError::UpstreamFailed);
+        };
+        rewrite_response(&mut response, &app.config.identity);
+        let idle = client.lease.idle_timeout;
+        splice_upgrade(client.on_upgrade, hyper::upgrade::on(&mut response), idle, client.lease);
+        return Ok(response.map(|body| body.boxed()));
     }
-    Ok(response.map(|body| body.boxed()))
+    rewrite_response(&mut response, &app.config.identity);
+    Ok(response.map(|body| clean_trailers(body, &app.config.identity)))
 }
 
 /// The scope hint for a 401 on a protected route.

@@ -142,6 +142,15 @@ impl Body for TrackedBody {
     }
 }
 
+/// A client connection's slot under `listener.max_connections`, handed to a WebSocket
+/// tunnel so the slot stays taken (and the idle timeout applies) after hyper lets go of
+/// the upgraded connection.
+#[derive(Clone)]
+pub struct ConnectionLease {
+    _permit: Arc<tokio::sync::OwnedSemaphorePermit>,
+    pub idle_timeout: Duration,
+}
+
 /// Resolves when the connection should be closed for inactivity: no complete request head
 /// within `first_request` of opening, or nothing in flight for `idle`.
 async fn inactivity(activity: Arc<Activity>, first_request: Duration, idle: Duration) {
@@ -212,10 +221,16 @@ async fn serve_data(listener: TcpListener, app: Arc<Gateway>, shutdown: impl Fut
             last: AtomicU64::new(0),
             opened: Instant::now(),
         });
+        let lease = ConnectionLease {
+            _permit: Arc::new(permit),
+            idle_timeout: limits.idle_timeout,
+        };
         let service = {
             let app = Arc::clone(&app);
             let activity = Arc::clone(&activity);
-            service_fn(move |req| {
+            let lease = lease.clone();
+            service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(lease.clone());
                 let app = app.app();
                 let guard = ActivityGuard::new(Arc::clone(&activity));
                 async move {
@@ -231,7 +246,7 @@ async fn serve_data(listener: TcpListener, app: Arc<Gateway>, shutdown: impl Fut
         );
         let metrics = app.metrics.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _lease = lease;
             metrics.open_connections.inc();
             tokio::select! {
                 result = connection => {

@@ -442,6 +442,17 @@ async fn a_token_for_another_resource_is_invalid_and_never_forwarded() {
     let r = client().get(w.url("/api/x")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(w.upstream.requests(), 1, "only the /api request reached the upstream");
+    // And the other way round: a token minted only for the MCP resource does not open the API.
+    let mcp_only = w.token_for("mcp write read", &w.resource);
+    let r = client()
+        .get(w.url("/api/x"))
+        .bearer_auth(&mcp_only)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(challenge(&r).contains("the token was not issued for this resource"));
+    assert_eq!(w.upstream.requests(), 1);
 }
 
 #[tokio::test]

@@ -141,7 +141,8 @@ async fn hop_by_hop_and_nominated_headers_are_removed_both_ways() {
         proxy.addr,
         b"GET /hop HTTP/1.1\r\nHost: api.test\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\n\
           Keep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: Basic eA==\r\nUpgrade: h2c\r\n\
-          X-Auth-Subject: forged\r\nx_auth_client_id: forged\r\nX-Normal: yes\r\n\r\n",
+          X-Auth-Subject: forged\r\nx_auth_client_id: forged\r\nX-Normal: yes\r\n\
+          X-HTTP-Method-Override: DELETE\r\nX-Original-URL: /admin\r\nX-Real-IP: 6.6.6.6\r\n\r\n",
     )
     .await;
     assert_eq!(status_of(&response), 200, "{response}");
@@ -154,6 +155,9 @@ async fn hop_by_hop_and_nominated_headers_are_removed_both_ways() {
         "upgrade",
         "x-auth-subject",
         "x_auth_client_id",
+        "x-http-method-override",
+        "x-original-url",
+        "x-real-ip",
     ] {
         assert!(!seen.has_header(gone), "{gone} reached the upstream: {seen:?}");
     }
@@ -418,4 +422,78 @@ async fn admin_plane_serves_health_and_metrics() {
     ] {
         assert!(metrics.contains(name), "missing {name} in\n{metrics}");
     }
+}
+
+#[tokio::test]
+async fn h2c_upgrade_requests_are_never_passed_on() {
+    let (upstream, proxy) = setup().await;
+    let response = raw_request(
+        proxy.addr,
+        b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\n\
+          HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await;
+    assert!(!response.starts_with("HTTP/1.1 101"), "{response}");
+    let seen = upstream.last();
+    assert!(
+        !seen.has_header("upgrade") && !seen.has_header("http2-settings"),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn websocket_tunnels_close_when_idle() {
+    // idle_timeout is 2s in CONFIG.
+    let (_upstream, proxy) = setup().await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 101"));
+    stream.write_all(b"ping").await.unwrap();
+    let mut echo = [0u8; 4];
+    stream.read_exact(&mut echo).await.unwrap();
+    // Now say nothing: the tunnel must end by itself after the idle timeout.
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "idle tunnel still open after 10 s");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "closed before the idle timeout"
+    );
+}
+
+#[tokio::test]
+async fn identity_fields_in_request_trailers_never_reach_an_h2_upstream() {
+    let template = CONFIG.replace(
+        "response_header_timeout = \"400ms\"",
+        "response_header_timeout = \"400ms\"\nhttp2_prior_knowledge = true",
+    );
+    let (upstream, proxy) = setup_with(&template).await;
+    let response = raw_request(
+        proxy.addr,
+        b"POST /upload HTTP/1.1\r\nHost: h\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\
+          Trailer: X-Auth-Subject, X-Checksum\r\n\r\n4\r\nbody\r\n0\r\nX-Auth-Subject: evil\r\n\
+          x_auth_scopes: admin\r\nX-Checksum: 42\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&response), 200, "{response}");
+    let trailers = upstream.last().trailers;
+    assert!(
+        trailers.iter().any(|(n, v)| n == "x-checksum" && v == "42"),
+        "{trailers:?}"
+    );
+    assert!(
+        !trailers
+            .iter()
+            .any(|(n, _)| n.starts_with("x-auth") || n.starts_with("x_auth")),
+        "{trailers:?}"
+    );
 }

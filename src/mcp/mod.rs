@@ -120,6 +120,30 @@ impl McpConfig {
         self.routes.get(name)
     }
 
+    /// On a route that is not an MCP endpoint, a token minted only for an MCP resource
+    /// (RFC 8707) is refused: MCP clients, often dynamically registered, must not reach the
+    /// rest of the API with it. The token needs an audience of its issuer's that is not an
+    /// MCP resource. A principal without audiences (an introspection answer without `aud`,
+    /// accepted by `require_audience = false`) was judged by its issuer's policy already.
+    pub fn check_api_audience(&self, principal: &Principal, issuer_audiences: &[String]) -> Result<(), ProxyError> {
+        if !self.is_enabled() || principal.audiences.is_empty() {
+            return Ok(());
+        }
+        let is_mcp_resource = |aud: &String| self.documents.iter().any(|d| &d.resource == aud);
+        if principal
+            .audiences
+            .iter()
+            .any(|aud| issuer_audiences.contains(aud) && !is_mcp_resource(aud))
+        {
+            Ok(())
+        } else {
+            Err(ProxyError::InvalidToken {
+                reason: "wrong_resource",
+                description: "the token was not issued for this resource",
+            })
+        }
+    }
+
     /// The document served at a canonical request path, if any.
     pub fn document_at(&self, path: &str) -> Option<&ResourceDocument> {
         if path == PRM_PATH {

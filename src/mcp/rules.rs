@@ -145,9 +145,103 @@ fn call_of(message: &serde_json::Value) -> Result<Option<Call>, InspectError> {
     Ok(Some(Call { method, name }))
 }
 
+/// JSON-RPC member names whose spelling decides what a message does.
+const SIGNIFICANT_KEYS: &[&str] = &["jsonrpc", "id", "method", "params", "name", "uri", "arguments"];
+
+/// Folds a key the way the most lenient JSON decoders match struct fields (Go's
+/// `encoding/json` is case-insensitive with Unicode simple folding, so `ſ` matches `s`).
+fn fold(key: &str) -> String {
+    key.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| if c == 'ſ' { 's' } else { c })
+        .collect()
+}
+
+/// Parses JSON strictly: a duplicate member name anywhere, or — in a message or its
+/// `params`, the objects scopegate reads — a member that differs from a JSON-RPC name only
+/// by case, is an error. Otherwise scopegate and the upstream could read different calls
+/// from the same bytes (`{"name":"list","Name":"delete"}`). `depth` counts enclosing objects.
+#[derive(Clone, Copy)]
+struct StrictVisitor {
+    depth: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for StrictVisitor {
+    type Value = serde_json::Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value without duplicate or ambiguous member names")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom("duplicate member name"));
+            }
+            let folded = fold(&key);
+            if self.depth <= 1 && SIGNIFICANT_KEYS.iter().any(|k| *k == folded && *k != key) {
+                return Err(serde::de::Error::custom(
+                    "member name differs from a JSON-RPC name only by case",
+                ));
+            }
+            let value = map.next_value_seed(StrictVisitor { depth: self.depth + 1 })?;
+            object.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
+}
+
 /// Every call in a body: one message or a batch (an array, which must not be empty).
 pub fn calls_in_body(body: &[u8]) -> Result<Vec<Call>, InspectError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| InspectError::InvalidJsonRpc)?;
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde::de::DeserializeSeed::deserialize(StrictVisitor { depth: 0 }, &mut deserializer)
+        .and_then(|value| deserializer.end().map(|()| value))
+        .map_err(|_| InspectError::InvalidJsonRpc)?;
     let (messages, batch) = match &value {
         serde_json::Value::Array(items) if items.is_empty() => return Err(InspectError::InvalidJsonRpc),
         serde_json::Value::Array(items) => (items.iter().collect::<Vec<_>>(), true),
@@ -252,6 +346,28 @@ mod tests {
             name: name.map(Glob::new),
             scopes: needs.iter().map(|n| Scope::parse(n).unwrap()).collect(),
         }
+    }
+
+    #[test]
+    fn duplicate_and_case_variant_members_are_refused() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_notes","Name":"delete_note"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","Method":"tools/call","params":{"name":"delete_note"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"delete_note"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","paramſ":{"name":"delete_note"},"params":{"name":"a"}}"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"METHOD":"tools/call"}]"#,
+        ] {
+            assert_eq!(
+                calls_in_body(body.as_bytes()),
+                Err(InspectError::InvalidJsonRpc),
+                "{body}"
+            );
+        }
+        // Tool arguments are the tool's own data: any member names, as long as they are unique.
+        let ok = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"Name":"x","name":"y"}}}"#;
+        assert_eq!(calls_in_body(ok.as_bytes()).unwrap().len(), 1);
+        let dup = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"x":1,"x":2}}}"#;
+        assert!(calls_in_body(dup.as_bytes()).is_err());
     }
 
     #[test]

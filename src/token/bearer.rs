@@ -25,7 +25,15 @@ pub fn bearer_token<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<O
     let value = value
         .to_str()
         .map_err(|_| ProxyError::InvalidRequest("malformed_authorization"))?;
+    if value.trim().is_empty() {
+        return Err(ProxyError::InvalidRequest("malformed_authorization"));
+    }
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    // `Bearer<TAB>token` and the like: meant as a bearer credential, but malformed.
+    let looks_bearer = scheme.len() > 6 && scheme.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("bearer"));
+    if looks_bearer && !scheme[6..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(ProxyError::InvalidRequest("malformed_authorization"));
+    }
     if !scheme.eq_ignore_ascii_case("bearer") {
         // Another scheme (Basic, DPoP, ...) is not a bearer credential: the client gets the
         // plain challenge that tells it what is expected.
@@ -51,7 +59,8 @@ fn is_token68(token: &str) -> bool {
 }
 
 fn has_access_token_param(query: &str) -> bool {
-    form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == "access_token")
+    // Case-insensitively: some upstream frameworks read `ACCESS_TOKEN` as the same parameter.
+    form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name.eq_ignore_ascii_case("access_token"))
 }
 
 #[cfg(test)]
@@ -86,6 +95,8 @@ mod tests {
     #[test]
     fn malformed_is_invalid_request() {
         for bad in [
+            "",
+            "Bearer\tabc",
             "Bearer",
             "Bearer ",
             "Bearer a b",
@@ -105,6 +116,15 @@ mod tests {
         assert_eq!(
             bearer_token(&headers(&["Bearer a"]), Some("x=1&access_token=b")),
             Err(ProxyError::InvalidRequest("token_in_header_and_query"))
+        );
+        assert_eq!(
+            bearer_token(&headers(&["Bearer a"]), Some("ACCESS_TOKEN=b")),
+            Err(ProxyError::InvalidRequest("token_in_header_and_query"))
+        );
+        assert_eq!(
+            bearer_token(&headers(&["Bearerish abc"]), None),
+            Ok(None),
+            "another scheme"
         );
     }
 }

@@ -429,12 +429,20 @@ impl Authenticator {
         };
         self.metrics.signature_verifications.inc();
         let verified = match jws::verify(token, &state.keys, &issuer.policy, now_unix()) {
-            Err(TokenError::UnknownKey) if keys.refresh_on_demand().await => {
-                let state = keys
+            Err(TokenError::UnknownKey) => {
+                // Refetch (at most once per cool-down), then use whatever key set is newest:
+                // another request or the background loop may have loaded the new key
+                // already, in which case the cool-down must not turn a valid token away.
+                let refreshed = keys.refresh_on_demand().await;
+                let latest = keys
                     .current()
                     .map_err(|e| ProxyError::AuthUnavailable { reason: e.reason() })?;
-                self.metrics.signature_verifications.inc();
-                jws::verify(token, &state.keys, &issuer.policy, now_unix())
+                if refreshed || !Arc::ptr_eq(&latest, &state) {
+                    self.metrics.signature_verifications.inc();
+                    jws::verify(token, &latest.keys, &issuer.policy, now_unix())
+                } else {
+                    Err(TokenError::UnknownKey)
+                }
             }
             other => other,
         }

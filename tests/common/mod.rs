@@ -30,6 +30,8 @@ pub struct Seen {
     pub method: String,
     pub path_and_query: String,
     pub headers: Vec<(String, String)>,
+    /// Trailer fields of the request body (`/upload` only).
+    pub trailers: Vec<(String, String)>,
 }
 
 impl Seen {
@@ -121,6 +123,7 @@ async fn upstream_handler(
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
             .collect(),
+        trailers: Vec::new(),
     };
     let path = req.uri().path().to_string();
     let response = match path.as_str() {
@@ -132,8 +135,16 @@ async fn upstream_handler(
             let mut body = req.into_body();
             let mut total = 0u64;
             while let Some(frame) = body.frame().await {
-                if let Ok(data) = frame.unwrap().into_data() {
-                    total += data.len() as u64;
+                match frame.unwrap().into_data() {
+                    Ok(data) => total += data.len() as u64,
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            seen.lock().unwrap().trailers = trailers
+                                .iter()
+                                .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+                                .collect();
+                        }
+                    }
                 }
             }
             Response::new(full(total.to_string()))
