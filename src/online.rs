@@ -8,10 +8,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use base64::Engine;
-
 use crate::explain::Loaded;
-use crate::token::config::{ClientAuthMethod, IntrospectionConfig, IssuerConfig, TokenValidation};
+use crate::token::config::{IntrospectionConfig, IssuerConfig, TokenValidation};
 use crate::token::jwk::KeySet;
 use crate::token::remote::{IssuerMetadata, discover, get_bounded, http_client};
 
@@ -281,36 +279,7 @@ async fn probe_introspection(
             format!("{:?}", std::time::SystemTime::now()).as_bytes()
         ))
     );
-    let mut form = vec![("token", token.as_str()), ("token_type_hint", "access_token")];
-    let mut request = client
-        .post(endpoint.clone())
-        .header(http::header::ACCEPT, "application/json");
-    match config.auth_method {
-        ClientAuthMethod::ClientSecretBasic => {
-            // RFC 6749 §2.3.1: form-urlencode id and secret before the Basic encoding.
-            let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            let credentials = format!(
-                "{}:{}",
-                encode(&config.client_id),
-                encode(config.client_secret.expose())
-            );
-            let value = format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(credentials)
-            );
-            request = request.header(http::header::AUTHORIZATION, value);
-        }
-        ClientAuthMethod::ClientSecretPost => {
-            form.push(("client_id", &config.client_id));
-            form.push(("client_secret", config.client_secret.expose()));
-        }
-    }
-    let body: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form)
-        .finish();
-    let response = request
-        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body)
+    let response = crate::token::introspect::introspection_request(&client, endpoint, config, &token)
         .send()
         .await
         .map_err(|e| {
@@ -326,15 +295,7 @@ async fn probe_introspection(
         401 => return Err("HTTP 401: client credentials rejected".into()),
         other => return Err(format!("answered HTTP {other} (expected 200)")),
     }
-    let json = response
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|media| {
-            let media = media.trim().to_ascii_lowercase();
-            media == "application/json" || media.ends_with("+json")
-        });
+    let json = crate::token::introspect::is_json(response.headers());
     if !json {
         return Err("the answer is not application/json (the proxy would treat it as an outage)".into());
     }

@@ -7,8 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use scopegate::dev::{AccessTokenRequest, ClientRegistration, DevIssuer, DevIssuerConfig, Endpoint, Fault};
-use tokio::net::TcpListener;
+use scopegate::dev::{AccessTokenRequest, DevIssuer, DevIssuerConfig, Endpoint, Fault};
 
 const AUDIENCE: &str = "https://api.test";
 
@@ -55,50 +54,22 @@ struct World {
     issuer: DevIssuer,
     upstream: Upstream,
     proxy: scopegate::server::Running,
-    client_id: String,
-    client_secret: String,
-    _secret_dir: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    client: IntrospectionClient,
 }
 
 async fn world(options: Options) -> World {
-    let issuer = DevIssuer::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        DevIssuerConfig {
-            opaque_access_tokens: true,
-            default_audience: Some(AUDIENCE.into()),
-            ..DevIssuerConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    let client = issuer.register_client(ClientRegistration {
-        grant_types: vec!["client_credentials".into()],
-        token_endpoint_auth_method: Some(options.auth_method.into()),
-        scope: Some("read write".into()),
-        ..ClientRegistration::default()
-    });
-    let secret = client.client_secret.clone().unwrap();
-    let dir = std::env::temp_dir().join(format!(
-        "scopegate-introspection-{}-{}",
-        std::process::id(),
-        client.client_id
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let secret_file = dir.join("secret");
-    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let issuer = dev_issuer(DevIssuerConfig {
+        opaque_access_tokens: true,
+        default_audience: Some(AUDIENCE.into()),
+        ..DevIssuerConfig::default()
+    })
+    .await;
+    let client = IntrospectionClient::register(&issuer, options.auth_method);
     let upstream = Upstream::start().await;
     let template = CONFIG
         .replace("{mode}", options.mode)
         .replace("{client_id}", &client.client_id)
-        .replace("{secret_file}", secret_file.to_str().unwrap())
+        .replace("{secret_file}", client.secret_file.to_str().unwrap())
         .replace("{auth_method}", options.auth_method)
         .replace("{positive_ttl}", options.positive_ttl)
         .replace("{stale}", options.stale);
@@ -107,16 +78,14 @@ async fn world(options: Options) -> World {
         issuer,
         upstream,
         proxy,
-        client_id: client.client_id,
-        client_secret: secret,
-        _secret_dir: TempDir(dir),
+        client,
     }
 }
 
 impl World {
     fn token(&self, scope: &str) -> String {
         self.issuer.mint_access_token(&AccessTokenRequest {
-            client_id: self.client_id.clone(),
+            client_id: self.client.client_id.clone(),
             ..AccessTokenRequest::new(scope, &[AUDIENCE])
         })
     }
@@ -139,7 +108,7 @@ impl World {
     async fn revoke(&self, token: &str) {
         let r = client()
             .post(format!("{}/oauth/revoke", self.issuer.issuer()))
-            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .basic_auth(&self.client.client_id, Some(&self.client.client_secret))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(format!("token={token}&token_type_hint=access_token"))
             .send()
@@ -365,11 +334,7 @@ async fn auto_mode_verifies_jwts_locally_and_introspects_the_rest() {
         &serde_json::json!({"iss": w.issuer.issuer(), "aud": AUDIENCE, "exp": now + 60, "scope": "read"}),
         &key,
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !w.proxy.app.is_ready() {
-        assert!(Instant::now() < deadline, "keys never loaded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("keys loaded", || w.proxy.app.is_ready()).await;
     assert_eq!(w.status(&jwt).await, 200);
     assert_eq!(w.calls(), 0, "a JWT of a configured issuer is verified locally");
     assert_eq!(w.status(&w.token("read")).await, 200);

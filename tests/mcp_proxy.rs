@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{client, raw_request, status_of};
+use common::{client, dev_issuer, eventually, raw_request, status_of};
 use futures_util::StreamExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
@@ -221,12 +221,7 @@ struct World {
 
 impl World {
     async fn start() -> World {
-        let issuer = DevIssuer::start(
-            TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            DevIssuerConfig::default(),
-        )
-        .await
-        .unwrap();
+        let issuer = dev_issuer(DevIssuerConfig::default()).await;
         let upstream = McpUpstream::start().await;
         let data = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let resource = format!("http://{}/mcp", data.local_addr().unwrap());
@@ -237,11 +232,7 @@ impl World {
         let config = scopegate::config::Config::from_toml(&text, "test.toml").unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = scopegate::server::start_with_listeners(config, data, admin);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !proxy.app.is_ready() {
-            assert!(Instant::now() < deadline, "issuer keys never loaded");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually("keys loaded", || proxy.app.is_ready()).await;
         World {
             issuer,
             upstream,

@@ -7,10 +7,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{client, config, start_proxy};
-use scopegate::dev::{AccessTokenRequest, ClientRegistration, DevIssuer, DevIssuerConfig, Fault};
+use common::{IntrospectionClient, client, config, dev_issuer, eventually, start_proxy};
+use scopegate::dev::{AccessTokenRequest, DevIssuerConfig, Fault};
 use scopegate::metrics::Metrics;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -153,43 +153,21 @@ scopes = ["read"]
 
 #[tokio::test]
 async fn traffic_exports_every_documented_family() {
-    let jwt_issuer = DevIssuer::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        DevIssuerConfig::default(),
-    )
-    .await
-    .unwrap();
-    let opaque = DevIssuer::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        DevIssuerConfig {
-            opaque_access_tokens: true,
-            default_audience: Some(AUDIENCE.into()),
-            ..DevIssuerConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    let registered = opaque.register_client(ClientRegistration {
-        grant_types: vec!["client_credentials".into()],
-        token_endpoint_auth_method: Some("client_secret_basic".into()),
-        scope: Some("read".into()),
-        ..ClientRegistration::default()
-    });
-    let dir = std::env::temp_dir().join(format!("scopegate-metrics-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let secret_file = dir.join("secret");
-    std::fs::write(&secret_file, registered.client_secret.clone().unwrap()).unwrap();
+    let jwt_issuer = dev_issuer(DevIssuerConfig::default()).await;
+    let opaque = dev_issuer(DevIssuerConfig {
+        opaque_access_tokens: true,
+        default_audience: Some(AUDIENCE.into()),
+        ..DevIssuerConfig::default()
+    })
+    .await;
+    let registered = IntrospectionClient::register(&opaque, "client_secret_basic");
     let (upstream_url, upstream_task) = raw_upstream().await;
     let template = CONFIG
         .replace("{opaque}", opaque.issuer())
         .replace("{client_id}", &registered.client_id)
-        .replace("{secret_file}", secret_file.to_str().unwrap());
+        .replace("{secret_file}", registered.secret_file.to_str().unwrap());
     let proxy = start_proxy(config(&template, &upstream_url, jwt_issuer.issuer())).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !proxy.app.is_ready() {
-        assert!(Instant::now() < deadline, "JWKS never loaded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("keys loaded", || proxy.app.is_ready()).await;
 
     let http = client();
     let get = |path: &str, token: Option<&str>| {
@@ -321,5 +299,4 @@ async fn traffic_exports_every_documented_family() {
     assert!(scrape.sum("scopegate_build_info", &[]) == 1.0, "{text}");
 
     proxy.shutdown().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }

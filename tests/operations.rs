@@ -80,12 +80,7 @@ fn text(upstream: &Upstream, issuer: &DevIssuer, mode: &str, extra: bool) -> Str
 }
 
 async fn world(mode: &str, config_path: Option<&Path>) -> World {
-    let issuer = DevIssuer::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        DevIssuerConfig::default(),
-    )
-    .await
-    .unwrap();
+    let issuer = dev_issuer(DevIssuerConfig::default()).await;
     let upstream = Upstream::start().await;
     let text = text(&upstream, &issuer, mode, false);
     if let Some(path) = config_path {
@@ -98,11 +93,7 @@ async fn world(mode: &str, config_path: Option<&Path>) -> World {
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !proxy.app.is_ready() {
-        assert!(Instant::now() < deadline, "keys never loaded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("keys loaded", || proxy.app.is_ready()).await;
     World {
         issuer,
         upstream,

@@ -355,10 +355,9 @@ async fn graceful_drain_completes_in_flight_requests() {
     );
 }
 
-#[tokio::test]
-async fn websocket_upgrade_passes_through_when_allowed() {
-    let (_upstream, proxy) = setup().await;
-    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+/// Opens a WebSocket through the proxy's `/ws` route; returns the stream and the 101 head.
+async fn open_websocket(addr: std::net::SocketAddr) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
         .await
@@ -368,8 +367,16 @@ async fn websocket_upgrade_passes_through_when_allowed() {
         .await
         .unwrap()
         .unwrap();
-    let head = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 101"), "{head}");
+    let head = String::from_utf8_lossy(&head[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    (stream, head)
+}
+
+#[tokio::test]
+async fn websocket_upgrade_passes_through_when_allowed() {
+    let (_upstream, proxy) = setup().await;
+    let (mut stream, head) = open_websocket(proxy.addr).await;
+    let head = head.to_ascii_lowercase();
     assert!(head.contains("upgrade: websocket"), "{head}");
     stream.write_all(b"ping").await.unwrap();
     let mut echo = [0u8; 4];
@@ -445,17 +452,7 @@ async fn h2c_upgrade_requests_are_never_passed_on() {
 async fn websocket_tunnels_close_when_idle() {
     // idle_timeout is 2s in CONFIG.
     let (_upstream, proxy) = setup().await;
-    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    stream
-        .write_all(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
-        .await
-        .unwrap();
-    let mut head = vec![0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 101"));
+    let (mut stream, _) = open_websocket(proxy.addr).await;
     stream.write_all(b"ping").await.unwrap();
     let mut echo = [0u8; 4];
     stream.read_exact(&mut echo).await.unwrap();

@@ -83,12 +83,7 @@ fn now() -> i64 {
 }
 
 async fn world(timing: Timing) -> World {
-    let issuer = DevIssuer::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        DevIssuerConfig::default(),
-    )
-    .await
-    .unwrap();
+    let issuer = dev_issuer(DevIssuerConfig::default()).await;
     let ec_key = SigningKey::generate_ec_p256("ec-1").unwrap();
     issuer.publish_extra_jwk(ec_key.public_jwk());
     // Keys that must be skipped: a 1024-bit RSA key and a symmetric key.
@@ -106,15 +101,6 @@ async fn world(timing: Timing) -> World {
         upstream,
         proxy,
         ec_key,
-    }
-}
-
-/// Polls a condition that a background task will make true, bounded at 10 s.
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -123,37 +123,7 @@ impl Introspector {
     }
 
     async fn call(&self, endpoint: &reqwest::Url, token: &str) -> Result<Map<String, Value>, ProxyError> {
-        let mut form = vec![("token", token), ("token_type_hint", "access_token")];
-        let mut request = self
-            .client
-            .post(endpoint.clone())
-            .header(http::header::ACCEPT, "application/json");
-        match self.config.auth_method {
-            ClientAuthMethod::ClientSecretBasic => {
-                // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
-                let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-                let credentials = format!(
-                    "{}:{}",
-                    encode(&self.config.client_id),
-                    encode(self.config.client_secret.expose())
-                );
-                let value = format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(credentials)
-                );
-                request = request.header(http::header::AUTHORIZATION, value);
-            }
-            ClientAuthMethod::ClientSecretPost => {
-                form.push(("client_id", &self.config.client_id));
-                form.push(("client_secret", self.config.client_secret.expose()));
-            }
-        }
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let mut response = request
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body)
+        let mut response = introspection_request(&self.client, endpoint, &self.config, token)
             .send()
             .await
             .map_err(|e| {
@@ -164,16 +134,7 @@ impl Introspector {
             tracing::warn!(issuer = %self.issuer, status = response.status().as_u16(), "introspection answered an error status");
             return Err(unavailable("introspection_error_status"));
         }
-        let json = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|media| {
-                let media = media.trim().to_ascii_lowercase();
-                media == "application/json" || media.ends_with("+json")
-            });
-        if !json {
+        if !is_json(response.headers()) {
             return Err(unavailable("introspection_not_json"));
         }
         let mut body = Vec::new();
@@ -192,6 +153,57 @@ impl Introspector {
             _ => Err(unavailable("introspection_not_json")),
         }
     }
+}
+
+/// The RFC 7662 §2.1 request for `token`, with the configured client authentication.
+pub fn introspection_request(
+    client: &reqwest::Client,
+    endpoint: &reqwest::Url,
+    config: &IntrospectionConfig,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    let mut form = vec![("token", token), ("token_type_hint", "access_token")];
+    let mut request = client
+        .post(endpoint.clone())
+        .header(http::header::ACCEPT, "application/json");
+    match config.auth_method {
+        ClientAuthMethod::ClientSecretBasic => {
+            // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
+            let encode = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let credentials = format!(
+                "{}:{}",
+                encode(&config.client_id),
+                encode(config.client_secret.expose())
+            );
+            let value = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            );
+            request = request.header(http::header::AUTHORIZATION, value);
+        }
+        ClientAuthMethod::ClientSecretPost => {
+            form.push(("client_id", &config.client_id));
+            form.push(("client_secret", config.client_secret.expose()));
+        }
+    }
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    request
+        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
+}
+
+/// Whether a response declares a JSON body (`application/json` or a `+json` type).
+pub fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| {
+            let media = media.trim().to_ascii_lowercase();
+            media == "application/json" || media.ends_with("+json")
+        })
 }
 
 /// Turns an RFC 7662 §2.2 response into an answer. `active` is required; other members are

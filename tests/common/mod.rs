@@ -263,3 +263,56 @@ pub fn peak_rss_kib() -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// Starts a development authorization server on 127.0.0.1:0.
+pub async fn dev_issuer(config: scopegate::dev::DevIssuerConfig) -> scopegate::dev::DevIssuer {
+    scopegate::dev::DevIssuer::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), config)
+        .await
+        .unwrap()
+}
+
+/// Polls a condition that a background task will make true, bounded at 10 s.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A confidential client registered for scopegate's introspection calls; its secret lives
+/// in a temporary file (removed on drop) for `client_secret_file`.
+pub struct IntrospectionClient {
+    pub client_id: String,
+    pub client_secret: String,
+    pub secret_file: std::path::PathBuf,
+}
+
+impl IntrospectionClient {
+    pub fn register(issuer: &scopegate::dev::DevIssuer, auth_method: &str) -> IntrospectionClient {
+        let client = issuer.register_client(scopegate::dev::ClientRegistration {
+            grant_types: vec!["client_credentials".into()],
+            token_endpoint_auth_method: Some(auth_method.into()),
+            scope: Some("read write".into()),
+            ..scopegate::dev::ClientRegistration::default()
+        });
+        let client_secret = client.client_secret.clone().unwrap();
+        let secret_file = std::env::temp_dir().join(format!(
+            "scopegate-test-secret-{}-{}",
+            std::process::id(),
+            client.client_id
+        ));
+        std::fs::write(&secret_file, format!("{client_secret}\n")).unwrap();
+        IntrospectionClient {
+            client_id: client.client_id,
+            client_secret,
+            secret_file,
+        }
+    }
+}
+
+impl Drop for IntrospectionClient {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.secret_file);
+    }
+}
