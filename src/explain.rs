@@ -6,12 +6,10 @@
 //! It also phrases, per route, what a token needs ("a token from … for audience … with
 //! scope …"), which `check --online` prints as well.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use http::Method;
-use serde::Deserialize;
 
 use crate::canonical::canonicalize_path;
 use crate::config::{Config, ConfigError, UnmatchedPolicy};
@@ -28,90 +26,22 @@ pub const READY_WAIT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Config,
-    implies: BTreeMap<String, Vec<String>>,
-    alternatives: BTreeMap<String, Vec<Vec<String>>>,
-}
-
-/// Only the keys [`Loaded`] needs; everything else in the file is ignored here (the full
-/// file was already validated by [`Config::from_toml`]).
-#[derive(Deserialize)]
-struct ScopeView {
-    #[serde(default)]
-    scopes: ScopesView,
-    #[serde(default, rename = "route")]
-    routes: Vec<RouteView>,
-}
-
-#[derive(Deserialize, Default)]
-struct ScopesView {
-    #[serde(default)]
-    implies: BTreeMap<String, Vec<String>>,
-}
-
-#[derive(Deserialize)]
-struct RouteView {
-    name: String,
-    #[serde(default)]
-    scopes: Vec<String>,
-    #[serde(default)]
-    any_scopes: Vec<Vec<String>>,
 }
 
 impl Loaded {
     /// Reads and validates a config file.
     pub fn load(path: &std::path::Path) -> Result<Loaded, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Loaded::from_toml(&text, &path.display().to_string())
+        Config::load(path).map(|config| Loaded { config })
     }
 
     /// Validates config text; `origin` names it in error messages.
     pub fn from_toml(text: &str, origin: &str) -> Result<Loaded, ConfigError> {
-        let config = Config::from_toml(text, origin)?;
-        let view: ScopeView = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: origin.to_string(),
-            message: e.to_string(),
-        })?;
-        let alternatives = view
-            .routes
-            .into_iter()
-            .map(|r| {
-                let mut alternatives = Vec::new();
-                if !r.scopes.is_empty() {
-                    alternatives.push(r.scopes);
-                }
-                alternatives.extend(r.any_scopes);
-                (r.name, alternatives)
-            })
-            .collect();
-        Ok(Loaded {
-            config,
-            implies: view.scopes.implies,
-            alternatives,
-        })
+        Config::from_toml(text, origin).map(|config| Loaded { config })
     }
 
     /// The scopes that imply `scope` (directly or transitively), sorted.
     pub fn implied_by(&self, scope: &str) -> Vec<String> {
-        let implications = self.config.routes.implications();
-        self.implies
-            .keys()
-            .filter(|candidate| candidate.as_str() != scope)
-            .filter(|candidate| {
-                implications
-                    .expand([candidate.as_str()])
-                    .iter()
-                    .any(|s| s.as_str() == scope)
-            })
-            .cloned()
-            .collect()
-    }
-
-    /// A route's scope alternatives (any one of them, each all-of); empty: any valid token.
-    pub fn alternatives(&self, route: &str) -> &[Vec<String>] {
-        self.alternatives.get(route).map(Vec::as_slice).unwrap_or_default()
+        self.config.routes.implications().implied_by(scope)
     }
 
     /// "a token from ISS for audience AUD" for every configured issuer.
@@ -145,14 +75,17 @@ impl Loaded {
         if route.access == Access::Public {
             return "public: no token needed".into();
         }
-        let alternatives = self.alternatives(&route.name);
+        let Access::Protected(requirement) = &route.access else {
+            return "public: no token needed".into();
+        };
+        let alternatives = requirement.alternatives();
         if alternatives.is_empty() {
             return format!("{} (any scopes)", self.token_from());
         }
         let phrases: Vec<String> = alternatives
             .iter()
             .map(|set| {
-                let scopes: Vec<String> = set.iter().map(|s| self.quoted_with_implications(s)).collect();
+                let scopes: Vec<String> = set.iter().map(|s| self.quoted_with_implications(s.as_str())).collect();
                 let noun = if set.len() == 1 { "scope" } else { "scopes" };
                 format!("with {noun} {}", scopes.join(" and "))
             })
@@ -528,26 +461,18 @@ any_scopes = [["admin"]]
 "#;
 
     #[test]
-    fn alternatives_agree_with_the_compiled_requirements() {
+    fn implications_are_listed_transitively() {
         let loaded = Loaded::from_toml(TEXT, "t").unwrap();
-        for route in loaded.config.routes.iter() {
-            let Access::Protected(req) = &route.access else {
-                continue;
-            };
-            let alternatives = loaded.alternatives(&route.name);
-            assert_eq!(
-                alternatives.first().map(|a| a.join(" ")).unwrap_or_default(),
-                req.challenge_scopes()
-            );
-            for set in alternatives {
-                let granted = crate::policy::ScopeImplications::default().expand(set.iter().map(String::as_str));
-                assert!(req.is_satisfied_by(&granted), "{set:?} must satisfy {req}");
-            }
-        }
         assert_eq!(
             loaded.implied_by("read"),
             vec!["admin".to_string(), "write".to_string()]
         );
         assert!(loaded.implied_by("admin").is_empty());
+        let any = loaded.config.routes.iter().find(|r| r.name == "any").unwrap();
+        assert_eq!(
+            loaded.token_needs(any),
+            "a token from https://as.example for audience https://api.example with scopes \"read\" \
+             (or \"admin\" or \"write\", which imply it) and \"mcp\", or with scope \"admin\""
+        );
     }
 }

@@ -184,6 +184,11 @@ impl ScopeRequirement {
     pub fn is_empty(&self) -> bool {
         self.alternatives.is_empty()
     }
+
+    /// The alternatives: any one of them, each all-of; empty means any valid token.
+    pub fn alternatives(&self) -> &[Vec<Scope>] {
+        &self.alternatives
+    }
 }
 
 impl fmt::Display for ScopeRequirement {
@@ -228,6 +233,16 @@ impl ScopeImplications {
             implies.insert(from_scope, parsed);
         }
         ScopeImplications { implies }
+    }
+
+    /// The scopes that imply `scope`, directly or transitively, sorted.
+    pub fn implied_by(&self, scope: &str) -> Vec<String> {
+        self.implies
+            .keys()
+            .filter(|candidate| candidate.as_str() != scope)
+            .filter(|candidate| self.expand([candidate.as_str()]).iter().any(|s| s.as_str() == scope))
+            .map(|candidate| candidate.as_str().to_string())
+            .collect()
     }
 
     /// The granted scopes plus everything they imply.
