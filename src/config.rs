@@ -493,7 +493,8 @@ impl FileConfig {
             .filter_map(|(index, route)| RouteSpec::compile(index, route, &mut issues))
             .collect();
         let routes = RouteTable::new(specs, implications, &mut issues);
-        let tokens = crate::token::config::TokenConfig::compile(&self.issuers, &self.token, &mut issues);
+        let mut tokens = crate::token::config::TokenConfig::compile(&self.issuers, &self.token, &mut issues);
+        tokens.retained_claims = self.identity.claims.keys().cloned().collect();
         if !routes.all_public() && tokens.issuers.is_empty() {
             issues.push(
                 "issuer",

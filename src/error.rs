@@ -8,12 +8,24 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 
 use crate::canonical::PathError;
 
-/// The body type shared by forwarded and synthesized responses.
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+/// Why a streamed body ended early (a peer's error, or scopegate's own limits).
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type shared by forwarded and synthesized requests and responses.
+pub type ProxyBody = BoxBody<Bytes, BodyError>;
 
 /// A body from bytes we produced ourselves.
 pub fn full_body(bytes: impl Into<Bytes>) -> ProxyBody {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A streamed body (a peer's), boxed.
+pub fn stream_body<B>(body: B) -> ProxyBody
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BodyError>,
+{
+    body.map_err(Into::into).boxed()
 }
 
 /// Why a request was not (successfully) forwarded. Each variant is classified as the

@@ -104,6 +104,8 @@ pub struct RewriteContext<'a> {
     pub forwarding: &'a ForwardingConfig,
     pub identity: &'a IdentityConfig,
     pub upstream: &'a UpstreamConfig,
+    /// Longest pause allowed between two frames of the request body.
+    pub body_idle_timeout: std::time::Duration,
 }
 
 /// Turns the inbound request into the upstream request: canonical path, clean headers,
@@ -154,7 +156,8 @@ pub fn rewrite_request(req: Request<ProxyBody>, ctx: &RewriteContext<'_>) -> Res
     if let Some(principal) = ctx.principal {
         set_identity_headers(headers, principal, ctx.identity);
     }
-    Ok(Request::from_parts(parts, clean_trailers(body, ctx.identity)))
+    let body = IdleLimited::new(clean_trailers(body, ctx.identity), ctx.body_idle_timeout);
+    Ok(Request::from_parts(parts, body.boxed()))
 }
 
 fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &RewriteContext<'_>, original_host: Option<HeaderValue>) {
@@ -300,7 +303,8 @@ impl UpstreamClient {
 /// hop-by-hop names are removed from them as from headers, in both directions.
 pub fn clean_trailers<B>(body: B, identity: &IdentityConfig) -> ProxyBody
 where
-    B: http_body::Body<Data = bytes::Bytes, Error = hyper::Error> + Send + Sync + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<crate::error::BodyError>,
 {
     let prefix = identity.prefix.clone();
     body.map_frame(move |frame| match frame.into_trailers() {
@@ -311,7 +315,67 @@ where
         }
         Err(frame) => frame,
     })
+    .map_err(Into::into)
     .boxed()
+}
+
+/// A request body that must keep moving: if no frame arrives for `idle`, it fails, which
+/// aborts the upstream request (never a silently truncated body) and frees the connection.
+/// Without it a client sending one byte a minute holds a client and an upstream connection
+/// for ever, since the header-read timeout ends with the head.
+pub struct IdleLimited<B> {
+    inner: B,
+    idle: std::time::Duration,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> IdleLimited<B> {
+    pub fn new(inner: B, idle: std::time::Duration) -> Self {
+        IdleLimited {
+            inner,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+/// The error an idle request body ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body stalled for longer than the idle timeout")]
+pub struct BodyStalled;
+
+impl<B> http_body::Body for IdleLimited<B>
+where
+    B: http_body::Body<Data = bytes::Bytes, Error = crate::error::BodyError> + Unpin,
+{
+    type Data = bytes::Bytes;
+    type Error = crate::error::BodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        use std::future::Future;
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            std::task::Poll::Ready(frame) => {
+                let deadline = tokio::time::Instant::now() + self.idle;
+                self.timer.as_mut().reset(deadline);
+                std::task::Poll::Ready(frame)
+            }
+            std::task::Poll::Pending if self.timer.as_mut().poll(cx).is_ready() => {
+                std::task::Poll::Ready(Some(Err(Box::new(BodyStalled))))
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Whether the upstream switched to the protocol the client asked for.

@@ -6,12 +6,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::canonical::{CanonicalPath, canonicalize_path};
 use crate::config::{Config, UnmatchedPolicy};
-use crate::error::{ChallengeContext, ProxyBody, ProxyError};
+use crate::error::{ChallengeContext, ProxyBody, ProxyError, stream_body};
 use crate::forward::{
     RewriteContext, UpstreamClient, clean_trailers, rewrite_request, rewrite_response, splice_upgrade, upgrade_matches,
     wants_upgrade,
@@ -196,7 +195,7 @@ async fn process(
             )
             .await?
         }
-        None => req.map(|body| body.boxed()),
+        None => req.map(stream_body),
     };
     let upstream_req = rewrite_request(
         req,
@@ -208,6 +207,7 @@ async fn process(
             forwarding: &app.config.forwarding,
             identity: &app.config.identity,
             upstream: &app.config.upstream,
+            body_idle_timeout: app.config.listener.idle_timeout,
         },
     )?;
     forward(app, upstream_req, client_upgrade).await
@@ -318,7 +318,7 @@ async fn forward(
         rewrite_response(&mut response, &app.config.identity);
         let idle = client.lease.idle_timeout;
         splice_upgrade(client.on_upgrade, hyper::upgrade::on(&mut response), idle, client.lease);
-        return Ok(response.map(|body| body.boxed()));
+        return Ok(response.map(stream_body));
     }
     rewrite_response(&mut response, &app.config.identity);
     Ok(response.map(|body| clean_trailers(body, &app.config.identity)))

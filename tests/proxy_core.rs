@@ -494,3 +494,28 @@ async fn identity_fields_in_request_trailers_never_reach_an_h2_upstream() {
         "{trailers:?}"
     );
 }
+
+#[tokio::test]
+async fn a_stalled_request_body_is_cut_off_at_the_idle_timeout() {
+    // idle_timeout is 2s in CONFIG; it also bounds pauses inside a request body. The
+    // upstream waits for the whole body, so give it time to answer headers.
+    let (_upstream, proxy) = setup_with(&CONFIG.replace("\"400ms\"", "\"30s\"")).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    assert!(closed.is_ok(), "stalled upload still holding the connection after 10 s");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "cut off before the idle timeout"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        !answer.contains(" 200 "),
+        "a truncated body must never look complete: {answer}"
+    );
+}

@@ -439,7 +439,7 @@ pub async fn authorize_calls(
     req: Request<Incoming>,
 ) -> Result<Request<ProxyBody>, ProxyError> {
     if route.rules.is_empty() || req.method() != http::Method::POST {
-        return Ok(req.map(|body| body.boxed()));
+        return Ok(req.map(crate::error::stream_body));
     }
     let (parts, body) = req.into_parts();
     let declared = parts

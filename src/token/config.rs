@@ -249,6 +249,9 @@ pub struct TokenConfig {
     pub cache_max_entries: u64,
     pub cache_ttl: Duration,
     pub introspection_cache_max_entries: u64,
+    /// Claims kept on a cached principal besides the standard ones: those mapped to identity
+    /// headers. Everything else is dropped, so a cache entry stays small.
+    pub retained_claims: Vec<String>,
 }
 
 impl TokenConfig {
@@ -277,6 +280,7 @@ impl TokenConfig {
             cache_max_entries: settings.cache_max_entries.max(1),
             cache_ttl: issues.duration("token.cache_ttl", &settings.cache_ttl, Duration::from_secs(300)),
             introspection_cache_max_entries: settings.introspection_cache_max_entries.max(1),
+            retained_claims: Vec::new(),
         }
     }
 }

@@ -41,7 +41,7 @@ pub struct Principal {
     pub scopes: Vec<String>,
     /// `aud`, as a list (RFC 8707 resource binding is checked against it per route).
     pub audiences: Vec<String>,
-    /// Every claim, for configured claim → header mappings.
+    /// The claims configured claim → header mappings read (others are not kept).
     pub claims: serde_json::Map<String, serde_json::Value>,
     /// Unix seconds.
     pub expires_at: u64,
@@ -105,6 +105,7 @@ pub struct Authenticator {
     last_active: Cache<[u8; 32], (Arc<Principal>, usize, std::time::Instant)>,
     cache_ttl: Duration,
     max_token_bytes: usize,
+    retained_claims: Vec<String>,
     metrics: Metrics,
 }
 
@@ -227,6 +228,7 @@ impl Authenticator {
                 .build(),
             cache_ttl: config.cache_ttl,
             max_token_bytes: config.max_token_bytes,
+            retained_claims: config.retained_claims.clone(),
             metrics,
         }
     }
@@ -252,6 +254,15 @@ impl Authenticator {
     /// Entries in the verified-JWT cache and in the introspection cache.
     pub fn cache_entries(&self) -> (u64, u64) {
         (self.cache.entry_count(), self.answers.entry_count())
+    }
+
+    /// Keeps only the claims identity headers are mapped from.
+    fn retain(
+        &self,
+        mut claims: serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        claims.retain(|name, _| self.retained_claims.contains(name));
+        claims
     }
 
     /// Sets `scopegate_jwks_seconds_since_last_success` for each issuer (at scrape time).
@@ -378,7 +389,13 @@ impl Authenticator {
                 reason: "no_introspection",
             })?;
         let now = now_unix();
-        let answer = introspector.introspect(token, now).await?;
+        let answer = match introspector.introspect(token, now).await? {
+            Answer::Active(principal) => Answer::Active(Arc::new(Principal {
+                claims: self.retain(principal.claims.clone()),
+                ..(*principal).clone()
+            })),
+            inactive => inactive,
+        };
         let ttl = match &answer {
             Answer::Active(principal) => introspector
                 .positive_ttl()
@@ -459,7 +476,7 @@ impl Authenticator {
                 client_id: claims.client_id,
                 scopes: claims.scopes,
                 audiences: claims.aud,
-                claims: claims.raw,
+                claims: self.retain(claims.raw),
                 expires_at: claims.exp,
             }),
         }))
