@@ -124,6 +124,9 @@ pub struct FileListener {
     pub max_connections: usize,
     #[serde(default = "defaults::drain_timeout")]
     pub drain_timeout: String,
+    /// Longest pause inside a request body; "0s" turns the limit off.
+    #[serde(default = "defaults::request_body_idle_timeout")]
+    pub request_body_idle_timeout: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -330,6 +333,9 @@ mod defaults {
     pub fn drain_timeout() -> String {
         "30s".into()
     }
+    pub fn request_body_idle_timeout() -> String {
+        "60s".into()
+    }
     pub fn admin_address() -> String {
         "127.0.0.1:9901".into()
     }
@@ -389,6 +395,8 @@ pub struct ListenerConfig {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub drain_timeout: Duration,
+    /// `None`: request bodies may pause for any time.
+    pub request_body_idle_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -575,6 +583,12 @@ fn compile_listener(file: &FileListener, issues: &mut Issues) -> ListenerConfig 
         },
         max_connections: file.max_connections.max(1),
         drain_timeout: issues.duration("listener.drain_timeout", &file.drain_timeout, Duration::from_secs(30)),
+        request_body_idle_timeout: Some(issues.duration(
+            "listener.request_body_idle_timeout",
+            &file.request_body_idle_timeout,
+            Duration::from_secs(60),
+        ))
+        .filter(|idle| !idle.is_zero()),
     }
 }
 

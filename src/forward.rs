@@ -41,9 +41,21 @@ const OVERRIDES: &[&str] = &[
     "x-original-method",
 ];
 
-/// Client-address headers other than `X-Forwarded-For`, removed unless forwarded headers are
-/// trusted: an untrusted client could claim any address.
-const CLIENT_ADDRESS: &[&str] = &["x-real-ip", "true-client-ip", "x-client-ip", "cf-connecting-ip"];
+/// Origin claims other than `X-Forwarded-For/-Proto/-Host`, removed unless forwarded headers
+/// are trusted: an untrusted client could claim any address, host or prefix.
+const CLIENT_ADDRESS: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-original-host",
+];
 
 /// Removes hop-by-hop headers and every header the `Connection` header nominates.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -62,18 +74,30 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Removes every header in the identity namespace, comparing case- and `_`/`-`-insensitively.
 pub fn strip_identity(headers: &mut HeaderMap, identity: &IdentityConfig) {
-    strip_prefixed(headers, &identity.prefix);
+    strip_matching(headers, |name| name.starts_with(identity.prefix.as_str()));
 }
 
-fn strip_prefixed(headers: &mut HeaderMap, prefix: &str) {
-    let doomed: Vec<HeaderName> = headers
+/// Removes every header whose normalized name (lower case, `_` folded to `-`) satisfies
+/// `doomed`: CGI-style servers read `X_HTTP_Method_Override` as `X-HTTP-Method-Override`.
+fn strip_matching(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
+    let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| normalize_header_name(name.as_str()).starts_with(prefix))
+        .filter(|name| doomed(&normalize_header_name(name.as_str())))
         .cloned()
         .collect();
-    for name in doomed {
+    for name in names {
         headers.remove(name);
     }
+}
+
+/// Headers that may never reach the upstream from a client, in headers or trailers.
+fn strip_client_controlled(headers: &mut HeaderMap, identity: &IdentityConfig, forwarding: &ForwardingConfig) {
+    strip_matching(headers, |name| {
+        name.starts_with(identity.prefix.as_str())
+            || OVERRIDES.contains(&name)
+            || (!forwarding.trust_forwarded_headers && CLIENT_ADDRESS.contains(&name))
+            || (!forwarding.forward_authorization && name == "authorization")
+    });
 }
 
 /// True when the client asks to switch to WebSocket (RFC 9110 §7.8, RFC 6455 §4.1). Other
@@ -104,8 +128,8 @@ pub struct RewriteContext<'a> {
     pub forwarding: &'a ForwardingConfig,
     pub identity: &'a IdentityConfig,
     pub upstream: &'a UpstreamConfig,
-    /// Longest pause allowed between two frames of the request body.
-    pub body_idle_timeout: std::time::Duration,
+    /// Longest pause allowed between two frames of the request body (`None`: no limit).
+    pub body_idle_timeout: Option<std::time::Duration>,
 }
 
 /// Turns the inbound request into the upstream request: canonical path, clean headers,
@@ -141,13 +165,7 @@ pub fn rewrite_request(req: Request<ProxyBody>, ctx: &RewriteContext<'_>) -> Res
 
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
-    strip_identity(headers, ctx.identity);
-    for name in OVERRIDES {
-        headers.remove(*name);
-    }
-    if !ctx.forwarding.forward_authorization {
-        headers.remove(header::AUTHORIZATION);
-    }
+    strip_client_controlled(headers, ctx.identity, ctx.forwarding);
     set_forwarding_headers(headers, ctx, original_host);
     if let Some(protocol) = upgrade_protocol {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -156,8 +174,15 @@ pub fn rewrite_request(req: Request<ProxyBody>, ctx: &RewriteContext<'_>) -> Res
     if let Some(principal) = ctx.principal {
         set_identity_headers(headers, principal, ctx.identity);
     }
-    let body = IdleLimited::new(clean_trailers(body, ctx.identity), ctx.body_idle_timeout);
-    Ok(Request::from_parts(parts, body.boxed()))
+    let (identity, forwarding) = (ctx.identity.clone(), ctx.forwarding.clone());
+    let body = clean_trailers(body, move |trailers| {
+        strip_client_controlled(trailers, &identity, &forwarding)
+    });
+    let body = match ctx.body_idle_timeout {
+        Some(idle) => IdleLimited::new(body, idle).boxed(),
+        None => body,
+    };
+    Ok(Request::from_parts(parts, body))
 }
 
 fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &RewriteContext<'_>, original_host: Option<HeaderValue>) {
@@ -183,11 +208,8 @@ fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &RewriteContext<'_>, ori
             headers.insert(&xfh, host);
         }
     } else {
-        // Untrusted clients could claim any origin; replace what they sent with what we saw.
-        headers.remove(header::FORWARDED);
-        for name in CLIENT_ADDRESS {
-            headers.remove(*name);
-        }
+        // Untrusted clients could claim any origin (the other claims were removed already);
+        // replace what they sent with what we saw.
         if let Ok(value) = HeaderValue::from_str(&peer_ip) {
             headers.insert(&xff, value);
         }
@@ -299,18 +321,17 @@ impl UpstreamClient {
     }
 }
 
-/// Trailers (chunked HTTP/1.1 or HTTP/2) can carry fields too: identity-namespace and
-/// hop-by-hop names are removed from them as from headers, in both directions.
-pub fn clean_trailers<B>(body: B, identity: &IdentityConfig) -> ProxyBody
+/// Trailers (chunked HTTP/1.1 or HTTP/2) can carry fields too: hop-by-hop names and what
+/// `strip` removes are taken out of them as from headers, in both directions.
+pub fn clean_trailers<B>(body: B, strip: impl Fn(&mut HeaderMap) + Send + Sync + 'static) -> ProxyBody
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
     B::Error: Into<crate::error::BodyError>,
 {
-    let prefix = identity.prefix.clone();
     body.map_frame(move |frame| match frame.into_trailers() {
         Ok(mut trailers) => {
             strip_hop_by_hop(&mut trailers);
-            strip_prefixed(&mut trailers, &prefix);
+            strip(&mut trailers);
             hyper::body::Frame::trailers(trailers)
         }
         Err(frame) => frame,

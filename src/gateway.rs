@@ -30,6 +30,8 @@ pub struct Gateway {
     config_path: Option<PathBuf>,
     log_reloader: Mutex<Option<LogReloader>>,
     refreshers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// One reload at a time (SIGHUP and the file watcher may fire together).
+    reloading: Mutex<()>,
 }
 
 /// What a successful reload changed, and what it could not.
@@ -52,6 +54,7 @@ impl Gateway {
             config_path,
             log_reloader: Mutex::new(None),
             refreshers: Mutex::new(refreshers),
+            reloading: Mutex::new(()),
         })
     }
 
@@ -74,6 +77,13 @@ impl Gateway {
 
     /// Swaps in a compiled config.
     pub fn apply(&self, config: Config) -> ReloadReport {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        self.apply_locked(config)
+    }
+
+    /// `apply`, for a caller that holds `reloading` (so a reload reads and applies a file
+    /// without another one slipping in between).
+    fn apply_locked(&self, config: Config) -> ReloadReport {
         let old = self.current.load_full();
         if config.source_hash == old.config.source_hash {
             return ReloadReport::default();
@@ -152,9 +162,10 @@ impl Gateway {
         let Some(path) = &self.config_path else {
             return Ok(ReloadReport::default());
         };
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         match Config::load(path) {
             Ok(config) => {
-                let report = self.apply(config);
+                let report = self.apply_locked(config);
                 if report.changed {
                     self.metrics.config_reloads.with_label_values(&["success"]).inc();
                     tracing::info!(path = %path.display(), hash = %self.app().config.source_hash, "config reloaded");

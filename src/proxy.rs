@@ -12,8 +12,8 @@ use crate::canonical::{CanonicalPath, canonicalize_path};
 use crate::config::{Config, UnmatchedPolicy};
 use crate::error::{ChallengeContext, ProxyBody, ProxyError, stream_body};
 use crate::forward::{
-    RewriteContext, UpstreamClient, clean_trailers, rewrite_request, rewrite_response, splice_upgrade, upgrade_matches,
-    wants_upgrade,
+    RewriteContext, UpstreamClient, clean_trailers, rewrite_request, rewrite_response, splice_upgrade, strip_identity,
+    upgrade_matches, wants_upgrade,
 };
 use crate::metrics::Metrics;
 use crate::policy::{Access, EnforcementMode, RouteSpec};
@@ -207,7 +207,7 @@ async fn process(
             forwarding: &app.config.forwarding,
             identity: &app.config.identity,
             upstream: &app.config.upstream,
-            body_idle_timeout: app.config.listener.idle_timeout,
+            body_idle_timeout: app.config.listener.request_body_idle_timeout,
         },
     )?;
     forward(app, upstream_req, client_upgrade).await
@@ -227,6 +227,11 @@ fn issuer_audiences<'a>(app: &'a App, principal: &Principal) -> &'a [String] {
 fn canonicalize(app: &App, req: &Request<Incoming>) -> Result<CanonicalPath, ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::BadRequest("connect_not_allowed"));
+    }
+    // Methods are case-sensitive (RFC 9110 §9.1) but some frameworks upper-case them: `delete`
+    // must not miss a `DELETE` route and then run as DELETE upstream.
+    if req.method().as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(ProxyError::BadRequest("method_not_uppercase"));
     }
     canonicalize_path(req.uri().path(), app.config.forwarding.canonical).map_err(ProxyError::BadPath)
 }
@@ -321,7 +326,8 @@ async fn forward(
         return Ok(response.map(stream_body));
     }
     rewrite_response(&mut response, &app.config.identity);
-    Ok(response.map(|body| clean_trailers(body, &app.config.identity)))
+    let identity = app.config.identity.clone();
+    Ok(response.map(|body| clean_trailers(body, move |trailers| strip_identity(trailers, &identity))))
 }
 
 /// The scope hint for a 401 on a protected route.

@@ -660,3 +660,21 @@ async fn a_get_event_stream_outlives_the_short_timeouts() {
     assert!(elapsed >= SHORT_TIMEOUT * 3, "the stream was held {elapsed:?}");
     assert_eq!(w.upstream.last().header("last-event-id"), Some("41"));
 }
+
+#[tokio::test]
+async fn bodies_on_other_methods_cannot_slip_past_tool_rules() {
+    let w = World::start().await;
+    let token = w.token_for("mcp", &w.resource);
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_note"}});
+    for method in [http::Method::PUT, http::Method::PATCH] {
+        let r = client()
+            .request(method.clone(), w.url("/mcp"))
+            .bearer_auth(&token)
+            .json(&call)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{method}");
+    }
+    assert_eq!(w.upstream.requests(), 0);
+}

@@ -14,6 +14,7 @@ const CONFIG: &str = r#"
 address = "127.0.0.1:0"
 header_read_timeout = "300ms"
 idle_timeout = "2s"
+request_body_idle_timeout = "2s"
 drain_timeout = "5s"
 [admin]
 address = "127.0.0.1:0"
@@ -142,7 +143,8 @@ async fn hop_by_hop_and_nominated_headers_are_removed_both_ways() {
         b"GET /hop HTTP/1.1\r\nHost: api.test\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\n\
           Keep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: Basic eA==\r\nUpgrade: h2c\r\n\
           X-Auth-Subject: forged\r\nx_auth_client_id: forged\r\nX-Normal: yes\r\n\
-          X-HTTP-Method-Override: DELETE\r\nX-Original-URL: /admin\r\nX-Real-IP: 6.6.6.6\r\n\r\n",
+          X-HTTP-Method-Override: DELETE\r\nX-Original-URL: /admin\r\nX-Real-IP: 6.6.6.6\r\n\
+          X_HTTP_Method_Override: PUT\r\nX-Forwarded-Prefix: /evil\r\n\r\n",
     )
     .await;
     assert_eq!(status_of(&response), 200, "{response}");
@@ -158,6 +160,8 @@ async fn hop_by_hop_and_nominated_headers_are_removed_both_ways() {
         "x-http-method-override",
         "x-original-url",
         "x-real-ip",
+        "x_http_method_override",
+        "x-forwarded-prefix",
     ] {
         assert!(!seen.has_header(gone), "{gone} reached the upstream: {seen:?}");
     }
@@ -275,6 +279,20 @@ async fn unmatched_and_unsafe_requests_never_reach_the_upstream() {
         r.headers()["www-authenticate"],
         "Bearer realm=\"scopegate\", scope=\"read\""
     );
+    assert_eq!(upstream.requests(), 0);
+}
+
+#[tokio::test]
+async fn lower_case_methods_are_refused() {
+    let (upstream, proxy) = setup().await;
+    for method in ["get", "Get", "delete"] {
+        let response = raw_request(
+            proxy.addr,
+            format!("{method} /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!(status_of(&response), 400, "{method}: {response}");
+    }
     assert_eq!(upstream.requests(), 0);
 }
 
@@ -497,8 +515,8 @@ async fn identity_fields_in_request_trailers_never_reach_an_h2_upstream() {
 
 #[tokio::test]
 async fn a_stalled_request_body_is_cut_off_at_the_idle_timeout() {
-    // idle_timeout is 2s in CONFIG; it also bounds pauses inside a request body. The
-    // upstream waits for the whole body, so give it time to answer headers.
+    // request_body_idle_timeout is 2s in CONFIG. The upstream waits for the whole body, so
+    // give it time to answer headers.
     let (_upstream, proxy) = setup_with(&CONFIG.replace("\"400ms\"", "\"30s\"")).await;
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     stream

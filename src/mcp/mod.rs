@@ -425,6 +425,13 @@ impl McpRoute {
     }
 }
 
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Tool-level authorization of a request on an MCP route. Without rules (or for anything
 /// but POST) the body streams through untouched. Otherwise it is buffered up to the limit,
 /// its calls checked, and the same bytes forwarded.
@@ -438,15 +445,19 @@ pub async fn authorize_calls(
     principal: Option<&Principal>,
     req: Request<Incoming>,
 ) -> Result<Request<ProxyBody>, ProxyError> {
-    if route.rules.is_empty() || req.method() != http::Method::POST {
+    if route.rules.is_empty() {
+        return Ok(req.map(crate::error::stream_body));
+    }
+    if req.method() != http::Method::POST {
+        // JSON-RPC messages travel in POST bodies; a body on any other method could carry a
+        // call the rules never saw.
+        if !http_body::Body::is_end_stream(req.body()) && declared_length(req.headers()) != Some(0) {
+            return Err(ProxyError::BadRequest("mcp_body_not_allowed"));
+        }
         return Ok(req.map(crate::error::stream_body));
     }
     let (parts, body) = req.into_parts();
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(&parts.headers);
     if declared.is_some_and(|len| len > config.max_body_bytes as u64) {
         return Err(ProxyError::PayloadTooLarge);
     }
