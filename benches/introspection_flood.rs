@@ -14,10 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use scopegate::config::Config;
-use scopegate::dev::{AccessTokenRequest, ClientRegistration, DevIssuer, DevIssuerConfig, Endpoint};
-use support::{load, memory_mib, upstream};
-use tokio::net::TcpListener;
+use scopegate::dev::Endpoint;
+use support::{AUDIENCE, BenchIssuer, load, memory_mib, start_proxy, upstream};
 
 const CACHE_BOUND: u64 = 10_000;
 
@@ -28,23 +26,8 @@ async fn main() {
         .next()
         .unwrap_or(1_000_000);
     let upstream = upstream().await;
-    let issuer = DevIssuer::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        DevIssuerConfig {
-            opaque_access_tokens: true,
-            default_audience: Some("https://api.bench".into()),
-            access_token_ttl: Duration::from_secs(3600),
-            ..DevIssuerConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    let client = issuer.register_client(ClientRegistration {
-        grant_types: vec!["client_credentials".into()],
-        ..ClientRegistration::default()
-    });
-    let secret_file = std::env::temp_dir().join(format!("scopegate-flood-{}", std::process::id()));
-    std::fs::write(&secret_file, client.client_secret.clone().unwrap()).unwrap();
+    let bench = BenchIssuer::start(true).await;
+    let issuer = &bench.issuer;
     let config = format!(
         r#"
 [listener]
@@ -59,7 +42,7 @@ url = "http://{upstream}"
 introspection_cache_max_entries = {CACHE_BOUND}
 [[issuer]]
 url = "{issuer}"
-audiences = ["https://api.bench"]
+audiences = ["{AUDIENCE}"]
 token_validation = "introspection"
 [issuer.introspection]
 client_id = "{client_id}"
@@ -72,15 +55,11 @@ path = "/read"
 scopes = ["read"]
 "#,
         issuer = issuer.issuer(),
-        client_id = client.client_id,
-        secret = secret_file.display(),
+        client_id = bench.client_id,
+        secret = bench.secret_file.display(),
     );
-    let proxy = scopegate::server::start_with_listeners(
-        Config::from_toml(&config, "flood").unwrap(),
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    );
-    let valid = issuer.mint_access_token(&AccessTokenRequest::new("read", &["https://api.bench"]));
+    let proxy = start_proxy(&config);
+    let valid = bench.read_token();
     let url = format!("http://{}/read", proxy.addr);
     let (rss_before, _) = memory_mib();
 
@@ -158,5 +137,4 @@ scopes = ["read"]
     assert!(introspection_entries <= CACHE_BOUND, "cache above its bound");
     assert_eq!(probe_failures, 0, "the valid token was refused during the flood");
     proxy.shutdown().await;
-    let _ = std::fs::remove_file(&secret_file);
 }

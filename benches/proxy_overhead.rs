@@ -12,10 +12,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use scopegate::config::Config;
-use scopegate::dev::{AccessTokenRequest, ClientRegistration, DevIssuer, DevIssuerConfig};
-use support::{LoadResult, TokenSource, load, upstream};
-use tokio::net::TcpListener;
+use support::{AUDIENCE, BenchIssuer, LoadResult, TokenSource, load, start_proxy, upstream};
 
 const CONCURRENCY: usize = 32;
 
@@ -24,22 +21,7 @@ async fn main() {
     let seconds: u64 = std::env::args().filter_map(|a| a.parse().ok()).next().unwrap_or(5);
     let duration = Duration::from_secs(seconds);
     let upstream = upstream().await;
-    let issuer = DevIssuer::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        DevIssuerConfig {
-            default_audience: Some("https://api.bench".into()),
-            access_token_ttl: Duration::from_secs(3600),
-            ..DevIssuerConfig::default()
-        },
-    )
-    .await
-    .unwrap();
-    let introspection_client = issuer.register_client(ClientRegistration {
-        grant_types: vec!["client_credentials".into()],
-        ..ClientRegistration::default()
-    });
-    let secret_file = std::env::temp_dir().join(format!("scopegate-bench-{}", std::process::id()));
-    std::fs::write(&secret_file, introspection_client.client_secret.clone().unwrap()).unwrap();
+    let bench = BenchIssuer::start(false).await;
     let config = format!(
         r#"
 [listener]
@@ -52,7 +34,7 @@ level = "warn"
 url = "http://{upstream}"
 [[issuer]]
 url = "{issuer}"
-audiences = ["https://api.bench"]
+audiences = ["{AUDIENCE}"]
 token_validation = "auto"
 [issuer.introspection]
 client_id = "{client_id}"
@@ -66,26 +48,17 @@ name = "read"
 path = "/read"
 scopes = ["read"]
 "#,
-        issuer = issuer.issuer(),
-        client_id = introspection_client.client_id,
-        secret = secret_file.display(),
+        issuer = bench.issuer.issuer(),
+        client_id = bench.client_id,
+        secret = bench.secret_file.display(),
     );
-    let config = Config::from_toml(&config, "bench").unwrap();
-    let proxy = scopegate::server::start_with_listeners(
-        config,
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    );
+    let proxy = start_proxy(&config);
     while !proxy.app.is_ready() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let cached_jwt = issuer.mint_access_token(&AccessTokenRequest::new("read", &["https://api.bench"]));
+    let cached_jwt = bench.read_token();
     // Fresh tokens: each is verified once. Minted up front so signing does not count.
-    let fresh: Arc<Vec<String>> = Arc::new(
-        (0..20_000)
-            .map(|_| issuer.mint_access_token(&AccessTokenRequest::new("read", &["https://api.bench"])))
-            .collect(),
-    );
+    let fresh: Arc<Vec<String>> = Arc::new((0..20_000).map(|_| bench.read_token()).collect());
     // Not a JWT of the issuer: introspected once (inactive), then answered from the cache.
     let opaque = format!("opaque-{}", std::process::id());
 
@@ -138,5 +111,4 @@ scopes = ["read"]
     let verifications = proxy.app.metrics.signature_verifications.get();
     println!("\nsignature verifications: {verifications}");
     proxy.shutdown().await;
-    let _ = std::fs::remove_file(&secret_file);
 }

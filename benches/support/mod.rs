@@ -139,3 +139,67 @@ pub fn memory_mib() -> (u64, u64) {
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
+
+/// The audience every benchmark token is minted for.
+pub const AUDIENCE: &str = "https://api.bench";
+
+/// A development issuer for [`AUDIENCE`] with a confidential client registered for
+/// scopegate's introspection calls; the client's secret sits in a temporary file.
+pub struct BenchIssuer {
+    pub issuer: scopegate::dev::DevIssuer,
+    pub client_id: String,
+    pub secret_file: std::path::PathBuf,
+}
+
+impl BenchIssuer {
+    pub async fn start(opaque_access_tokens: bool) -> BenchIssuer {
+        let issuer = scopegate::dev::DevIssuer::start(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            scopegate::dev::DevIssuerConfig {
+                opaque_access_tokens,
+                default_audience: Some(AUDIENCE.into()),
+                access_token_ttl: Duration::from_secs(3600),
+                ..scopegate::dev::DevIssuerConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        let client = issuer.register_client(scopegate::dev::ClientRegistration {
+            grant_types: vec!["client_credentials".into()],
+            ..scopegate::dev::ClientRegistration::default()
+        });
+        let secret_file = std::env::temp_dir().join(format!("scopegate-bench-{}", std::process::id()));
+        std::fs::write(&secret_file, client.client_secret.clone().unwrap()).unwrap();
+        BenchIssuer {
+            issuer,
+            client_id: client.client_id,
+            secret_file,
+        }
+    }
+
+    /// A read-scoped access token for [`AUDIENCE`].
+    pub fn read_token(&self) -> String {
+        self.issuer
+            .mint_access_token(&scopegate::dev::AccessTokenRequest::new("read", &[AUDIENCE]))
+    }
+}
+
+impl Drop for BenchIssuer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.secret_file);
+    }
+}
+
+/// Starts scopegate from config text on ephemeral ports.
+pub fn start_proxy(config: &str) -> scopegate::server::Running {
+    let config = scopegate::config::Config::from_toml(config, "bench").unwrap();
+    let data = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    data.set_nonblocking(true).unwrap();
+    admin.set_nonblocking(true).unwrap();
+    scopegate::server::start_with_listeners(
+        config,
+        TcpListener::from_std(data).unwrap(),
+        TcpListener::from_std(admin).unwrap(),
+    )
+}
