@@ -135,54 +135,21 @@ async fn process(
         record.public = true;
         return answer;
     }
-    let route = match route(app, req.method(), &path, record) {
-        Err(denial) if app.mode(None) == EnforcementMode::DryRun => {
-            record.would_deny = Some(denial);
-            RouteDecision::UnmatchedDryRun
-        }
-        other => other?,
-    };
+    let global_dry_run = app.mode(None) == EnforcementMode::DryRun;
+    let routed = route(app, req.method(), &path, record);
+    let route = unless_dry_run(global_dry_run, record, routed, |_| RouteDecision::UnmatchedDryRun)?;
     let mcp_route = route.spec().and_then(|r| app.config.mcp.route(&r.name));
     record.resource_metadata = mcp_route.map(|m| m.metadata_url.clone());
     let dry_run = app.mode(route.spec()) == EnforcementMode::DryRun;
-    let mut principal = match authenticate(app, &req, &route, record).await {
-        Err(denial) if dry_run => {
-            record.would_deny.get_or_insert(denial);
-            None
-        }
-        other => other?,
-    };
-    // RFC 8707: on an MCP route the token must be minted for this resource.
-    let audience = match (mcp_route, principal.as_deref()) {
-        (Some(mcp_route), Some(principal)) => mcp_route.check_audience(principal),
-        (None, Some(principal)) => app
-            .config
-            .mcp
-            .check_api_audience(principal, issuer_audiences(app, principal)),
-        (_, None) => Ok(()),
-    };
-    match audience.and_then(|()| authorize(app, &route, principal.as_deref())) {
-        Err(denial) if dry_run => {
-            // A token for another resource lends no identity, even in a dry run.
-            if matches!(denial, ProxyError::InvalidToken { .. }) {
-                principal = None;
-            }
-            record.would_deny.get_or_insert(denial);
-        }
-        other => other?,
-    }
+    let authenticated = authenticate(app, &req, &route, record).await;
+    let principal = unless_dry_run(dry_run, record, authenticated, |_| None)?;
+    let verified = principal.clone();
+    let principal = unless_dry_run(dry_run, record, admit(app, &route, mcp_route, principal), |denial| {
+        // A token for another resource lends no identity, even in a dry run.
+        verified.filter(|_| !matches!(denial, ProxyError::InvalidToken { .. }))
+    })?;
     let upgrade = matches!(route, RouteDecision::Route(r) if r.allow_upgrade) && wants_upgrade(req.headers());
-    let client_upgrade = upgrade
-        .then(|| {
-            let lease = req.extensions().get::<crate::server::ConnectionLease>().cloned()?;
-            let protocol = req.headers().get(http::header::UPGRADE).cloned();
-            Some(ClientUpgrade {
-                on_upgrade: hyper::upgrade::on(&mut req),
-                protocol,
-                lease,
-            })
-        })
-        .flatten();
+    let client_upgrade = if upgrade { take_upgrade(&mut req) } else { None };
     let req = match mcp_route {
         Some(mcp_route) => {
             crate::mcp::authorize_calls(
@@ -211,6 +178,55 @@ async fn process(
         },
     )?;
     forward(app, upstream_req, client_upgrade).await
+}
+
+/// In dry-run mode a denial is recorded (the first one counts) and `instead` stands in for
+/// the result; otherwise the result is returned as it is.
+fn unless_dry_run<T>(
+    dry_run: bool,
+    record: &mut Record,
+    result: Result<T, ProxyError>,
+    instead: impl FnOnce(&ProxyError) -> T,
+) -> Result<T, ProxyError> {
+    match result {
+        Err(denial) if dry_run => {
+            let value = instead(&denial);
+            record.would_deny.get_or_insert(denial);
+            Ok(value)
+        }
+        other => other,
+    }
+}
+
+/// Audience binding (RFC 8707) and scopes: the principal that may proceed.
+fn admit(
+    app: &App,
+    route: &RouteDecision<'_>,
+    mcp_route: Option<&crate::mcp::McpRoute>,
+    principal: Option<Arc<Principal>>,
+) -> Result<Option<Arc<Principal>>, ProxyError> {
+    if let Some(principal) = principal.as_deref() {
+        match mcp_route {
+            Some(mcp_route) => mcp_route.check_audience(principal)?,
+            None => app
+                .config
+                .mcp
+                .check_api_audience(principal, issuer_audiences(app, principal))?,
+        }
+    }
+    authorize(app, route, principal.as_deref())?;
+    Ok(principal)
+}
+
+/// Takes the client side of a WebSocket upgrade, with the connection's slot to keep.
+fn take_upgrade(req: &mut Request<Incoming>) -> Option<ClientUpgrade> {
+    let lease = req.extensions().get::<crate::server::ConnectionLease>().cloned()?;
+    let protocol = req.headers().get(http::header::UPGRADE).cloned();
+    Some(ClientUpgrade {
+        on_upgrade: hyper::upgrade::on(req),
+        protocol,
+        lease,
+    })
 }
 
 /// The configured audiences of the issuer that vouched for `principal`.
