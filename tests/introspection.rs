@@ -156,14 +156,7 @@ async fn concurrent_requests_with_one_new_token_make_one_call() {
     }
     assert_eq!(w.calls(), 1, "500 concurrent misses for one token must share one call");
     assert_eq!(w.upstream.requests(), 500);
-    let metrics = client
-        .get(format!("http://{}/metrics", w.proxy.admin_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape_metrics(w.proxy.admin_addr).await;
     assert!(
         metrics.contains("scopegate_introspection_calls_total{result=\"active\"} 1"),
         "{metrics}"

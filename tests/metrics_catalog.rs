@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{IntrospectionClient, client, config, dev_issuer, eventually};
+use common::{IntrospectionClient, client, config, dev_issuer, eventually, scrape_metrics};
 use scopegate::dev::{AccessTokenRequest, DevIssuerConfig, Fault};
 use scopegate::gateway::Gateway;
 use scopegate::metrics::Metrics;
@@ -224,14 +224,7 @@ async fn traffic_exports_every_documented_family() {
     assert!(proxy.app.reload_file().is_err(), "reload: rejected");
     let _ = std::fs::remove_file(&config_file);
 
-    let text = http
-        .get(format!("http://{}/metrics", proxy.admin_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape_metrics(proxy.admin_addr).await;
     let scrape = Scrape::parse(&text);
 
     for (name, documented_type) in documented() {

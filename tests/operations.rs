@@ -117,14 +117,7 @@ impl World {
     }
 
     async fn metrics(&self) -> String {
-        client()
-            .get(format!("http://{}/metrics", self.proxy.admin_addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        scrape_metrics(self.proxy.admin_addr).await
     }
 }
 

@@ -214,14 +214,7 @@ async fn upstream_refused_is_502_and_slow_is_504_without_internal_text() {
         .unwrap();
     assert_eq!(r.status(), 504);
     assert_eq!(upstream.requests(), 1);
-    let metrics = client()
-        .get(format!("http://{}/metrics", proxy.admin_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape_metrics(proxy.admin_addr).await;
     assert!(
         metrics.contains("scopegate_upstream_errors_total{kind=\"timeout\"} 1"),
         "{metrics}"
@@ -431,14 +424,7 @@ async fn admin_plane_serves_health_and_metrics() {
         client().get(format!("{admin}/readyz")).send().await.unwrap().status(),
         503
     );
-    let metrics = client()
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape_metrics(proxy.admin_addr).await;
     for name in [
         "scopegate_requests_total{decision=\"public\",route=\"public\",status_class=\"2xx\"} 1",
         "scopegate_request_duration_seconds_bucket",

@@ -316,3 +316,15 @@ impl Drop for IntrospectionClient {
         let _ = std::fs::remove_file(&self.secret_file);
     }
 }
+
+/// The Prometheus text the admin listener serves.
+pub async fn scrape_metrics(admin: SocketAddr) -> String {
+    client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
