@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use crate::error::{ProxyBody, full_body};
+use crate::body::{ProxyBody, full_body};
 use crate::gateway::Gateway;
 
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<ProxyBody> {

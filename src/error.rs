@@ -1,32 +1,11 @@
 //! The one place where request-path failures become HTTP responses (DESIGN §2). No logging
 //! or metrics here: the record step of the request path does both, once per request.
 
-use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
 
+use crate::body::{ProxyBody, full_body};
 use crate::canonical::PathError;
-
-/// Why a streamed body ended early (a peer's error, or scopegate's own limits).
-pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The body type shared by forwarded and synthesized requests and responses.
-pub type ProxyBody = BoxBody<Bytes, BodyError>;
-
-/// A body from bytes we produced ourselves.
-pub fn full_body(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
-}
-
-/// A streamed body (a peer's), boxed.
-pub fn stream_body<B>(body: B) -> ProxyBody
-where
-    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
-    B::Error: Into<BodyError>,
-{
-    body.map_err(Into::into).boxed()
-}
 
 /// Why a request was not (successfully) forwarded. Each variant is classified as the
 /// client's fault, the authorization path's, or the upstream's.

@@ -11,9 +11,10 @@ use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::body::ProxyBody;
 use crate::canonical::CanonicalPath;
 use crate::config::{ForwardingConfig, IdentityConfig, UpstreamConfig, normalize_header_name};
-use crate::error::{ProxyBody, ProxyError};
+use crate::error::ProxyError;
 use crate::token::Principal;
 
 /// RFC 9110 §7.6.1 connection-specific fields, plus the long-standing non-standard ones.
@@ -326,7 +327,7 @@ impl UpstreamClient {
 pub fn clean_trailers<B>(body: B, strip: impl Fn(&mut HeaderMap) + Send + Sync + 'static) -> ProxyBody
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
-    B::Error: Into<crate::error::BodyError>,
+    B::Error: Into<crate::body::BodyError>,
 {
     body.map_frame(move |frame| match frame.into_trailers() {
         Ok(mut trailers) => {
@@ -367,10 +368,10 @@ pub struct BodyStalled;
 
 impl<B> http_body::Body for IdleLimited<B>
 where
-    B: http_body::Body<Data = bytes::Bytes, Error = crate::error::BodyError> + Unpin,
+    B: http_body::Body<Data = bytes::Bytes, Error = crate::body::BodyError> + Unpin,
 {
     type Data = bytes::Bytes;
-    type Error = crate::error::BodyError;
+    type Error = crate::body::BodyError;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,

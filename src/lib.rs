@@ -12,7 +12,7 @@
 //! - [`policy`] — compiled route map and scope rules (no I/O).
 //! - [`token`] — bearer extraction, JWS verification, JWKS key sets and the token cache.
 //! - [`forward`] — header rewriting and the pooled upstream client.
-//! - [`error`] — the one error → response mapping.
+//! - [`error`] — the one error → response mapping; [`body`] — the one body type.
 //! - [`mcp`] — MCP routes: RFC 9728 metadata, RFC 8707 audience binding, tool-level scopes.
 //! - [`metrics`], [`admin`] — Prometheus metrics and `/metrics`, `/healthz`, `/readyz`.
 //! - [`units`] — durations and sizes as the config file spells them.
@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod body;
 pub mod canonical;
 pub mod config;
 pub mod dev;

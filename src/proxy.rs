@@ -8,9 +8,10 @@ use std::time::Instant;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::body::{ProxyBody, stream_body};
 use crate::canonical::{CanonicalPath, canonicalize_path};
 use crate::config::{Config, UnmatchedPolicy};
-use crate::error::{ChallengeContext, ProxyBody, ProxyError, stream_body};
+use crate::error::{ChallengeContext, ProxyError};
 use crate::forward::{
     RewriteContext, UpstreamClient, clean_trailers, rewrite_request, rewrite_response, splice_upgrade, strip_identity,
     upgrade_matches, wants_upgrade,

@@ -19,8 +19,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
+use crate::body::ProxyBody;
 use crate::config::Config;
-use crate::error::ProxyBody;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::proxy::handle;
@@ -127,7 +127,7 @@ struct TrackedBody {
 
 impl Body for TrackedBody {
     type Data = Bytes;
-    type Error = crate::error::BodyError;
+    type Error = crate::body::BodyError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)

@@ -12,7 +12,8 @@ use http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, CACHE_CONTROL, CONTENT_TY
 use http::{HeaderValue, Method, Response, StatusCode};
 
 use super::{FileMcp, McpConfig, MirrorConfig};
-use crate::error::{ProxyBody, ProxyError, full_body};
+use crate::body::{ProxyBody, full_body};
+use crate::error::ProxyError;
 
 /// RFC 9728 §3: the well-known suffix; a resource with a path has it inserted before the path.
 pub const PRM_PATH: &str = "/.well-known/oauth-protected-resource";

@@ -24,8 +24,9 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
+use crate::body::{ProxyBody, full_body};
 use crate::config::{FileRoute, Issues};
-use crate::error::{ProxyBody, ProxyError, full_body};
+use crate::error::ProxyError;
 use crate::policy::{Scope, ScopeImplications};
 use crate::token::Principal;
 use rules::{FileMcpRule, Glob, InspectError, McpRule, Verdict};
@@ -446,7 +447,7 @@ pub async fn authorize_calls(
     req: Request<Incoming>,
 ) -> Result<Request<ProxyBody>, ProxyError> {
     if route.rules.is_empty() {
-        return Ok(req.map(crate::error::stream_body));
+        return Ok(req.map(crate::body::stream_body));
     }
     if req.method() != http::Method::POST {
         // JSON-RPC messages travel in POST bodies; a body on any other method could carry a
@@ -454,7 +455,7 @@ pub async fn authorize_calls(
         if !http_body::Body::is_end_stream(req.body()) && declared_length(req.headers()) != Some(0) {
             return Err(ProxyError::BadRequest("mcp_body_not_allowed"));
         }
-        return Ok(req.map(crate::error::stream_body));
+        return Ok(req.map(crate::body::stream_body));
     }
     let (parts, body) = req.into_parts();
     let declared = declared_length(&parts.headers);
