@@ -18,8 +18,42 @@ use arc_swap::ArcSwap;
 use crate::config::{Config, ConfigError};
 use crate::forward::UpstreamClient;
 use crate::metrics::Metrics;
-use crate::proxy::App;
+use crate::policy::{EnforcementMode, RouteSpec};
 use crate::token::Authenticator;
+
+/// One generation of the compiled config and what was built from it. A reload swaps in a
+/// new `App` as a whole (see [`crate::gateway`]); a request keeps the one it started with.
+pub struct App {
+    pub config: Config,
+    pub metrics: Metrics,
+    pub upstream: UpstreamClient,
+    pub auth: Arc<Authenticator>,
+    pub mcp: crate::mcp::McpRuntime,
+}
+
+impl App {
+    pub fn new(config: Config, metrics: Metrics) -> App {
+        let upstream = UpstreamClient::new(&config.upstream);
+        let auth = Arc::new(Authenticator::new(&config.tokens, metrics.clone()));
+        let mcp = crate::mcp::McpRuntime::new(&config.mcp);
+        App {
+            config,
+            metrics,
+            upstream,
+            auth,
+            mcp,
+        }
+    }
+
+    /// Ready to serve protected routes: every issuer has keys.
+    pub fn is_ready(&self) -> bool {
+        self.auth.is_ready()
+    }
+
+    pub fn mode(&self, route: Option<&RouteSpec>) -> EnforcementMode {
+        route.and_then(|r| r.mode).unwrap_or(self.config.auth.mode)
+    }
+}
 
 /// Applies a log filter such as `info` or `scopegate=debug`; set by the binary.
 pub type LogReloader = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;

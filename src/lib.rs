@@ -4,8 +4,10 @@
 //!
 //! Module map, in request order:
 //! - [`config`] — TOML file → validated [`config::Config`] (every problem at once).
-//! - [`server`] — data and admin listeners, limits, graceful drain.
-//! - [`gateway`] — the current config generation behind one swap point; live reload.
+//! - [`server`] — data and admin listeners, limits, graceful drain; [`connection`] —
+//!   per-connection activity, idle timeouts and the slot a WebSocket tunnel keeps.
+//! - [`gateway`] — the current config generation ([`gateway::App`]) behind one swap point;
+//!   live reload.
 //! - [`proxy`] — the request path: canonicalize → route → authenticate → authorize →
 //!   rewrite → forward → record.
 //! - [`canonical`] — the one path canonicalization used for matching and forwarding.
@@ -26,6 +28,7 @@ pub mod admin;
 pub mod body;
 pub mod canonical;
 pub mod config;
+pub mod connection;
 pub mod dev;
 pub mod error;
 pub mod explain;

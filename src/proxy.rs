@@ -10,49 +10,15 @@ use hyper::body::Incoming;
 
 use crate::body::{ProxyBody, stream_body};
 use crate::canonical::{CanonicalPath, canonicalize_path};
-use crate::config::{Config, UnmatchedPolicy};
+use crate::config::UnmatchedPolicy;
 use crate::error::{ChallengeContext, ProxyError};
 use crate::forward::{
-    RewriteContext, UpstreamClient, clean_trailers, rewrite_request, rewrite_response, splice_upgrade, strip_identity,
-    upgrade_matches, wants_upgrade,
+    RewriteContext, clean_trailers, rewrite_request, rewrite_response, splice_upgrade, strip_identity, upgrade_matches,
+    wants_upgrade,
 };
-use crate::metrics::Metrics;
+use crate::gateway::App;
 use crate::policy::{Access, EnforcementMode, RouteSpec};
-use crate::token::{Authenticator, Principal, bearer::bearer_token, fingerprint, token_digest};
-
-/// One generation of the compiled config and what was built from it. A reload swaps in a
-/// new `App` as a whole (see [`crate::gateway`]); a request keeps the one it started with.
-pub struct App {
-    pub config: Config,
-    pub metrics: Metrics,
-    pub upstream: UpstreamClient,
-    pub auth: Arc<Authenticator>,
-    pub mcp: crate::mcp::McpRuntime,
-}
-
-impl App {
-    pub fn new(config: Config, metrics: Metrics) -> App {
-        let upstream = UpstreamClient::new(&config.upstream);
-        let auth = Arc::new(Authenticator::new(&config.tokens, metrics.clone()));
-        let mcp = crate::mcp::McpRuntime::new(&config.mcp);
-        App {
-            config,
-            metrics,
-            upstream,
-            auth,
-            mcp,
-        }
-    }
-
-    /// Ready to serve protected routes: every issuer has keys.
-    pub fn is_ready(&self) -> bool {
-        self.auth.is_ready()
-    }
-
-    fn mode(&self, route: Option<&RouteSpec>) -> EnforcementMode {
-        route.and_then(|r| r.mode).unwrap_or(self.config.auth.mode)
-    }
-}
+use crate::token::{Principal, bearer::bearer_token, fingerprint, token_digest};
 
 /// What the route step decided.
 enum RouteDecision<'a> {
@@ -221,7 +187,7 @@ fn admit(
 
 /// Takes the client side of a WebSocket upgrade, with the connection's slot to keep.
 fn take_upgrade(req: &mut Request<Incoming>) -> Option<ClientUpgrade> {
-    let lease = req.extensions().get::<crate::server::ConnectionLease>().cloned()?;
+    let lease = req.extensions().get::<crate::connection::ConnectionLease>().cloned()?;
     let protocol = req.headers().get(http::header::UPGRADE).cloned();
     Some(ClientUpgrade {
         on_upgrade: hyper::upgrade::on(req),
@@ -323,7 +289,7 @@ fn authorize(app: &App, route: &RouteDecision<'_>, principal: Option<&Principal>
 struct ClientUpgrade {
     on_upgrade: hyper::upgrade::OnUpgrade,
     protocol: Option<http::HeaderValue>,
-    lease: crate::server::ConnectionLease,
+    lease: crate::connection::ConnectionLease,
 }
 
 async fn forward(

@@ -3,24 +3,18 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use tokio::time::Instant;
 
-use crate::body::ProxyBody;
 use crate::config::Config;
+use crate::connection::{Activity, ActivityGuard, ConnectionLease, TrackedBody, inactivity};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::proxy::handle;
@@ -83,93 +77,6 @@ async fn wait_for(mut watcher: watch::Receiver<bool>) {
     let _ = watcher.wait_for(|stop| *stop).await;
 }
 
-/// Per-connection activity, for the idle and first-request timeouts that hyper does not
-/// enforce itself (HTTP/1 keep-alive idleness, the h2c preface, HTTP/2 idleness).
-struct Activity {
-    requests: AtomicU64,
-    in_flight: AtomicUsize,
-    /// Milliseconds since `opened` of the last request start or response end.
-    last: AtomicU64,
-    opened: Instant,
-}
-
-impl Activity {
-    fn touch(&self) {
-        self.last
-            .store(self.opened.elapsed().as_millis() as u64, Ordering::Release);
-    }
-}
-
-/// Decrements the in-flight count when the response body is finished or dropped.
-struct ActivityGuard(Arc<Activity>);
-
-impl ActivityGuard {
-    fn new(activity: Arc<Activity>) -> ActivityGuard {
-        activity.requests.fetch_add(1, Ordering::AcqRel);
-        activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        activity.touch();
-        ActivityGuard(activity)
-    }
-}
-
-impl Drop for ActivityGuard {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A response body that keeps its request counted as in flight until it is done.
-struct TrackedBody {
-    inner: ProxyBody,
-    _guard: ActivityGuard,
-}
-
-impl Body for TrackedBody {
-    type Data = Bytes;
-    type Error = crate::body::BodyError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A client connection's slot under `listener.max_connections`, handed to a WebSocket
-/// tunnel so the slot stays taken (and the idle timeout applies) after hyper lets go of
-/// the upgraded connection.
-#[derive(Clone)]
-pub struct ConnectionLease {
-    _permit: Arc<tokio::sync::OwnedSemaphorePermit>,
-    pub idle_timeout: Duration,
-}
-
-/// Resolves when the connection should be closed for inactivity: no complete request head
-/// within `first_request` of opening, or nothing in flight for `idle`.
-async fn inactivity(activity: Arc<Activity>, first_request: Duration, idle: Duration) {
-    loop {
-        let now = activity.opened.elapsed();
-        let deadline = if activity.requests.load(Ordering::Acquire) == 0 {
-            first_request
-        } else if activity.in_flight.load(Ordering::Acquire) > 0 {
-            now + idle
-        } else {
-            Duration::from_millis(activity.last.load(Ordering::Acquire)) + idle
-        };
-        if deadline <= now {
-            return;
-        }
-        tokio::time::sleep(deadline - now).await;
-    }
-}
-
 /// Connection settings from the current config (a reload applies to new connections).
 fn connection_builder(limits: &crate::config::ListenerConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -215,16 +122,8 @@ async fn serve_data(listener: TcpListener, app: Arc<Gateway>, shutdown: impl Fut
         let limits = app.app().config.listener.clone();
         drain_timeout = limits.drain_timeout;
         let builder = connection_builder(&limits);
-        let activity = Arc::new(Activity {
-            requests: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            last: AtomicU64::new(0),
-            opened: Instant::now(),
-        });
-        let lease = ConnectionLease {
-            _permit: Arc::new(permit),
-            idle_timeout: limits.idle_timeout,
-        };
+        let activity = Activity::new();
+        let lease = ConnectionLease::new(permit, limits.idle_timeout);
         let service = {
             let app = Arc::clone(&app);
             let activity = Arc::clone(&activity);
@@ -235,7 +134,7 @@ async fn serve_data(listener: TcpListener, app: Arc<Gateway>, shutdown: impl Fut
                 let guard = ActivityGuard::new(Arc::clone(&activity));
                 async move {
                     let response = handle(app, req, peer).await;
-                    Ok::<_, Infallible>(response.map(|inner| TrackedBody { inner, _guard: guard }))
+                    Ok::<_, Infallible>(response.map(|inner| TrackedBody::new(inner, guard)))
                 }
             })
         };
