@@ -29,6 +29,7 @@ pub mod body;
 pub mod canonical;
 pub mod config;
 pub mod connection;
+pub mod decision;
 pub mod dev;
 pub mod error;
 pub mod explain;

@@ -59,11 +59,23 @@ struct ExplainArgs {
     path: String,
     /// A real access token, validated as the proxy would (fetches keys or introspects);
     /// `-` reads it from standard input.
-    #[arg(long, conflicts_with = "scopes")]
+    #[arg(long, conflicts_with_all = ["scopes", "claims"])]
     token: Option<String>,
-    /// Evaluate a hypothetical token holding these space-separated scopes, e.g. "read write".
-    #[arg(long)]
+    /// Evaluate a hypothetical token of the first issuer, for its audiences, holding these
+    /// space-separated scopes, e.g. "read write".
+    #[arg(long, conflicts_with = "claims")]
     scopes: Option<String>,
+    /// Evaluate a token carrying these claims, as a JSON object, taken as verified (e.g.
+    /// '{"iss":"https://as.example","aud":"https://api.example","scope":"read"}').
+    #[arg(long)]
+    claims: Option<String>,
+    /// A request header, `Name: value` (repeatable), e.g. Mcp-Method: tools/call.
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
+    /// The request body (an MCP route with tool rules reads its JSON-RPC calls); `@FILE`
+    /// reads it from a file.
+    #[arg(long)]
+    body: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -109,6 +121,14 @@ fn check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
             }
             println!();
             print!("{}", config.routes.describe());
+            let bindings = loaded.bindings();
+            if !bindings.is_empty() {
+                println!();
+                println!("audience binding and MCP tool rules:");
+                for line in bindings {
+                    println!("  {line}");
+                }
+            }
             if args.online {
                 return check_online(&loaded);
             }
@@ -165,14 +185,31 @@ fn explain(cli: &Cli, args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         }
         (Some(token), _) => Credentials::Token(token.clone()),
         (None, Some(scopes)) => Credentials::Scopes(scopes.split_whitespace().map(str::to_string).collect()),
-        (None, None) => Credentials::None,
+        (None, None) => match &args.claims {
+            Some(json) => match serde_json::from_str(json) {
+                Ok(serde_json::Value::Object(claims)) => Credentials::Claims(claims),
+                _ => anyhow::bail!("--claims must be a JSON object, e.g. '{{\"iss\":\"https://as.example\"}}'"),
+            },
+            None => Credentials::None,
+        },
     };
-    let explanation = runtime()?.block_on(scopegate::explain::explain(
-        &loaded,
-        &args.method,
-        &args.path,
-        &credentials,
-    ));
+    let mut request = scopegate::explain::RequestSpec::new(&args.method, &args.path);
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once(':')
+            .with_context(|| format!("--header {header:?}: write it as `Name: value`"))?;
+        request
+            .headers
+            .push((name.trim().to_string(), value.trim().to_string()));
+    }
+    request.body = match args.body.as_deref() {
+        Some(file) if file.starts_with('@') => {
+            Some(std::fs::read(&file[1..]).with_context(|| format!("cannot read the body from {}", &file[1..]))?)
+        }
+        Some(text) => Some(text.as_bytes().to_vec()),
+        None => None,
+    };
+    let explanation = runtime()?.block_on(scopegate::explain::explain_request(&loaded, &request, &credentials));
     print!("{explanation}");
     Ok(ExitCode::SUCCESS)
 }

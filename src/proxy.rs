@@ -1,79 +1,45 @@
-//! The request path (DESIGN §1): canonicalize → route → authenticate → authorize →
-//! rewrite → forward → record. Each step is a function; [`handle`] reads top to bottom.
+//! The request path (DESIGN §1): decide → rewrite → forward → record. The decision —
+//! canonicalize, route, authenticate, authorize — is [`crate::decision`], shared with
+//! `scopegate explain`; this module supplies its I/O (the authenticator, the client's body),
+//! forwards what it allows, and records every request exactly once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use crate::body::{ProxyBody, stream_body};
-use crate::canonical::{CanonicalPath, canonicalize_path};
-use crate::config::UnmatchedPolicy;
+use crate::body::{ProxyBody, full_body, stream_body};
+use crate::config::Config;
+use crate::decision::{Decision, Head, Inputs, Target};
 use crate::error::{ChallengeContext, ProxyError};
 use crate::forward::{
     RewriteContext, clean_trailers, rewrite_request, rewrite_response, splice_upgrade, strip_identity, upgrade_matches,
     wants_upgrade,
 };
 use crate::gateway::App;
-use crate::policy::{Access, EnforcementMode, RouteSpec};
-use crate::token::{Principal, bearer::bearer_token, fingerprint, token_digest};
-
-/// What the route step decided.
-enum RouteDecision<'a> {
-    Route(&'a RouteSpec),
-    /// No route matched, but `auth.unmatched = "authenticated"` lets any valid token through.
-    UnmatchedAuthenticated,
-    /// No route matched and the global mode is dry run: forwarded, counted as would-deny.
-    UnmatchedDryRun,
-}
-
-impl RouteDecision<'_> {
-    fn spec(&self) -> Option<&RouteSpec> {
-        match self {
-            RouteDecision::Route(spec) => Some(spec),
-            _ => None,
-        }
-    }
-}
-
-/// Facts gathered along the way, for the one access-log event and the metrics.
-#[derive(Default)]
-struct Record {
-    route: Option<String>,
-    public: bool,
-    token_fingerprint: Option<String>,
-    client_id: Option<String>,
-    canonical_path: Option<String>,
-    /// In dry-run mode: the denial that was not enforced.
-    would_deny: Option<ProxyError>,
-    /// An MCP route's own RFC 9728 metadata URL: wins over `auth.resource_metadata`.
-    resource_metadata: Option<String>,
-}
+use crate::token::Principal;
 
 /// Handles one request end to end. Never panics on request input and never answers 500:
 /// every failure is a [`ProxyError`] with its own status.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
-    let started = Instant::now();
-    app.metrics.in_flight.inc();
-    let method = req.method().clone();
+    // Written when dropped: answered, refused, or cancelled by the client mid-way.
+    let mut record = RequestRecord::start(Arc::clone(&app), req.method().clone());
     // An HTTP/1 request whose body may go unread: hyper closes such a connection after an
     // early answer, so the answer must say so, or a client may reuse it (MCP clients POST a
     // body first and are answered 401) and see it drop without a response.
     let body_may_be_unread = req.version() <= http::Version::HTTP_11 && !http_body::Body::is_end_stream(req.body());
-    let mut record = Record::default();
-    let (response, error) = match process(&app, req, peer, &mut record).await {
-        Ok(response) => (response, None),
+    let response = match process(&app, req, peer, &mut record).await {
+        Ok(response) => response,
         Err(error) => {
-            let route_scopes = record_scopes(&app, &record);
             let ctx = ChallengeContext {
                 realm: &app.config.auth.realm,
-                resource_metadata: record
-                    .resource_metadata
-                    .as_deref()
-                    .or(app.config.auth.resource_metadata.as_deref()),
-                route_scopes: route_scopes.as_deref(),
+                resource_metadata: record.resource_metadata.as_deref(),
+                route_scopes: record.route_scopes.as_deref(),
             };
             let mut response = error.clone().into_response(&ctx);
             if body_may_be_unread {
@@ -81,208 +47,108 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
                     .headers_mut()
                     .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
             }
-            (response, Some(error))
+            record.error = Some(error);
+            response
         }
     };
-    record_outcome(&app, &method, &record, &response, error.as_ref(), started);
-    app.metrics.in_flight.dec();
+    record.status = Some(response.status());
     response
 }
 
 async fn process(
     app: &App,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     peer: SocketAddr,
-    record: &mut Record,
+    record: &mut RequestRecord,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let path = canonicalize(app, &req)?;
-    record.canonical_path = Some(path.as_str().to_string());
-    if let Some(answer) = app.mcp.well_known(&app.config.mcp, req.method(), path.as_str()).await {
-        record.route = Some(crate::mcp::metadata::METADATA_ROUTE.to_string());
-        record.public = true;
-        return answer;
+    let config = &app.config;
+    let (mut parts, body) = req.into_parts();
+    let head = Head::new(
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        http_body::Body::is_end_stream(&body),
+    );
+    let mut decision = Decision::route(config, &head);
+    record.routed(&decision, config);
+    if let Some(Target::Metadata) = decision.target {
+        let path = decision.path.as_ref().map_or("", |p| p.as_str());
+        return app
+            .mcp
+            .well_known(&config.mcp, &parts.method, path)
+            .await
+            .unwrap_or(Err(ProxyError::NoRoute));
     }
-    let global_dry_run = app.mode(None) == EnforcementMode::DryRun;
-    let routed = route(app, req.method(), &path, record);
-    let route = unless_dry_run(global_dry_run, record, routed, |_| RouteDecision::UnmatchedDryRun)?;
-    let mcp_route = route.spec().and_then(|r| app.config.mcp.route(&r.name));
-    record.resource_metadata = mcp_route.map(|m| m.metadata_url.clone());
-    let dry_run = app.mode(route.spec()) == EnforcementMode::DryRun;
-    let authenticated = authenticate(app, &req, &route, record).await;
-    let principal = unless_dry_run(dry_run, record, authenticated, |_| None)?;
-    let verified = principal.clone();
-    let principal = unless_dry_run(dry_run, record, admit(app, &route, mcp_route, principal), |denial| {
-        // A token for another resource lends no identity, even in a dry run.
-        verified.filter(|_| !matches!(denial, ProxyError::InvalidToken { .. }))
-    })?;
-    let upgrade = matches!(route, RouteDecision::Route(r) if r.allow_upgrade) && wants_upgrade(req.headers());
-    let client_upgrade = if upgrade { take_upgrade(&mut req) } else { None };
-    let req = match mcp_route {
-        Some(mcp_route) => {
-            crate::mcp::authorize_calls(
-                &app.config.mcp,
-                mcp_route,
-                record_scopes(app, record).as_deref().unwrap_or_default(),
-                app.config.routes.implications(),
-                principal.as_deref(),
-                req,
-            )
-            .await?
-        }
-        None => req.map(stream_body),
+    let mut inputs = ProxyInputs { app, body: Some(body) };
+    decision.finish(config, &head, &mut inputs).await;
+    record.decided(&decision);
+    if let Some(denial) = decision.denial {
+        return Err(denial);
+    }
+    let Some(path) = decision.path.as_ref() else {
+        return Err(ProxyError::NoRoute);
+    };
+    let upgrade = decision.route_spec().is_some_and(|r| r.allow_upgrade) && wants_upgrade(&parts.headers);
+    let client_upgrade = if upgrade { take_upgrade(&mut parts) } else { None };
+    let body = match (decision.body.take(), inputs.body.take()) {
+        (Some(inspected), _) => full_body(inspected),
+        (None, Some(untouched)) => stream_body(untouched),
+        (None, None) => full_body(Bytes::new()),
     };
     let upstream_req = rewrite_request(
-        req,
+        Request::from_parts(parts, body),
         &RewriteContext {
-            path: &path,
+            path,
             peer,
-            principal: principal.as_deref(),
+            principal: decision.principal.as_deref(),
             upgrade,
-            forwarding: &app.config.forwarding,
-            identity: &app.config.identity,
-            upstream: &app.config.upstream,
-            body_idle_timeout: app.config.listener.request_body_idle_timeout,
+            forwarding: &config.forwarding,
+            identity: &config.identity,
+            upstream: &config.upstream,
+            body_idle_timeout: config.listener.request_body_idle_timeout,
         },
     )?;
     forward(app, upstream_req, client_upgrade).await
 }
 
-/// In dry-run mode a denial is recorded (the first one counts) and `instead` stands in for
-/// the result; otherwise the result is returned as it is.
-fn unless_dry_run<T>(
-    dry_run: bool,
-    record: &mut Record,
-    result: Result<T, ProxyError>,
-    instead: impl FnOnce(&ProxyError) -> T,
-) -> Result<T, ProxyError> {
-    match result {
-        Err(denial) if dry_run => {
-            let value = instead(&denial);
-            record.would_deny.get_or_insert(denial);
-            Ok(value)
-        }
-        other => other,
-    }
+/// The proxy's side of a decision: the shared authenticator and the client's body.
+struct ProxyInputs<'a> {
+    app: &'a App,
+    body: Option<Incoming>,
 }
 
-/// Audience binding (RFC 8707) and scopes: the principal that may proceed.
-fn admit(
-    app: &App,
-    route: &RouteDecision<'_>,
-    mcp_route: Option<&crate::mcp::McpRoute>,
-    principal: Option<Arc<Principal>>,
-) -> Result<Option<Arc<Principal>>, ProxyError> {
-    if let Some(principal) = principal.as_deref() {
-        match mcp_route {
-            Some(mcp_route) => mcp_route.check_audience(principal)?,
-            None => app
-                .config
-                .mcp
-                .check_api_audience(principal, issuer_audiences(app, principal))?,
+impl Inputs for ProxyInputs<'_> {
+    async fn authenticate(&mut self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, ProxyError> {
+        let started = Instant::now();
+        let result = self.app.auth.authenticate(token, digest).await;
+        self.app.metrics.auth_duration.observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn body(&mut self, limit: usize, timeout: Duration) -> Result<Bytes, ProxyError> {
+        let body = self.body.take().ok_or(ProxyError::BadRequest("body_read_failed"))?;
+        let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
+            .await
+            .map_err(|_| ProxyError::BadRequest("body_read_timeout"))?;
+        match collected {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                Err(ProxyError::PayloadTooLarge)
+            }
+            Err(_) => Err(ProxyError::BadRequest("body_read_failed")),
         }
     }
-    authorize(app, route, principal.as_deref())?;
-    Ok(principal)
 }
 
 /// Takes the client side of a WebSocket upgrade, with the connection's slot to keep.
-fn take_upgrade(req: &mut Request<Incoming>) -> Option<ClientUpgrade> {
-    let lease = req.extensions().get::<crate::connection::ConnectionLease>().cloned()?;
-    let protocol = req.headers().get(http::header::UPGRADE).cloned();
+fn take_upgrade(parts: &mut Parts) -> Option<ClientUpgrade> {
+    let lease = parts.extensions.get::<crate::connection::ConnectionLease>().cloned()?;
+    let protocol = parts.headers.get(http::header::UPGRADE).cloned();
     Some(ClientUpgrade {
-        on_upgrade: hyper::upgrade::on(req),
+        on_upgrade: parts.extensions.remove::<hyper::upgrade::OnUpgrade>()?,
         protocol,
         lease,
     })
-}
-
-/// The configured audiences of the issuer that vouched for `principal`.
-fn issuer_audiences<'a>(app: &'a App, principal: &Principal) -> &'a [String] {
-    app.config
-        .tokens
-        .issuers
-        .iter()
-        .find(|issuer| issuer.issuer == principal.issuer)
-        .map_or(&[], |issuer| issuer.audiences.as_slice())
-}
-
-/// DESIGN §3.1: the one canonical form is used for matching and for forwarding.
-fn canonicalize(app: &App, req: &Request<Incoming>) -> Result<CanonicalPath, ProxyError> {
-    if req.method() == Method::CONNECT {
-        return Err(ProxyError::BadRequest("connect_not_allowed"));
-    }
-    // Methods are case-sensitive (RFC 9110 §9.1) but some frameworks upper-case them: `delete`
-    // must not miss a `DELETE` route and then run as DELETE upstream.
-    if req.method().as_str().bytes().any(|b| b.is_ascii_lowercase()) {
-        return Err(ProxyError::BadRequest("method_not_uppercase"));
-    }
-    canonicalize_path(req.uri().path(), app.config.forwarding.canonical).map_err(ProxyError::BadPath)
-}
-
-fn route<'a>(
-    app: &'a App,
-    method: &Method,
-    path: &CanonicalPath,
-    record: &mut Record,
-) -> Result<RouteDecision<'a>, ProxyError> {
-    match app.config.routes.lookup(method, path) {
-        Some(route) => {
-            record.route = Some(route.name.clone());
-            record.public = route.access == Access::Public;
-            Ok(RouteDecision::Route(route))
-        }
-        None if app.config.auth.unmatched == UnmatchedPolicy::Authenticated => {
-            Ok(RouteDecision::UnmatchedAuthenticated)
-        }
-        None => Err(ProxyError::NoRoute),
-    }
-}
-
-async fn authenticate(
-    app: &App,
-    req: &Request<Incoming>,
-    route: &RouteDecision<'_>,
-    record: &mut Record,
-) -> Result<Option<Arc<Principal>>, ProxyError> {
-    if matches!(route, RouteDecision::Route(r) if r.access == Access::Public)
-        || matches!(route, RouteDecision::UnmatchedDryRun)
-    {
-        return Ok(None);
-    }
-    let token = bearer_token(req.headers(), req.uri().query())?.ok_or(ProxyError::MissingToken)?;
-    let digest = token_digest(token);
-    record.token_fingerprint = Some(fingerprint(&digest));
-    let started = Instant::now();
-    let result = app.auth.authenticate(token, &digest).await;
-    app.metrics.auth_duration.observe(started.elapsed().as_secs_f64());
-    let principal = result?;
-    record.client_id = principal.client_id.clone();
-    Ok(Some(principal))
-}
-
-fn authorize(app: &App, route: &RouteDecision<'_>, principal: Option<&Principal>) -> Result<(), ProxyError> {
-    let (
-        RouteDecision::Route(RouteSpec {
-            access: Access::Protected(requirement),
-            ..
-        }),
-        Some(principal),
-    ) = (route, principal)
-    else {
-        return Ok(());
-    };
-    let granted = app
-        .config
-        .routes
-        .implications()
-        .expand(principal.scopes.iter().map(String::as_str));
-    if requirement.is_satisfied_by(&granted) {
-        Ok(())
-    } else {
-        Err(ProxyError::InsufficientScope {
-            scopes: requirement.challenge_scopes(),
-        })
-    }
 }
 
 /// The client side of a requested WebSocket upgrade.
@@ -313,96 +179,146 @@ async fn forward(
     Ok(response.map(|body| clean_trailers(body, move |trailers| strip_identity(trailers, &identity))))
 }
 
-/// The scope hint for a 401 on a protected route.
-fn record_scopes(app: &App, record: &Record) -> Option<String> {
-    let name = record.route.as_deref()?;
-    app.config
-        .routes
-        .iter()
-        .find(|r| r.name == name)
-        .and_then(|r| match &r.access {
-            Access::Protected(req) => Some(req.challenge_scopes()).filter(|s: &String| !s.is_empty()),
-            Access::Public => None,
-        })
-}
-
-/// Outcome label for metrics: bounded set.
-fn decision(record: &Record, error: Option<&ProxyError>) -> &'static str {
-    let upstream_failure = matches!(
-        error,
-        Some(ProxyError::UpstreamTimeout | ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed)
-    );
-    match error {
-        _ if record.would_deny.is_some() && (error.is_none() || upstream_failure) => "would_deny",
-        _ if record.public && (error.is_none() || upstream_failure) => "public",
-        None => "allow",
-        _ if upstream_failure => "allow",
-        Some(ProxyError::AuthUnavailable { .. }) => "unavailable",
-        Some(_) => "deny",
-    }
-}
-
-fn record_outcome(
-    app: &App,
-    method: &Method,
-    record: &Record,
-    response: &Response<ProxyBody>,
-    error: Option<&ProxyError>,
+/// The one access-log event and metric update of a request, written when it is dropped:
+/// after the response head is handed to hyper, or when the client went away first and
+/// hyper dropped the request's future. The in-flight gauge goes up in [`RequestRecord::start`]
+/// and down in `drop`, so it cannot leak.
+struct RequestRecord {
+    app: Arc<App>,
     started: Instant,
-) {
-    let route = record.route.as_deref().unwrap_or("unmatched");
-    let decision = decision(record, error);
-    let status = response.status().as_u16();
-    let status_class = match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    };
-    let elapsed = started.elapsed();
-    app.metrics
-        .requests
-        .with_label_values(&[route, decision, status_class])
-        .inc();
-    app.metrics
-        .request_duration
-        .with_label_values(&[route])
-        .observe(elapsed.as_secs_f64());
-    let reason = error.or(record.would_deny.as_ref()).map_or("ok", ProxyError::reason);
-    // Auth outcomes: every request that reached the authentication step.
-    let pre_auth = matches!(
-        error,
-        Some(ProxyError::NoRoute | ProxyError::BadPath(_) | ProxyError::BadRequest(_))
-    );
-    if decision != "public" && !pre_auth {
-        let auth_reason = if decision == "allow" { "ok" } else { reason };
-        if decision == "would_deny" {
-            tracing::warn!(target: "scopegate::dry_run", route, reason, "dry run: this request would have been denied");
+    method: Method,
+    route: Option<String>,
+    public: bool,
+    canonical_path: Option<String>,
+    route_scopes: Option<String>,
+    resource_metadata: Option<String>,
+    token_fingerprint: Option<String>,
+    client_id: Option<String>,
+    /// In dry-run mode: the denial that was not enforced.
+    would_deny: Option<ProxyError>,
+    error: Option<ProxyError>,
+    /// `None` until a response exists: a record dropped without one was cancelled.
+    status: Option<StatusCode>,
+}
+
+/// nginx's convention for a request whose client closed the connection before the answer.
+const CLIENT_CLOSED: u16 = 499;
+
+impl RequestRecord {
+    fn start(app: Arc<App>, method: Method) -> RequestRecord {
+        app.metrics.in_flight.inc();
+        RequestRecord {
+            app,
+            started: Instant::now(),
+            method,
+            route: None,
+            public: false,
+            canonical_path: None,
+            route_scopes: None,
+            resource_metadata: None,
+            token_fingerprint: None,
+            client_id: None,
+            would_deny: None,
+            error: None,
+            status: None,
         }
-        app.metrics
-            .auth_decisions
-            .with_label_values(&[decision, auth_reason])
+    }
+
+    /// What routing settled, known before any token is read.
+    fn routed(&mut self, decision: &Decision<'_>, config: &Config) {
+        self.route = decision.route_name().map(str::to_string);
+        self.public = decision.is_public();
+        self.canonical_path = decision.path.as_ref().map(|p| p.as_str().to_string());
+        self.route_scopes = decision.route_scopes();
+        self.resource_metadata = decision.resource_metadata(config).map(str::to_string);
+    }
+
+    /// What authentication and authorization settled.
+    fn decided(&mut self, decision: &Decision<'_>) {
+        self.token_fingerprint = decision.token_fingerprint.clone();
+        self.client_id = decision.verified.as_ref().and_then(|p| p.client_id.clone());
+        self.would_deny = decision.would_deny.clone();
+    }
+
+    /// Outcome label for metrics: a bounded set.
+    fn decision(&self) -> &'static str {
+        let error = self.error.as_ref();
+        let upstream_failure = matches!(
+            error,
+            Some(ProxyError::UpstreamTimeout | ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed)
+        );
+        match error {
+            _ if self.status.is_none() => "cancelled",
+            _ if self.would_deny.is_some() && (error.is_none() || upstream_failure) => "would_deny",
+            _ if self.public && (error.is_none() || upstream_failure) => "public",
+            None => "allow",
+            _ if upstream_failure => "allow",
+            Some(ProxyError::AuthUnavailable { .. }) => "unavailable",
+            Some(_) => "deny",
+        }
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        let metrics = &self.app.metrics;
+        let route = self.route.as_deref().unwrap_or("unmatched");
+        let decision = self.decision();
+        let status = self.status.map_or(CLIENT_CLOSED, |s| s.as_u16());
+        let status_class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        let elapsed = self.started.elapsed();
+        metrics
+            .requests
+            .with_label_values(&[route, decision, status_class])
             .inc();
+        metrics
+            .request_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        let error = self.error.as_ref();
+        let reason = match error.or(self.would_deny.as_ref()) {
+            _ if decision == "cancelled" => "client_closed",
+            Some(error) => error.reason(),
+            None => "ok",
+        };
+        // Auth outcomes: every request that reached the authentication step and was settled.
+        let pre_auth = matches!(
+            error,
+            Some(ProxyError::NoRoute | ProxyError::BadPath(_) | ProxyError::BadRequest(_))
+        );
+        if !matches!(decision, "public" | "cancelled") && !pre_auth {
+            let auth_reason = if decision == "allow" { "ok" } else { reason };
+            if decision == "would_deny" {
+                tracing::warn!(target: "scopegate::dry_run", route, reason, "dry run: this request would have been denied");
+            }
+            metrics.auth_decisions.with_label_values(&[decision, auth_reason]).inc();
+        }
+        if let Some(kind) = match error {
+            Some(ProxyError::UpstreamTimeout) => Some("timeout"),
+            Some(ProxyError::UpstreamUnreachable) => Some("connect"),
+            Some(ProxyError::UpstreamFailed) => Some("protocol"),
+            _ => None,
+        } {
+            metrics.upstream_errors.with_label_values(&[kind]).inc();
+        }
+        tracing::info!(
+            target: "scopegate::access",
+            route,
+            method = self.method.as_str(),
+            path = self.canonical_path.as_deref().unwrap_or("-"),
+            status,
+            decision,
+            reason,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            client_id = self.client_id.as_deref().unwrap_or("-"),
+            token = self.token_fingerprint.as_deref().unwrap_or("-"),
+        );
+        metrics.in_flight.dec();
     }
-    if let Some(kind) = match error {
-        Some(ProxyError::UpstreamTimeout) => Some("timeout"),
-        Some(ProxyError::UpstreamUnreachable) => Some("connect"),
-        Some(ProxyError::UpstreamFailed) => Some("protocol"),
-        _ => None,
-    } {
-        app.metrics.upstream_errors.with_label_values(&[kind]).inc();
-    }
-    tracing::info!(
-        target: "scopegate::access",
-        route,
-        method = method.as_str(),
-        path = record.canonical_path.as_deref().unwrap_or("-"),
-        status,
-        decision,
-        reason,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        client_id = record.client_id.as_deref().unwrap_or("-"),
-        token = record.token_fingerprint.as_deref().unwrap_or("-"),
-    );
 }

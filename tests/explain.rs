@@ -63,7 +63,19 @@ const OFFLINE_ISSUER: &str = "https://as.example";
 #[tokio::test]
 async fn scopes_allow_through_implications_and_deny_with_the_challenge() {
     let l = loaded(OFFLINE_ISSUER, "deny");
-    let e = explain(&l, "get", "/read/a/../b?x=1", &scopes("write")).await;
+    // Methods are case-sensitive: the proxy refuses a lower-case one before routing.
+    let e = explain(&l, "get", "/read/x", &scopes("write")).await;
+    assert_eq!(e.method, "get");
+    assert_eq!(
+        e.decision,
+        Decision::BadRequest {
+            reason: "method_not_uppercase".into()
+        },
+        "{e}"
+    );
+    assert_eq!(e.canonical, None);
+
+    let e = explain(&l, "GET", "/read/a/../b?x=1", &scopes("write")).await;
     assert_eq!(e.method, "GET");
     assert_eq!(e.canonical, Some(Ok("/read/b".to_string())));
     assert_eq!(

@@ -19,17 +19,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde::Deserialize;
 
-use crate::body::{ProxyBody, full_body};
 use crate::config::{FileRoute, Issues};
 use crate::error::ProxyError;
-use crate::policy::{Scope, ScopeImplications};
+use crate::policy::Scope;
 use crate::token::Principal;
-use rules::{FileMcpRule, Glob, InspectError, McpRule, Verdict};
+use rules::{FileMcpRule, Glob, McpRule};
 
 pub use metadata::{McpRuntime, PRM_PATH};
 
@@ -143,6 +139,13 @@ impl McpConfig {
                 description: "the token was not issued for this resource",
             })
         }
+    }
+
+    /// Whether scopegate answers `path` itself: an RFC 9728 document, or the mirrored
+    /// authorization-server metadata.
+    pub fn is_metadata_path(&self, path: &str) -> bool {
+        self.is_enabled()
+            && (self.document_at(path).is_some() || (path == metadata::AS_METADATA_PATH && self.mirror.is_some()))
     }
 
     /// The document served at a canonical request path, if any.
@@ -424,70 +427,6 @@ impl McpRoute {
             })
         }
     }
-}
-
-fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-}
-
-/// Tool-level authorization of a request on an MCP route. Without rules (or for anything
-/// but POST) the body streams through untouched. Otherwise it is buffered up to the limit,
-/// its calls checked, and the same bytes forwarded.
-///
-/// `route_scopes` is what the route itself asks for (the challenge lists it too).
-pub async fn authorize_calls(
-    config: &McpConfig,
-    route: &McpRoute,
-    route_scopes: &str,
-    implications: &ScopeImplications,
-    principal: Option<&Principal>,
-    req: Request<Incoming>,
-) -> Result<Request<ProxyBody>, ProxyError> {
-    if route.rules.is_empty() {
-        return Ok(req.map(crate::body::stream_body));
-    }
-    if req.method() != http::Method::POST {
-        // JSON-RPC messages travel in POST bodies; a body on any other method could carry a
-        // call the rules never saw.
-        if !http_body::Body::is_end_stream(req.body()) && declared_length(req.headers()) != Some(0) {
-            return Err(ProxyError::BadRequest("mcp_body_not_allowed"));
-        }
-        return Ok(req.map(crate::body::stream_body));
-    }
-    let (parts, body) = req.into_parts();
-    let declared = declared_length(&parts.headers);
-    if declared.is_some_and(|len| len > config.max_body_bytes as u64) {
-        return Err(ProxyError::PayloadTooLarge);
-    }
-    let collected = tokio::time::timeout(
-        config.body_read_timeout,
-        Limited::new(body, config.max_body_bytes).collect(),
-    )
-    .await
-    .map_err(|_| ProxyError::BadRequest("body_read_timeout"))?;
-    let bytes = match collected {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return Err(ProxyError::PayloadTooLarge);
-        }
-        Err(_) => return Err(ProxyError::BadRequest("body_read_failed")),
-    };
-    let calls =
-        rules::calls_in_request(&parts.headers, &bytes).map_err(|e: InspectError| ProxyError::BadRequest(e.code()))?;
-    let granted = implications.expand(principal.iter().flat_map(|p| p.scopes.iter().map(String::as_str)));
-    if let Verdict::Forbidden { needed } = rules::evaluate(&route.rules, &calls, &granted) {
-        let mut all: Vec<String> = route_scopes.split_whitespace().map(str::to_string).collect();
-        for scope in needed {
-            if !all.iter().any(|s| s == scope.as_str()) {
-                all.push(scope.to_string());
-            }
-        }
-        return Err(ProxyError::InsufficientScope { scopes: all.join(" ") });
-    }
-    Ok(Request::from_parts(parts, full_body(bytes)))
 }
 
 #[cfg(test)]

@@ -1,0 +1,374 @@
+//! The one decision (DESIGN §1–2), shared by the proxy and `scopegate explain`: from the
+//! compiled config, the request head as sent and what the token turned out to be, it settles
+//! the route, every scope the operation needs (route, implications, MCP tool rules), RFC 8707
+//! audience binding, the dry-run verdict, and the status and challenge of a refusal.
+//!
+//! The steps are pure; the two things that need I/O — judging a token and reading a body
+//! whose JSON-RPC calls must be inspected — come through [`Inputs`], which the proxy backs
+//! with the [`Authenticator`](crate::token::Authenticator) and the client's body, and
+//! `explain` with a token it verifies (or claims it is given) and a body it is shown. So the
+//! two cannot drift apart: they run this code, in this order.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Uri};
+
+use crate::canonical::{CanonicalPath, canonicalize_path};
+use crate::config::{Config, UnmatchedPolicy};
+use crate::error::ProxyError;
+use crate::mcp::McpRoute;
+use crate::mcp::rules::{self, Verdict};
+use crate::policy::{Access, EnforcementMode, RouteSpec};
+use crate::token::bearer::bearer_token;
+use crate::token::{Principal, fingerprint, token_digest};
+
+/// What the decision reads of a request: its head, as the client sent it.
+pub struct Head<'a> {
+    pub method: &'a Method,
+    /// The target's path (`uri.path()`), not yet canonical.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    /// A body follows the head (it is not known to be empty).
+    pub has_body: bool,
+}
+
+impl<'a> Head<'a> {
+    pub fn new(method: &'a Method, uri: &'a Uri, headers: &'a HeaderMap, body_is_end_stream: bool) -> Head<'a> {
+        Head {
+            method,
+            path: uri.path(),
+            query: uri.query(),
+            headers,
+            has_body: !body_is_end_stream && declared_length(headers) != Some(0),
+        }
+    }
+
+    pub fn of<B: http_body::Body>(req: &'a Request<B>) -> Head<'a> {
+        Head::new(req.method(), req.uri(), req.headers(), req.body().is_end_stream())
+    }
+}
+
+/// Where a request goes, decided before any token is read.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'c> {
+    /// RFC 9728 (or mirrored RFC 8414) metadata that scopegate answers itself.
+    Metadata,
+    Route(&'c RouteSpec),
+    /// No route matched, but `auth.unmatched = "authenticated"` lets any valid token through.
+    UnmatchedAuthenticated,
+    /// No route matched and the global mode is dry run: forwarded, counted as would-deny.
+    UnmatchedDryRun,
+}
+
+/// The I/O a decision needs, supplied by its caller.
+pub trait Inputs {
+    /// Judges a bearer token (`digest` is its SHA-256, the cache key).
+    fn authenticate(
+        &mut self,
+        token: &str,
+        digest: &[u8; 32],
+    ) -> impl Future<Output = Result<Arc<Principal>, ProxyError>> + Send;
+
+    /// The whole body of a request whose JSON-RPC calls must be inspected, at most `limit`
+    /// bytes, received within `timeout`.
+    fn body(&mut self, limit: usize, timeout: Duration) -> impl Future<Output = Result<Bytes, ProxyError>> + Send;
+}
+
+/// Everything decided about one request, step by step.
+#[derive(Debug)]
+pub struct Decision<'c> {
+    /// The canonical path; `None` when the request was refused before canonicalization.
+    pub path: Option<CanonicalPath>,
+    /// `None` until routed (or when refused before routing).
+    pub target: Option<Target<'c>>,
+    /// The MCP endpoint the route is, if it is one.
+    pub mcp: Option<&'c McpRoute>,
+    /// Denials are recorded in `would_deny` and the request goes on.
+    pub dry_run: bool,
+    /// Log fingerprint of the presented token.
+    pub token_fingerprint: Option<String>,
+    /// The token as it was verified, whatever came after.
+    pub verified: Option<Arc<Principal>>,
+    /// The identity forwarded to the upstream (none when its token was refused).
+    pub principal: Option<Arc<Principal>>,
+    /// A body that was read to inspect its calls; it is forwarded as it was received.
+    pub body: Option<Bytes>,
+    /// Dry run: the first denial that was not enforced.
+    pub would_deny: Option<ProxyError>,
+    /// The enforced refusal; `None` when the request is answered as decided.
+    pub denial: Option<ProxyError>,
+}
+
+/// Runs the whole decision: [`Decision::route`], then [`Decision::finish`].
+pub async fn decide<'c>(config: &'c Config, head: &Head<'_>, inputs: &mut impl Inputs) -> Decision<'c> {
+    let mut decision = Decision::route(config, head);
+    decision.finish(config, head, inputs).await;
+    decision
+}
+
+impl<'c> Decision<'c> {
+    /// The steps before any token is read: method, canonical path, metadata, route.
+    pub fn route(config: &'c Config, head: &Head<'_>) -> Decision<'c> {
+        let mut decision = Decision {
+            path: None,
+            target: None,
+            mcp: None,
+            dry_run: false,
+            token_fingerprint: None,
+            verified: None,
+            principal: None,
+            body: None,
+            would_deny: None,
+            denial: None,
+        };
+        if let Err(denial) = decision.route_steps(config, head) {
+            decision.denial = Some(denial);
+        }
+        decision
+    }
+
+    /// The steps after routing: authenticate, admit (audience and scopes), MCP tool rules.
+    pub async fn finish(&mut self, config: &Config, head: &Head<'_>, inputs: &mut impl Inputs) {
+        if self.denial.is_some() || matches!(self.target, Some(Target::Metadata)) {
+            return;
+        }
+        if let Err(denial) = self.finish_steps(config, head, inputs).await {
+            self.denial = Some(denial);
+        }
+    }
+
+    fn route_steps(&mut self, config: &'c Config, head: &Head<'_>) -> Result<(), ProxyError> {
+        let path = canonicalize(config, head)?;
+        let is_metadata = config.mcp.is_metadata_path(path.as_str());
+        self.path = Some(path);
+        if is_metadata {
+            self.target = Some(Target::Metadata);
+            return Ok(());
+        }
+        let global_dry_run = config.auth.mode == EnforcementMode::DryRun;
+        let routed = match self.path.as_ref().and_then(|p| config.routes.lookup(head.method, p)) {
+            Some(route) => Ok(Target::Route(route)),
+            None if config.auth.unmatched == UnmatchedPolicy::Authenticated => Ok(Target::UnmatchedAuthenticated),
+            None => Err(ProxyError::NoRoute),
+        };
+        self.dry_run = global_dry_run;
+        let target = self.unless_dry_run(routed, |_| Target::UnmatchedDryRun)?;
+        self.target = Some(target);
+        if let Target::Route(route) = target {
+            self.dry_run = route.mode.unwrap_or(config.auth.mode) == EnforcementMode::DryRun;
+            self.mcp = config.mcp.route(&route.name);
+        }
+        Ok(())
+    }
+
+    async fn finish_steps(
+        &mut self,
+        config: &Config,
+        head: &Head<'_>,
+        inputs: &mut impl Inputs,
+    ) -> Result<(), ProxyError> {
+        if self.needs_token() {
+            let authenticated = self.authenticate(head, inputs).await;
+            self.verified = self.unless_dry_run(authenticated.map(Some), |_| None)?;
+        }
+        let admitted = self.admit(config);
+        let verified = self.verified.clone();
+        self.principal = self.unless_dry_run(admitted, |denial| {
+            // A token for another resource lends no identity, even in a dry run.
+            verified.filter(|_| !matches!(denial, ProxyError::InvalidToken { .. }))
+        })?;
+        self.inspect_calls(config, head, inputs).await
+    }
+
+    /// Whether the route asks for a token at all.
+    pub fn needs_token(&self) -> bool {
+        match self.target {
+            Some(Target::Route(route)) => route.access != Access::Public,
+            Some(Target::UnmatchedAuthenticated) => true,
+            Some(Target::Metadata | Target::UnmatchedDryRun) | None => false,
+        }
+    }
+
+    async fn authenticate(&mut self, head: &Head<'_>, inputs: &mut impl Inputs) -> Result<Arc<Principal>, ProxyError> {
+        let token = bearer_token(head.headers, head.query)?.ok_or(ProxyError::MissingToken)?;
+        let digest = token_digest(token);
+        self.token_fingerprint = Some(fingerprint(&digest));
+        inputs.authenticate(token, &digest).await
+    }
+
+    /// Audience binding (RFC 8707), then the route's scopes after implications.
+    fn admit(&self, config: &Config) -> Result<Option<Arc<Principal>>, ProxyError> {
+        let Some(principal) = self.verified.as_deref() else {
+            return Ok(None);
+        };
+        match self.mcp {
+            Some(mcp) => mcp.check_audience(principal)?,
+            None => config
+                .mcp
+                .check_api_audience(principal, issuer_audiences(config, principal))?,
+        }
+        if let Some(Target::Route(RouteSpec {
+            access: Access::Protected(requirement),
+            ..
+        })) = self.target
+        {
+            let granted = config
+                .routes
+                .implications()
+                .expand(principal.scopes.iter().map(String::as_str));
+            if !requirement.is_satisfied_by(&granted) {
+                return Err(ProxyError::InsufficientScope {
+                    scopes: requirement.challenge_scopes(),
+                });
+            }
+        }
+        Ok(self.verified.clone())
+    }
+
+    /// MCP tool rules: on a route that has them, a POST body is read (bounded) and every
+    /// JSON-RPC call in it checked; the 403 names every scope the operation needs. Without
+    /// rules, or on other methods, the body streams through untouched.
+    async fn inspect_calls(
+        &mut self,
+        config: &Config,
+        head: &Head<'_>,
+        inputs: &mut impl Inputs,
+    ) -> Result<(), ProxyError> {
+        let Some(mcp) = self.mcp.filter(|m| !m.rules.is_empty()) else {
+            return Ok(());
+        };
+        if head.method != Method::POST {
+            // JSON-RPC messages travel in POST bodies; a body on any other method could carry
+            // a call the rules never saw.
+            return if head.has_body {
+                Err(ProxyError::BadRequest("mcp_body_not_allowed"))
+            } else {
+                Ok(())
+            };
+        }
+        let limit = config.mcp.max_body_bytes;
+        if declared_length(head.headers).is_some_and(|len| len > limit as u64) {
+            return Err(ProxyError::PayloadTooLarge);
+        }
+        let body = inputs.body(limit, config.mcp.body_read_timeout).await?;
+        let calls = rules::calls_in_request(head.headers, &body).map_err(|e| ProxyError::BadRequest(e.code()))?;
+        self.body = Some(body);
+        let granted = config
+            .routes
+            .implications()
+            .expand(self.principal.iter().flat_map(|p| p.scopes.iter().map(String::as_str)));
+        let verdict = match rules::evaluate(&mcp.rules, &calls, &granted) {
+            Verdict::Forbidden { needed } => {
+                let mut all: Vec<String> = self
+                    .route_scopes()
+                    .map(|s| s.split_whitespace().map(str::to_string).collect())
+                    .unwrap_or_default();
+                for scope in needed {
+                    if !all.iter().any(|s| s == scope.as_str()) {
+                        all.push(scope.to_string());
+                    }
+                }
+                Err(ProxyError::InsufficientScope { scopes: all.join(" ") })
+            }
+            Verdict::Allowed => Ok(()),
+        };
+        self.unless_dry_run(verdict, |_| ())
+    }
+
+    /// In dry-run mode a denial is recorded (the first one counts) and `instead` stands in
+    /// for the result; otherwise the result is returned as it is.
+    fn unless_dry_run<T>(
+        &mut self,
+        result: Result<T, ProxyError>,
+        instead: impl FnOnce(&ProxyError) -> T,
+    ) -> Result<T, ProxyError> {
+        match result {
+            Err(denial) if self.dry_run => {
+                let value = instead(&denial);
+                self.would_deny.get_or_insert(denial);
+                Ok(value)
+            }
+            other => other,
+        }
+    }
+
+    /// The matched route, if any.
+    pub fn route_spec(&self) -> Option<&'c RouteSpec> {
+        match self.target {
+            Some(Target::Route(route)) => Some(route),
+            _ => None,
+        }
+    }
+
+    /// The route label of metrics and the access log.
+    pub fn route_name(&self) -> Option<&'c str> {
+        match self.target {
+            Some(Target::Route(route)) => Some(route.name.as_str()),
+            Some(Target::Metadata) => Some(crate::mcp::metadata::METADATA_ROUTE),
+            _ => None,
+        }
+    }
+
+    /// A public route, or metadata scopegate answers: no token is asked for.
+    pub fn is_public(&self) -> bool {
+        match self.target {
+            Some(Target::Route(route)) => route.access == Access::Public,
+            Some(Target::Metadata) => true,
+            _ => false,
+        }
+    }
+
+    /// The route's own scopes, as the hint of a 401 (RFC 6750 §3 `scope`).
+    pub fn route_scopes(&self) -> Option<String> {
+        match self.route_spec().map(|r| &r.access) {
+            Some(Access::Protected(requirement)) => Some(requirement.challenge_scopes()).filter(|s| !s.is_empty()),
+            _ => None,
+        }
+    }
+
+    /// The RFC 9728 metadata URL a challenge names: an MCP route's own, else the global one.
+    pub fn resource_metadata<'a>(&'a self, config: &'a Config) -> Option<&'a str> {
+        self.mcp
+            .map(|m| m.metadata_url.as_str())
+            .or(config.auth.resource_metadata.as_deref())
+    }
+
+    /// The audience a token must carry on this route, when RFC 8707 binds it to one.
+    pub fn bound_audience(&self) -> Option<&'c str> {
+        self.mcp.map(|m| m.resource.as_str())
+    }
+}
+
+/// DESIGN §3.1: the one canonical form is used for matching and for forwarding.
+fn canonicalize(config: &Config, head: &Head<'_>) -> Result<CanonicalPath, ProxyError> {
+    if head.method == Method::CONNECT {
+        return Err(ProxyError::BadRequest("connect_not_allowed"));
+    }
+    // Methods are case-sensitive (RFC 9110 §9.1) but some frameworks upper-case them: `delete`
+    // must not miss a `DELETE` route and then run as DELETE upstream.
+    if head.method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(ProxyError::BadRequest("method_not_uppercase"));
+    }
+    canonicalize_path(head.path, config.forwarding.canonical).map_err(ProxyError::BadPath)
+}
+
+/// The configured audiences of the issuer that vouched for `principal`.
+fn issuer_audiences<'a>(config: &'a Config, principal: &Principal) -> &'a [String] {
+    config
+        .tokens
+        .issuers
+        .iter()
+        .find(|issuer| issuer.issuer == principal.issuer)
+        .map_or(&[], |issuer| issuer.audiences.as_slice())
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
