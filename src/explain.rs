@@ -49,15 +49,38 @@ impl Loaded {
         self.config.routes.implications().implied_by(scope)
     }
 
-    /// "a token from ISS for audience AUD" for every configured issuer.
-    fn token_from(&self) -> String {
+    /// "a token from ISS for audience AUD" for every configured issuer: on an MCP route the
+    /// route's resource only (RFC 8707), elsewhere the issuer's audiences that are not MCP
+    /// resources.
+    fn token_from(&self, route: Option<&RouteSpec>) -> String {
         let issuers = &self.config.tokens.issuers;
         if issuers.is_empty() {
             return "a token (no issuer is configured, so none can be valid)".into();
         }
+        let mcp = &self.config.mcp;
+        let bound = route.and_then(|r| mcp.route(&r.name)).map(|m| m.resource.as_str());
+        let is_mcp_resource = |aud: &str| mcp.documents.iter().any(|d| d.resource == aud);
         let parts: Vec<String> = issuers
             .iter()
-            .map(|i| format!("{} for audience {}", i.issuer, i.audiences.join(" or ")))
+            .map(|i| {
+                let audiences: Vec<&str> = match bound {
+                    Some(resource) => vec![resource],
+                    None => {
+                        let api: Vec<&str> = i
+                            .audiences
+                            .iter()
+                            .map(String::as_str)
+                            .filter(|a| !is_mcp_resource(a))
+                            .collect();
+                        if api.is_empty() {
+                            i.audiences.iter().map(String::as_str).collect()
+                        } else {
+                            api
+                        }
+                    }
+                };
+                format!("{} for audience {}", i.issuer, audiences.join(" or "))
+            })
             .collect();
         format!("a token from {}", parts.join(", or from "))
     }
@@ -85,7 +108,7 @@ impl Loaded {
         };
         let alternatives = requirement.alternatives();
         if alternatives.is_empty() {
-            return format!("{} (any scopes)", self.token_from());
+            return format!("{} (any scopes)", self.token_from(Some(route)));
         }
         let phrases: Vec<String> = alternatives
             .iter()
@@ -95,7 +118,7 @@ impl Loaded {
                 format!("with {noun} {}", scopes.join(" and "))
             })
             .collect();
-        format!("{} {}", self.token_from(), phrases.join(", or "))
+        format!("{} {}", self.token_from(Some(route)), phrases.join(", or "))
     }
 
     /// One line per route in precedence order (`GET,HEAD /projects/** (projects-read): …`),
@@ -117,7 +140,7 @@ impl Loaded {
             .collect();
         lines.push(match self.config.auth.unmatched {
             UnmatchedPolicy::Deny => "any other request: no route → 404".into(),
-            UnmatchedPolicy::Authenticated => format!("any other request: {} (any scopes)", self.token_from()),
+            UnmatchedPolicy::Authenticated => format!("any other request: {} (any scopes)", self.token_from(None)),
         });
         lines
     }
@@ -237,8 +260,8 @@ pub struct TokenFacts {
 pub enum Decision {
     /// Forwarded to the upstream.
     Allow { reason: String },
-    /// scopegate answers with its own metadata document.
-    Metadata,
+    /// scopegate answers with its own metadata document (GET; 405 for other methods).
+    Metadata { status: u16 },
     /// 400: the request is refused before routing (`code: message`).
     BadRequest { reason: String },
     /// 404: no route.
@@ -260,7 +283,7 @@ impl Decision {
     pub fn status(&self) -> Option<u16> {
         match self {
             Decision::Allow { .. } => None,
-            Decision::Metadata => Some(200),
+            Decision::Metadata { status } => Some(*status),
             Decision::BadRequest { .. } => Some(400),
             Decision::NotFound => Some(404),
             Decision::TokenNeeded { .. } => Some(401),
@@ -396,8 +419,8 @@ pub async fn explain_request(loaded: &Loaded, request: &RequestSpec, credentials
     out
 }
 
-/// The request as the proxy would receive it: the token (or a stand-in for given claims or
-/// scopes) in the `Authorization` header, unless the caller set one.
+/// The request as the proxy would receive it: the given headers, and the token (or a
+/// stand-in for given claims or scopes) in an `Authorization` header of its own.
 fn build_request(spec: &RequestSpec, credentials: &Credentials) -> Result<http::Request<Full<Bytes>>, String> {
     let method =
         Method::from_bytes(spec.method.as_bytes()).map_err(|_| format!("{:?} is not an HTTP method", spec.method))?;
@@ -412,16 +435,12 @@ fn build_request(spec: &RequestSpec, credentials: &Credentials) -> Result<http::
     for (name, value) in &spec.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    let has_authorization = spec
-        .headers
-        .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
     let token = match credentials {
         Credentials::None => None,
         Credentials::Token(token) => Some(token.trim().to_string()),
         Credentials::Scopes(_) | Credentials::Claims(_) => Some(STAND_IN.to_string()),
     };
-    if let (Some(token), false) = (token, has_authorization) {
+    if let Some(token) = token {
         builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
     }
     let body = Full::new(Bytes::from(spec.body.clone().unwrap_or_default()));
@@ -570,7 +589,7 @@ fn describe_route(loaded: &Loaded, decision: &crate::decision::Decision<'_>, out
         }
         Some(Target::UnmatchedAuthenticated) => {
             out.requirement = Some("any valid token (auth.unmatched = \"authenticated\")".into());
-            out.needs = Some(format!("{} (any scopes)", loaded.token_from()));
+            out.needs = Some(format!("{} (any scopes)", loaded.token_from(None)));
         }
         _ => {}
     }
@@ -583,7 +602,10 @@ fn allowed(decision: &crate::decision::Decision<'_>, credentials: &Credentials, 
         _ => "given a valid token",
     };
     let reason = match decision.target {
-        Some(Target::Metadata) => return Decision::Metadata,
+        Some(Target::Metadata) => {
+            let status = if out.method == "GET" { 200 } else { 405 };
+            return Decision::Metadata { status };
+        }
         Some(Target::UnmatchedDryRun) => "no route matched; dry run forwards it".to_string(),
         _ if decision.would_deny.is_some() => format!(
             "dry run: would have been denied ({}), forwarded",
@@ -705,9 +727,9 @@ impl fmt::Display for Explanation {
         }
         match &self.decision {
             Decision::Allow { reason } => writeln!(f, "decision:    allow → forwarded to the upstream ({reason})")?,
-            Decision::Metadata => writeln!(
+            Decision::Metadata { status } => writeln!(
                 f,
-                "decision:    answered by scopegate (GET only; other methods get 405)"
+                "decision:    {status}, answered by scopegate (metadata is read with GET)"
             )?,
             Decision::BadRequest { reason } => writeln!(f, "decision:    400 ({reason})")?,
             Decision::NotFound => writeln!(f, "decision:    404 (no route matches; the upstream is not called)")?,

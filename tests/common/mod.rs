@@ -328,3 +328,51 @@ pub async fn scrape_metrics(admin: SocketAddr) -> String {
         .await
         .unwrap()
 }
+
+/// Access-log events (`scopegate::access`) captured from the proxy running in this test.
+/// The capture is the thread's default subscriber, so the test must run on a
+/// current-thread runtime (plain `#[tokio::test]`), where the proxy's tasks run too.
+#[derive(Clone, Default)]
+pub struct AccessLog {
+    events: Arc<Mutex<Vec<std::collections::BTreeMap<String, String>>>>,
+}
+
+impl AccessLog {
+    /// Starts capturing; events are kept while the guard lives.
+    pub fn capture() -> (AccessLog, tracing::subscriber::DefaultGuard) {
+        use tracing_subscriber::layer::SubscriberExt;
+        let log = AccessLog::default();
+        let subscriber = tracing_subscriber::registry().with(log.clone());
+        let guard = tracing::subscriber::set_default(subscriber);
+        (log, guard)
+    }
+
+    /// Every event so far, its fields as text.
+    pub fn events(&self) -> Vec<std::collections::BTreeMap<String, String>> {
+        self.events.lock().unwrap().clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.lock().unwrap().len()
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AccessLog {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        struct Fields<'a>(&'a mut std::collections::BTreeMap<String, String>);
+        impl tracing::field::Visit for Fields<'_> {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                self.0.insert(field.name().to_string(), value.to_string());
+            }
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.insert(field.name().to_string(), format!("{value:?}"));
+            }
+        }
+        if event.metadata().target() != "scopegate::access" {
+            return;
+        }
+        let mut fields = std::collections::BTreeMap::new();
+        event.record(&mut Fields(&mut fields));
+        self.events.lock().unwrap().push(fields);
+    }
+}
