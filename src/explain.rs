@@ -365,11 +365,11 @@ async fn authenticate(config: &Config, token: &str) -> Result<TokenFacts, Decisi
             scopes: principal.scopes.clone(),
             audiences: principal.audiences.clone(),
         }),
-        Err(error @ crate::error::ProxyError::AuthUnavailable { .. }) => Err(Decision::Unavailable {
+        Err(error @ crate::token::AuthError::Unavailable(_)) => Err(Decision::Unavailable {
             reason: error.reason().into(),
         }),
         Err(error) => Err(Decision::Unauthorized {
-            status: error.status().as_u16(),
+            status: crate::error::ProxyError::from(error).status().as_u16(),
             reason: error.reason().into(),
         }),
     }

@@ -18,7 +18,7 @@ use crate::forward::{
 };
 use crate::metrics::Metrics;
 use crate::policy::{Access, EnforcementMode, RouteSpec};
-use crate::token::{Authenticator, Principal, bearer::bearer_token, fingerprint, token_digest};
+use crate::token::{AuthError, Authenticator, Principal, bearer::bearer_token, fingerprint, token_digest};
 
 /// One generation of the compiled config and what was built from it. A reload swaps in a
 /// new `App` as a whole (see [`crate::gateway`]); a request keeps the one it started with.
@@ -147,7 +147,7 @@ async fn process(
     let verified = principal.clone();
     let principal = unless_dry_run(dry_run, record, admit(app, &route, mcp_route, principal), |denial| {
         // A token for another resource lends no identity, even in a dry run.
-        verified.filter(|_| !matches!(denial, ProxyError::InvalidToken { .. }))
+        verified.filter(|_| !matches!(denial, ProxyError::Auth(AuthError::Invalid(_))))
     })?;
     let upgrade = matches!(route, RouteDecision::Route(r) if r.allow_upgrade) && wants_upgrade(req.headers());
     let client_upgrade = if upgrade { take_upgrade(&mut req) } else { None };
@@ -283,7 +283,7 @@ async fn authenticate(
     {
         return Ok(None);
     }
-    let token = bearer_token(req.headers(), req.uri().query())?.ok_or(ProxyError::MissingToken)?;
+    let token = bearer_token(req.headers(), req.uri().query())?.ok_or(AuthError::Missing)?;
     let digest = token_digest(token);
     record.token_fingerprint = Some(fingerprint(&digest));
     let started = Instant::now();
@@ -371,7 +371,7 @@ fn decision(record: &Record, error: Option<&ProxyError>) -> &'static str {
         _ if record.public && (error.is_none() || upstream_failure) => "public",
         None => "allow",
         _ if upstream_failure => "allow",
-        Some(ProxyError::AuthUnavailable { .. }) => "unavailable",
+        Some(ProxyError::Auth(AuthError::Unavailable(_))) => "unavailable",
         Some(_) => "deny",
     }
 }

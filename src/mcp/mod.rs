@@ -29,6 +29,7 @@ use crate::config::{FileRoute, Issues};
 use crate::error::ProxyError;
 use crate::policy::{Scope, ScopeImplications};
 use crate::token::Principal;
+use crate::token::error::{AuthError, InvalidReason};
 use rules::{FileMcpRule, Glob, InspectError, McpRule, Verdict};
 
 pub use metadata::{McpRuntime, PRM_PATH};
@@ -138,10 +139,7 @@ impl McpConfig {
         {
             Ok(())
         } else {
-            Err(ProxyError::InvalidToken {
-                reason: "wrong_resource",
-                description: "the token was not issued for this resource",
-            })
+            Err(ProxyError::Auth(AuthError::Invalid(InvalidReason::WrongResource)))
         }
     }
 
@@ -186,7 +184,7 @@ impl McpConfig {
         let check_resource = |issues: &mut Issues, at: &str, text: &str| -> Option<url::Url> {
             match url::Url::parse(text) {
                 Ok(url)
-                    if crate::token::config::is_acceptable_remote_url(&url)
+                    if crate::http_client::is_acceptable_remote_url(&url)
                         && url.query().is_none()
                         && url.fragment().is_none()
                         && quotable(text) =>
@@ -418,10 +416,7 @@ impl McpRoute {
         if principal.audiences.contains(&self.resource) {
             Ok(())
         } else {
-            Err(ProxyError::InvalidToken {
-                reason: "wrong_resource",
-                description: "the token was not issued for this resource",
-            })
+            Err(ProxyError::Auth(AuthError::Invalid(InvalidReason::WrongResource)))
         }
     }
 }
