@@ -23,6 +23,7 @@ use crate::mcp::McpRoute;
 use crate::mcp::rules::{self, Verdict};
 use crate::policy::{Access, EnforcementMode, RouteSpec};
 use crate::token::bearer::bearer_token;
+use crate::token::error::AuthError;
 use crate::token::{Principal, fingerprint, token_digest};
 
 /// What the decision reads of a request: its head, as the client sent it.
@@ -71,7 +72,7 @@ pub trait Inputs {
         &mut self,
         token: &str,
         digest: &[u8; 32],
-    ) -> impl Future<Output = Result<Arc<Principal>, ProxyError>> + Send;
+    ) -> impl Future<Output = Result<Arc<Principal>, AuthError>> + Send;
 
     /// The whole body of a request whose JSON-RPC calls must be inspected, at most `limit`
     /// bytes, received within `timeout`.
@@ -179,7 +180,7 @@ impl<'c> Decision<'c> {
         let verified = self.verified.clone();
         self.principal = self.unless_dry_run(admitted, |denial| {
             // A token for another resource lends no identity, even in a dry run.
-            verified.filter(|_| !matches!(denial, ProxyError::InvalidToken { .. }))
+            verified.filter(|_| !matches!(denial, ProxyError::Auth(AuthError::Invalid(_))))
         })?;
         self.inspect_calls(config, head, inputs).await
     }
@@ -194,10 +195,10 @@ impl<'c> Decision<'c> {
     }
 
     async fn authenticate(&mut self, head: &Head<'_>, inputs: &mut impl Inputs) -> Result<Arc<Principal>, ProxyError> {
-        let token = bearer_token(head.headers, head.query)?.ok_or(ProxyError::MissingToken)?;
+        let token = bearer_token(head.headers, head.query)?.ok_or(AuthError::Missing)?;
         let digest = token_digest(token);
         self.token_fingerprint = Some(fingerprint(&digest));
-        inputs.authenticate(token, &digest).await
+        Ok(inputs.authenticate(token, &digest).await?)
     }
 
     /// Audience binding (RFC 8707), then the route's scopes after implications.

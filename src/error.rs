@@ -6,6 +6,7 @@ use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::{ProxyBody, full_body};
 use crate::canonical::PathError;
+use crate::token::error::AuthError;
 
 /// Why a request was not (successfully) forwarded. Each variant is classified as the
 /// client's fault, the authorization path's, or the upstream's.
@@ -16,23 +17,12 @@ pub enum ProxyError {
     /// The request line or headers are unacceptable before any auth question arises.
     BadRequest(&'static str),
     NoRoute,
-    /// No credentials on a protected route. RFC 6750 §3.1: no `error` attribute.
-    MissingToken,
-    /// A malformed `Authorization` header, several of them, or a query token alongside one.
-    InvalidRequest(&'static str),
-    /// The token is not acceptable; `reason` is the stable code for logs and metrics,
-    /// `description` fixed text that never contains token material.
-    InvalidToken {
-        reason: &'static str,
-        description: &'static str,
-    },
+    /// Authentication failed: no credentials, a malformed `Authorization` header, a token
+    /// that is not acceptable, or an authorization server that could not be consulted.
+    Auth(AuthError),
     /// Valid token without the scopes the operation needs.
     InsufficientScope {
         scopes: String,
-    },
-    /// The authorization server could not be consulted: the token may well be fine.
-    AuthUnavailable {
-        reason: &'static str,
     },
     UpstreamUnreachable,
     UpstreamTimeout,
@@ -57,11 +47,8 @@ impl ProxyError {
             ProxyError::BadPath(e) => e.code(),
             ProxyError::BadRequest(code) => code,
             ProxyError::NoRoute => "no_route",
-            ProxyError::MissingToken => "missing_token",
-            ProxyError::InvalidRequest(code) => code,
-            ProxyError::InvalidToken { reason, .. } => reason,
+            ProxyError::Auth(e) => e.reason(),
             ProxyError::InsufficientScope { .. } => "insufficient_scope",
-            ProxyError::AuthUnavailable { reason } => reason,
             ProxyError::UpstreamUnreachable => "upstream_unreachable",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::UpstreamFailed => "upstream_failed",
@@ -71,13 +58,13 @@ impl ProxyError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadPath(_) | ProxyError::BadRequest(_) | ProxyError::InvalidRequest(_) => {
+            ProxyError::BadPath(_) | ProxyError::BadRequest(_) | ProxyError::Auth(AuthError::Malformed(_)) => {
                 StatusCode::BAD_REQUEST
             }
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::MissingToken | ProxyError::InvalidToken { .. } => StatusCode::UNAUTHORIZED,
+            ProxyError::Auth(AuthError::Missing | AuthError::Invalid(_)) => StatusCode::UNAUTHORIZED,
             ProxyError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            ProxyError::AuthUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Auth(AuthError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -89,12 +76,12 @@ impl ProxyError {
     pub fn into_response(self, ctx: &ChallengeContext<'_>) -> Response<ProxyBody> {
         let status = self.status();
         let (error, description, challenge) = match &self {
-            ProxyError::MissingToken => (
+            ProxyError::Auth(AuthError::Missing) => (
                 "unauthorized",
                 "a bearer token is required",
                 Some(bearer_challenge(ctx, None, None, ctx.route_scopes)),
             ),
-            ProxyError::InvalidRequest(_) => (
+            ProxyError::Auth(AuthError::Malformed(_)) => (
                 "invalid_request",
                 "the Authorization header is malformed",
                 Some(bearer_challenge(
@@ -104,10 +91,15 @@ impl ProxyError {
                     None,
                 )),
             ),
-            ProxyError::InvalidToken { description, .. } => (
+            ProxyError::Auth(AuthError::Invalid(reason)) => (
                 "invalid_token",
-                *description,
-                Some(bearer_challenge(ctx, Some("invalid_token"), Some(description), None)),
+                reason.description(),
+                Some(bearer_challenge(
+                    ctx,
+                    Some("invalid_token"),
+                    Some(reason.description()),
+                    None,
+                )),
             ),
             ProxyError::InsufficientScope { scopes } => (
                 "insufficient_scope",
@@ -122,7 +114,7 @@ impl ProxyError {
             ProxyError::BadPath(_) => ("invalid_path", "the request path is not acceptable", None),
             ProxyError::BadRequest(_) => ("bad_request", "the request is not acceptable", None),
             ProxyError::NoRoute => ("not_found", "no route matches this request", None),
-            ProxyError::AuthUnavailable { .. } => (
+            ProxyError::Auth(AuthError::Unavailable(_)) => (
                 "temporarily_unavailable",
                 "the authorization server cannot be reached; retry later",
                 None,
@@ -153,6 +145,12 @@ impl ProxyError {
     }
 }
 
+impl From<AuthError> for ProxyError {
+    fn from(error: AuthError) -> ProxyError {
+        ProxyError::Auth(error)
+    }
+}
+
 /// Builds an RFC 6750 §3 / RFC 9728 §5.1 challenge. Every value placed here is either
 /// configuration validated to be quotable or fixed text, so no escaping is needed.
 pub fn bearer_challenge(
@@ -180,6 +178,7 @@ pub fn bearer_challenge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::error::UnavailableReason;
 
     fn ctx() -> ChallengeContext<'static> {
         ChallengeContext {
@@ -199,7 +198,7 @@ mod tests {
 
     #[test]
     fn missing_token_has_no_error_attribute() {
-        let c = challenge(ProxyError::MissingToken);
+        let c = challenge(ProxyError::Auth(AuthError::Missing));
         assert_eq!(
             c,
             "Bearer realm=\"api\", resource_metadata=\"https://api.example/.well-known/oauth-protected-resource\", scope=\"read\""
@@ -217,10 +216,7 @@ mod tests {
 
     #[test]
     fn unavailable_is_503_with_retry_after_and_no_challenge() {
-        let r = ProxyError::AuthUnavailable {
-            reason: "jwks_unavailable",
-        }
-        .into_response(&ctx());
+        let r = ProxyError::Auth(AuthError::Unavailable(UnavailableReason::JwksUnavailable)).into_response(&ctx());
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(r.headers().contains_key(RETRY_AFTER));
         assert!(!r.headers().contains_key(WWW_AUTHENTICATE));

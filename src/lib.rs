@@ -12,7 +12,11 @@
 //!   rewrite → forward → record.
 //! - [`canonical`] — the one path canonicalization used for matching and forwarding.
 //! - [`policy`] — compiled route map and scope rules (no I/O).
-//! - [`token`] — bearer extraction, JWS verification, JWKS key sets and the token cache.
+//! - [`token`] — bearer extraction, JWS verification, JWKS key sets, introspection, one
+//!   discovery per issuer, the token caches and their clock; [`token::error`] is what
+//!   authentication answers besides a principal.
+//! - [`http_client`] — bounded fetches from an authorization server (client, size-capped
+//!   GETs, metadata discovery); a leaf shared by the token layer, MCP and `check --online`.
 //! - [`forward`] — header rewriting and the pooled upstream client.
 //! - [`error`] — the one error → response mapping; [`body`] — the one body type.
 //! - [`mcp`] — MCP routes: RFC 9728 metadata, RFC 8707 audience binding, tool-level scopes.
@@ -35,6 +39,7 @@ pub mod error;
 pub mod explain;
 pub mod forward;
 pub mod gateway;
+pub mod http_client;
 pub mod mcp;
 pub mod metrics;
 pub mod online;

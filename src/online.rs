@@ -9,9 +9,9 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::explain::Loaded;
+use crate::http_client::{IssuerMetadata, discover, get_bounded, http_client, is_json};
 use crate::token::config::{IntrospectionConfig, IssuerConfig, TokenValidation};
 use crate::token::jwk::KeySet;
-use crate::token::remote::{IssuerMetadata, discover, get_bounded, http_client};
 
 /// The result of checking one issuer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -295,7 +295,7 @@ async fn probe_introspection(
         401 => return Err("HTTP 401: client credentials rejected".into()),
         other => return Err(format!("answered HTTP {other} (expected 200)")),
     }
-    let json = crate::token::introspect::is_json(response.headers());
+    let json = is_json(response.headers());
     if !json {
         return Err("the answer is not application/json (the proxy would treat it as an outage)".into());
     }

@@ -23,6 +23,7 @@ use crate::forward::{
 };
 use crate::gateway::App;
 use crate::token::Principal;
+use crate::token::error::AuthError;
 
 /// Handles one request end to end. Never panics on request input and never answers 500:
 /// every failure is a [`ProxyError`] with its own status.
@@ -118,7 +119,7 @@ struct ProxyInputs<'a> {
 }
 
 impl Inputs for ProxyInputs<'_> {
-    async fn authenticate(&mut self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, ProxyError> {
+    async fn authenticate(&mut self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, AuthError> {
         let started = Instant::now();
         let result = self.app.auth.authenticate(token, digest).await;
         self.app.metrics.auth_duration.observe(started.elapsed().as_secs_f64());
@@ -253,7 +254,7 @@ impl RequestRecord {
             _ if self.public && (error.is_none() || upstream_failure) => "public",
             None => "allow",
             _ if upstream_failure => "allow",
-            Some(ProxyError::AuthUnavailable { .. }) => "unavailable",
+            Some(ProxyError::Auth(AuthError::Unavailable(_))) => "unavailable",
             Some(_) => "deny",
         }
     }

@@ -4,10 +4,13 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
 use scopegate::dev::{AccessTokenRequest, DevIssuer, DevIssuerConfig, Endpoint, Fault};
+use scopegate::token::Clock;
 
 const AUDIENCE: &str = "https://api.test";
 
@@ -50,6 +53,11 @@ const DEFAULTS: Options = Options {
     auth_method: "client_secret_basic",
 };
 
+const AUTO: Options = Options {
+    mode: "auto",
+    ..DEFAULTS
+};
+
 struct World {
     issuer: DevIssuer,
     upstream: Upstream,
@@ -90,6 +98,21 @@ impl World {
         })
     }
 
+    /// A JWT signed with the issuer's current key, expiring `lifetime` seconds from now (the
+    /// dev issuer mints opaque tokens here; a JWT comes from its key directly).
+    fn jwt(&self, scope: &str, lifetime: u64) -> String {
+        let key = self.issuer.current_key();
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        scopegate::dev::mint(
+            &serde_json::json!({"alg": key.alg_name(), "typ": "at+jwt", "kid": key.kid()}),
+            &serde_json::json!({"iss": self.issuer.issuer(), "aud": AUDIENCE, "exp": now + lifetime, "scope": scope}),
+            &key,
+        )
+    }
+
     async fn status(&self, token: &str) -> u16 {
         client()
             .get(format!("http://{}/read/x", self.proxy.addr))
@@ -99,6 +122,17 @@ impl World {
             .unwrap()
             .status()
             .as_u16()
+    }
+
+    /// Makes the proxy's authenticator judge time by a clock that runs ahead of the system
+    /// clock by the returned number of milliseconds.
+    fn skewed_clock(&self) -> Arc<AtomicU64> {
+        let skew = Arc::new(AtomicU64::new(0));
+        let ahead = Arc::clone(&skew);
+        self.proxy.app.app().auth.set_clock(Clock::from_fn(move || {
+            SystemTime::now() + Duration::from_millis(ahead.load(Ordering::Relaxed))
+        }));
+        skew
     }
 
     fn calls(&self) -> u64 {
@@ -297,13 +331,25 @@ async fn stale_window_serves_known_tokens_through_an_outage_when_enabled() {
         ..DEFAULTS
     })
     .await;
+    let skew = w.skewed_clock();
     let known = w.token("read");
     assert_eq!(w.status(&known).await, 200);
     w.issuer.stop().await;
-    // Wait past the positive TTL so the answer must come from the stale window.
+    // Past the positive TTL on the authenticator's clock: the answer must come from the
+    // stale window.
     let calls_before = w.calls();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    skew.store(2_000, Ordering::Relaxed);
+    let misses = || {
+        w.proxy
+            .app
+            .metrics
+            .cache_lookups
+            .with_label_values(&["introspection", "miss"])
+            .get()
+    };
+    let misses_before = misses();
     assert_eq!(w.status(&known).await, 200, "known token served from the stale window");
+    assert_eq!(misses(), misses_before + 1, "the expired answer was not reused");
     let unknown = w.token("read");
     assert_eq!(w.status(&unknown).await, 503, "a token never seen active is not");
     assert_eq!(w.calls(), calls_before, "the server was down: no call reached it");
@@ -311,25 +357,38 @@ async fn stale_window_serves_known_tokens_through_an_outage_when_enabled() {
 
 #[tokio::test]
 async fn auto_mode_verifies_jwts_locally_and_introspects_the_rest() {
-    let w = world(Options {
-        mode: "auto",
-        ..DEFAULTS
-    })
-    .await;
-    // The dev issuer mints opaque tokens by default here; a JWT comes from its key directly.
-    let key = w.issuer.current_key();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let jwt = scopegate::dev::mint(
-        &serde_json::json!({"alg": key.alg_name(), "typ": "at+jwt", "kid": key.kid()}),
-        &serde_json::json!({"iss": w.issuer.issuer(), "aud": AUDIENCE, "exp": now + 60, "scope": "read"}),
-        &key,
-    );
+    let w = world(AUTO).await;
+    let jwt = w.jwt("read", 60);
     eventually("keys loaded", || w.proxy.app.is_ready()).await;
     assert_eq!(w.status(&jwt).await, 200);
     assert_eq!(w.calls(), 0, "a JWT of a configured issuer is verified locally");
     assert_eq!(w.status(&w.token("read")).await, 200);
     assert_eq!(w.calls(), 1, "an opaque token is introspected");
+}
+
+#[tokio::test]
+async fn auto_mode_discovers_once_for_keys_and_introspection() {
+    let w = world(AUTO).await;
+    eventually("keys loaded", || w.proxy.app.is_ready()).await;
+    // An opaque token needs the introspection endpoint, which neither the config names nor
+    // the key set needed: it comes from the discovery the key set already made.
+    assert_eq!(w.status(&w.token("read")).await, 200);
+    assert_eq!(w.calls(), 1, "the opaque token was introspected");
+    let discoveries = w.issuer.count(Endpoint::Metadata) + w.issuer.count(Endpoint::OidcMetadata);
+    assert_eq!(discoveries, 1, "one discovery serves the keys and introspection");
+    assert_eq!(w.issuer.count(Endpoint::Jwks), 1);
+}
+
+#[tokio::test]
+async fn a_cached_jwt_result_ends_with_the_token_on_the_authenticators_clock() {
+    let w = world(AUTO).await;
+    let skew = w.skewed_clock();
+    let jwt = w.jwt("read", 30);
+    eventually("keys loaded", || w.proxy.app.is_ready()).await;
+    assert_eq!(w.status(&jwt).await, 200);
+    assert_eq!(w.status(&jwt).await, 200, "from the cache");
+    // Past `exp` and the leeway: the cached result must not outlive the token.
+    skew.store(120_000, Ordering::Relaxed);
+    assert_eq!(w.status(&jwt).await, 401, "expired on the authenticator's clock");
+    assert_eq!(w.upstream.requests(), 2);
 }

@@ -21,6 +21,7 @@ use crate::decision::{Head, Inputs, Target, decide};
 use crate::error::{ChallengeContext, ProxyError};
 use crate::metrics::Metrics;
 use crate::policy::{Access, RouteSpec};
+use crate::token::error::{AuthError, InvalidReason};
 use crate::token::{Authenticator, Principal};
 use phrasing::methods_text;
 pub use phrasing::{Loaded, tool_rule_lines};
@@ -186,17 +187,14 @@ const STAND_IN: &str = "explain-stand-in";
 /// `explain`'s side of the decision: a token judged by a fresh [`Authenticator`], or the
 /// principal that given claims or scopes describe; the body it was shown.
 struct ExplainInputs {
-    principal: Result<Arc<Principal>, ProxyError>,
+    principal: Result<Arc<Principal>, AuthError>,
     authenticator: Option<(Authenticator, Vec<tokio::task::JoinHandle<()>>)>,
     body: Bytes,
 }
 
 impl ExplainInputs {
     fn new(config: &Config, credentials: &Credentials, body: Vec<u8>) -> ExplainInputs {
-        let unknown = ProxyError::InvalidToken {
-            reason: "unknown_issuer",
-            description: "the token was not issued by a trusted issuer",
-        };
+        let unknown = AuthError::Invalid(InvalidReason::UnknownIssuer);
         let principal = match credentials {
             Credentials::Scopes(scopes) => config
                 .tokens
@@ -237,7 +235,7 @@ impl ExplainInputs {
 }
 
 impl Inputs for ExplainInputs {
-    async fn authenticate(&mut self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, ProxyError> {
+    async fn authenticate(&mut self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, AuthError> {
         let Some((authenticator, _)) = &self.authenticator else {
             return self.principal.clone();
         };
@@ -370,17 +368,17 @@ fn refused(denial: &ProxyError, out: &Explanation) -> Decision {
             reason: (*code).to_string(),
         },
         ProxyError::NoRoute => Decision::NotFound,
-        ProxyError::MissingToken => Decision::TokenNeeded {
+        ProxyError::Auth(AuthError::Missing) => Decision::TokenNeeded {
             needs: out.needs.clone().unwrap_or_default(),
         },
-        ProxyError::InvalidRequest(_) | ProxyError::InvalidToken { .. } => Decision::Unauthorized {
+        ProxyError::Auth(AuthError::Malformed(_) | AuthError::Invalid(_)) => Decision::Unauthorized {
             status: denial.status().as_u16(),
             reason: denial.reason().into(),
         },
         ProxyError::InsufficientScope { scopes } => Decision::Forbidden {
             challenge: scopes.clone(),
         },
-        ProxyError::AuthUnavailable { .. } => Decision::Unavailable {
+        ProxyError::Auth(AuthError::Unavailable(_)) => Decision::Unavailable {
             reason: denial.reason().into(),
         },
         other => Decision::Refused {

@@ -14,11 +14,12 @@ use http::{HeaderValue, Method, Response, StatusCode};
 use super::{FileMcp, McpConfig, MirrorConfig};
 use crate::body::{ProxyBody, full_body};
 use crate::error::ProxyError;
+use crate::token::error::{AuthError, UnavailableReason};
 
 /// RFC 9728 §3: the well-known suffix; a resource with a path has it inserted before the path.
 pub const PRM_PATH: &str = "/.well-known/oauth-protected-resource";
 /// RFC 8414 §3: where older MCP clients look for the authorization server's metadata.
-pub const AS_METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+pub use crate::http_client::AS_METADATA_PATH;
 /// Route label of these answers in metrics and the access log.
 pub const METADATA_ROUTE: &str = "mcp-metadata";
 
@@ -96,7 +97,7 @@ impl McpRuntime {
             client: config
                 .mirror
                 .as_ref()
-                .map(|m| crate::token::remote::http_client(m.fetch_timeout)),
+                .map(|m| crate::http_client::http_client(m.fetch_timeout)),
             mirrored: tokio::sync::Mutex::new(None),
         }
     }
@@ -153,9 +154,9 @@ impl McpRuntime {
                 }
                 None => {
                     tracing::warn!(error = %e, "authorization-server metadata unavailable for the mirror");
-                    Err(ProxyError::AuthUnavailable {
-                        reason: "as_metadata_unavailable",
-                    })
+                    Err(ProxyError::Auth(AuthError::Unavailable(
+                        UnavailableReason::AsMetadataUnavailable,
+                    )))
                 }
             },
         }
@@ -168,24 +169,8 @@ async fn fetch_as_metadata(
     client: &reqwest::Client,
     config: &MirrorConfig,
 ) -> Result<(Bytes, Option<Duration>), String> {
-    let base = reqwest::Url::parse(&config.issuer).map_err(|e| e.to_string())?;
-    let path = base.path().trim_end_matches('/').to_string();
-    let mut rfc8414 = base.clone();
-    rfc8414.set_path(&format!("{AS_METADATA_PATH}{path}"));
-    let mut oidc = base;
-    oidc.set_path(&format!("{path}/.well-known/openid-configuration"));
-    let mut last = String::from("no metadata document");
-    for url in [rfc8414, oidc] {
-        match crate::token::remote::get_bounded(client, &url, config.max_response_bytes).await {
-            Ok(fetched) => {
-                let doc: serde_json::Value = serde_json::from_slice(&fetched.body).map_err(|e| e.to_string())?;
-                if doc.get("issuer").and_then(|v| v.as_str()) != Some(config.issuer.as_str()) {
-                    return Err("the metadata's issuer differs from the configured issuer".into());
-                }
-                return Ok((Bytes::from(fetched.body), fetched.max_age));
-            }
-            Err(e) => last = e.to_string(),
-        }
-    }
-    Err(last)
+    let (fetched, _) = crate::http_client::fetch_metadata_document(client, &config.issuer, config.max_response_bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((Bytes::from(fetched.body), fetched.max_age))
 }

@@ -25,6 +25,7 @@ use crate::config::{FileRoute, Issues};
 use crate::error::ProxyError;
 use crate::policy::Scope;
 use crate::token::Principal;
+use crate::token::error::{AuthError, InvalidReason};
 use rules::{FileMcpRule, Glob, McpRule};
 
 pub use metadata::{McpRuntime, PRM_PATH};
@@ -134,10 +135,7 @@ impl McpConfig {
         {
             Ok(())
         } else {
-            Err(ProxyError::InvalidToken {
-                reason: "wrong_resource",
-                description: "the token was not issued for this resource",
-            })
+            Err(ProxyError::Auth(AuthError::Invalid(InvalidReason::WrongResource)))
         }
     }
 
@@ -189,7 +187,7 @@ impl McpConfig {
         let check_resource = |issues: &mut Issues, at: &str, text: &str| -> Option<url::Url> {
             match url::Url::parse(text) {
                 Ok(url)
-                    if crate::token::config::is_acceptable_remote_url(&url)
+                    if crate::http_client::is_acceptable_remote_url(&url)
                         && url.query().is_none()
                         && url.fragment().is_none()
                         && quotable(text) =>
@@ -421,10 +419,7 @@ impl McpRoute {
         if principal.audiences.contains(&self.resource) {
             Ok(())
         } else {
-            Err(ProxyError::InvalidToken {
-                reason: "wrong_resource",
-                description: "the token was not issued for this resource",
-            })
+            Err(ProxyError::Auth(AuthError::Invalid(InvalidReason::WrongResource)))
         }
     }
 }

@@ -4,35 +4,35 @@
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-use crate::error::ProxyError;
+use crate::token::error::{AuthError, MalformedHeader};
 
 /// The token of a well-formed `Authorization: Bearer <token68>` header, `None` when the
 /// request carries no bearer credentials at all.
 ///
 /// # Errors
-/// `InvalidRequest` (400) for several `Authorization` headers, a malformed bearer header,
+/// [`AuthError::Malformed`] (400) for several `Authorization` headers, a malformed bearer header,
 /// or a header token alongside an `access_token` query parameter (RFC 6750 §2: a client
 /// must not use more than one method).
-pub fn bearer_token<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<Option<&'a str>, ProxyError> {
+pub fn bearer_token<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<Option<&'a str>, AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         // A query-only token counts as no credentials: it is never read.
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(ProxyError::InvalidRequest("multiple_authorization_headers"));
+        return Err(AuthError::Malformed(MalformedHeader::MultipleHeaders));
     }
     let value = value
         .to_str()
-        .map_err(|_| ProxyError::InvalidRequest("malformed_authorization"))?;
+        .map_err(|_| AuthError::Malformed(MalformedHeader::Malformed))?;
     if value.trim().is_empty() {
-        return Err(ProxyError::InvalidRequest("malformed_authorization"));
+        return Err(AuthError::Malformed(MalformedHeader::Malformed));
     }
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     // `Bearer<TAB>token` and the like: meant as a bearer credential, but malformed.
     let looks_bearer = scheme.len() > 6 && scheme.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("bearer"));
     if looks_bearer && !scheme[6..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(ProxyError::InvalidRequest("malformed_authorization"));
+        return Err(AuthError::Malformed(MalformedHeader::Malformed));
     }
     if !scheme.eq_ignore_ascii_case("bearer") {
         // Another scheme (Basic, DPoP, ...) is not a bearer credential: the client gets the
@@ -41,10 +41,10 @@ pub fn bearer_token<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<O
     }
     let token = rest.trim_start_matches(' ');
     if !is_token68(token) {
-        return Err(ProxyError::InvalidRequest("malformed_authorization"));
+        return Err(AuthError::Malformed(MalformedHeader::Malformed));
     }
     if query.is_some_and(has_access_token_param) {
-        return Err(ProxyError::InvalidRequest("token_in_header_and_query"));
+        return Err(AuthError::Malformed(MalformedHeader::TokenInHeaderAndQuery));
     }
     Ok(Some(token))
 }
@@ -105,21 +105,21 @@ mod tests {
             "Bearer ab\"c",
         ] {
             assert!(
-                matches!(bearer_token(&headers(&[bad]), None), Err(ProxyError::InvalidRequest(_))),
+                matches!(bearer_token(&headers(&[bad]), None), Err(AuthError::Malformed(_))),
                 "{bad}"
             );
         }
         assert_eq!(
             bearer_token(&headers(&["Bearer a", "Bearer b"]), None),
-            Err(ProxyError::InvalidRequest("multiple_authorization_headers"))
+            Err(AuthError::Malformed(MalformedHeader::MultipleHeaders))
         );
         assert_eq!(
             bearer_token(&headers(&["Bearer a"]), Some("x=1&access_token=b")),
-            Err(ProxyError::InvalidRequest("token_in_header_and_query"))
+            Err(AuthError::Malformed(MalformedHeader::TokenInHeaderAndQuery))
         );
         assert_eq!(
             bearer_token(&headers(&["Bearer a"]), Some("ACCESS_TOKEN=b")),
-            Err(ProxyError::InvalidRequest("token_in_header_and_query"))
+            Err(AuthError::Malformed(MalformedHeader::TokenInHeaderAndQuery))
         );
         assert_eq!(
             bearer_token(&headers(&["Bearerish abc"]), None),

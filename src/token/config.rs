@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::Issues;
+use crate::http_client::is_acceptable_remote_url;
 use crate::token::jwk::Algorithm;
 
 #[derive(Debug, Deserialize)]
@@ -282,20 +283,6 @@ impl TokenConfig {
             introspection_cache_max_entries: settings.introspection_cache_max_entries.max(1),
             retained_claims: Vec::new(),
         }
-    }
-}
-
-/// `https`, or `http` to a loopback host (development and tests only).
-pub fn is_acceptable_remote_url(url: &reqwest::Url) -> bool {
-    match url.scheme() {
-        "https" => true,
-        "http" => match url.host() {
-            Some(url::Host::Domain(d)) => d == "localhost",
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        },
-        _ => false,
     }
 }
 

@@ -8,23 +8,23 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
 use base64::Engine;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
-use crate::error::ProxyError;
+use crate::http_client::{http_client_with_connect_timeout, is_json};
 use crate::metrics::Metrics;
-use crate::token::Principal;
 use crate::token::config::{ClientAuthMethod, IntrospectionConfig, IssuerConfig};
-use crate::token::remote::discover;
+use crate::token::discovery::IssuerDiscovery;
+use crate::token::error::{AuthError, InactiveReason, UnavailableReason};
+use crate::token::principal::Principal;
 
 /// What the authorization server said about a token.
 #[derive(Debug, Clone)]
 pub enum Answer {
     Active(Arc<Principal>),
     /// Inactive, or active but not for us (wrong issuer, audience, type, expired).
-    Inactive(&'static str),
+    Inactive(InactiveReason),
 }
 
 /// An RFC 7662 client for one issuer.
@@ -32,32 +32,30 @@ pub struct Introspector {
     issuer: String,
     audiences: Vec<String>,
     config: IntrospectionConfig,
-    discovery_max_bytes: usize,
+    /// Where the endpoint comes from unless configured (shared with the key set).
+    discovery: Arc<IssuerDiscovery>,
     client: reqwest::Client,
-    endpoint: ArcSwapOption<reqwest::Url>,
     slots: Semaphore,
     metrics: Metrics,
 }
 
-fn unavailable(reason: &'static str) -> ProxyError {
-    ProxyError::AuthUnavailable { reason }
+fn unavailable(reason: UnavailableReason) -> AuthError {
+    AuthError::Unavailable(reason)
 }
 
 impl Introspector {
-    pub fn new(issuer: &IssuerConfig, config: IntrospectionConfig, metrics: Metrics) -> Introspector {
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.connect_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("scopegate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+    pub fn new(
+        issuer: &IssuerConfig,
+        config: IntrospectionConfig,
+        discovery: Arc<IssuerDiscovery>,
+        metrics: Metrics,
+    ) -> Introspector {
+        let client = http_client_with_connect_timeout(config.timeout, config.connect_timeout);
         Introspector {
             issuer: issuer.issuer.clone(),
             audiences: issuer.audiences.clone(),
-            endpoint: ArcSwapOption::from(config.endpoint.clone().map(Arc::new)),
             slots: Semaphore::new(config.max_concurrent),
-            discovery_max_bytes: issuer.max_response_bytes,
+            discovery,
             config,
             client,
             metrics,
@@ -76,38 +74,35 @@ impl Introspector {
         self.config.serve_stale_for
     }
 
-    async fn endpoint(&self) -> Result<Arc<reqwest::Url>, ProxyError> {
-        if let Some(endpoint) = self.endpoint.load_full() {
+    /// The configured endpoint, else the one the issuer's metadata names.
+    async fn endpoint(&self) -> Result<&reqwest::Url, AuthError> {
+        if let Some(endpoint) = &self.config.endpoint {
             return Ok(endpoint);
         }
-        let metadata = discover(&self.client, &self.issuer, self.discovery_max_bytes)
-            .await
-            .map_err(|e| {
-                tracing::warn!(issuer = %self.issuer, error = %e, "discovery for introspection failed");
-                unavailable("discovery_failed")
-            })?;
-        let endpoint = Arc::new(metadata.introspection_endpoint.ok_or_else(|| {
+        let metadata = self.discovery.metadata().await.map_err(|e| {
+            tracing::warn!(issuer = %self.issuer, error = %e, "discovery for introspection failed");
+            unavailable(UnavailableReason::DiscoveryFailed)
+        })?;
+        metadata.introspection_endpoint.as_ref().ok_or_else(|| {
             tracing::warn!(issuer = %self.issuer, "the issuer's metadata has no introspection_endpoint");
-            unavailable("no_introspection_endpoint")
-        })?);
-        self.endpoint.store(Some(Arc::clone(&endpoint)));
-        Ok(endpoint)
+            unavailable(UnavailableReason::NoIntrospectionEndpoint)
+        })
     }
 
     /// Asks the authorization server about `token`.
     ///
     /// # Errors
-    /// `AuthUnavailable` when no trustworthy answer could be had.
-    pub async fn introspect(&self, token: &str, now: u64) -> Result<Answer, ProxyError> {
+    /// [`AuthError::Unavailable`] when no trustworthy answer could be had.
+    pub async fn introspect(&self, token: &str, now: u64) -> Result<Answer, AuthError> {
         let endpoint = self.endpoint().await?;
         // Bounded concurrency: a flood of new tokens queues here instead of overwhelming the
         // authorization server; a caller that waits past the call timeout gets a 503.
         let _slot = tokio::time::timeout(self.config.timeout, self.slots.acquire())
             .await
-            .map_err(|_| unavailable("introspection_saturated"))?
-            .map_err(|_| unavailable("introspection_saturated"))?;
+            .map_err(|_| unavailable(UnavailableReason::IntrospectionSaturated))?
+            .map_err(|_| unavailable(UnavailableReason::IntrospectionSaturated))?;
         let started = Instant::now();
-        let result = self.call(&endpoint, token).await;
+        let result = self.call(endpoint, token).await;
         self.metrics
             .introspection_duration
             .observe(started.elapsed().as_secs_f64());
@@ -122,20 +117,20 @@ impl Introspector {
         answer
     }
 
-    async fn call(&self, endpoint: &reqwest::Url, token: &str) -> Result<Map<String, Value>, ProxyError> {
+    async fn call(&self, endpoint: &reqwest::Url, token: &str) -> Result<Map<String, Value>, AuthError> {
         let mut response = introspection_request(&self.client, endpoint, &self.config, token)
             .send()
             .await
             .map_err(|e| {
                 tracing::warn!(issuer = %self.issuer, timeout = e.is_timeout(), "introspection request failed");
-                unavailable("introspection_unreachable")
+                unavailable(UnavailableReason::IntrospectionUnreachable)
             })?;
         if response.status() != reqwest::StatusCode::OK {
             tracing::warn!(issuer = %self.issuer, status = response.status().as_u16(), "introspection answered an error status");
-            return Err(unavailable("introspection_error_status"));
+            return Err(unavailable(UnavailableReason::IntrospectionErrorStatus));
         }
         if !is_json(response.headers()) {
-            return Err(unavailable("introspection_not_json"));
+            return Err(unavailable(UnavailableReason::IntrospectionNotJson));
         }
         let mut body = Vec::new();
         loop {
@@ -143,14 +138,14 @@ impl Introspector {
                 Ok(Some(chunk)) if body.len() + chunk.len() <= self.config.max_response_bytes => {
                     body.extend_from_slice(&chunk)
                 }
-                Ok(Some(_)) => return Err(unavailable("introspection_too_large")),
+                Ok(Some(_)) => return Err(unavailable(UnavailableReason::IntrospectionTooLarge)),
                 Ok(None) => break,
-                Err(_) => return Err(unavailable("introspection_unreachable")),
+                Err(_) => return Err(unavailable(UnavailableReason::IntrospectionUnreachable)),
             }
         }
         match serde_json::from_slice(&body) {
             Ok(Value::Object(map)) => Ok(map),
-            _ => Err(unavailable("introspection_not_json")),
+            _ => Err(unavailable(UnavailableReason::IntrospectionNotJson)),
         }
     }
 }
@@ -194,18 +189,6 @@ pub fn introspection_request(
         .body(body)
 }
 
-/// Whether a response declares a JSON body (`application/json` or a `+json` type).
-pub fn is_json(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|media| {
-            let media = media.trim().to_ascii_lowercase();
-            media == "application/json" || media.ends_with("+json")
-        })
-}
-
 /// Turns an RFC 7662 §2.2 response into an answer. `active` is required; other members are
 /// checked where present, and one that does not fit makes the token inactive for us.
 pub fn interpret(
@@ -214,11 +197,11 @@ pub fn interpret(
     audiences: &[String],
     require_audience: bool,
     now: u64,
-) -> Result<Answer, ProxyError> {
+) -> Result<Answer, AuthError> {
     match body.get("active") {
         Some(Value::Bool(true)) => {}
-        Some(Value::Bool(false)) => return Ok(Answer::Inactive("inactive")),
-        _ => return Err(unavailable("introspection_malformed")),
+        Some(Value::Bool(false)) => return Ok(Answer::Inactive(InactiveReason::Inactive)),
+        _ => return Err(unavailable(UnavailableReason::IntrospectionMalformed)),
     }
     let string = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
     let number = |name: &str| {
@@ -227,20 +210,20 @@ pub fn interpret(
             .filter(|n| n.is_finite() && *n >= 0.0)
     };
     if body.get("iss").is_some() && string("iss").as_deref() != Some(issuer) {
-        return Ok(Answer::Inactive("wrong_issuer"));
+        return Ok(Answer::Inactive(InactiveReason::WrongIssuer));
     }
     let exp = match body.get("exp") {
         None => None,
         Some(_) => match number("exp") {
             Some(exp) => Some(exp as u64),
-            None => return Ok(Answer::Inactive("invalid_claim")),
+            None => return Ok(Answer::Inactive(InactiveReason::InvalidClaim)),
         },
     };
     if exp.is_some_and(|exp| now > exp) {
-        return Ok(Answer::Inactive("expired"));
+        return Ok(Answer::Inactive(InactiveReason::Expired));
     }
     if number("nbf").is_some_and(|nbf| nbf as u64 > now) {
-        return Ok(Answer::Inactive("not_yet_valid"));
+        return Ok(Answer::Inactive(InactiveReason::NotYetValid));
     }
     // RFC 7662 §2.2: token_type as in RFC 6749 §7.1; refresh tokens are not access tokens.
     if let Some(kind) = body.get("token_type") {
@@ -248,7 +231,7 @@ pub fn interpret(
             .as_str()
             .is_some_and(|k| k.eq_ignore_ascii_case("bearer") || k.eq_ignore_ascii_case("access_token"));
         if !ok {
-            return Ok(Answer::Inactive("wrong_token_type"));
+            return Ok(Answer::Inactive(InactiveReason::WrongTokenType));
         }
     }
     let aud: Vec<String> = match body.get("aud") {
@@ -257,15 +240,15 @@ pub fn interpret(
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
             items.iter().filter_map(Value::as_str).map(str::to_string).collect()
         }
-        Some(_) => return Ok(Answer::Inactive("invalid_claim")),
+        Some(_) => return Ok(Answer::Inactive(InactiveReason::InvalidClaim)),
     };
     if (require_audience || !aud.is_empty()) && !aud.iter().any(|a| audiences.contains(a)) {
-        return Ok(Answer::Inactive("wrong_audience"));
+        return Ok(Answer::Inactive(InactiveReason::WrongAudience));
     }
     let scopes = match body.get("scope") {
         None => Vec::new(),
         Some(Value::String(scope)) => scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
-        Some(_) => return Ok(Answer::Inactive("invalid_claim")),
+        Some(_) => return Ok(Answer::Inactive(InactiveReason::InvalidClaim)),
     };
     Ok(Answer::Active(Arc::new(Principal {
         issuer: issuer.to_string(),
@@ -284,7 +267,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn check(body: Value) -> Result<Answer, ProxyError> {
+    fn check(body: Value) -> Result<Answer, AuthError> {
         interpret(
             body.as_object().unwrap(),
             "https://as",
@@ -296,7 +279,7 @@ mod tests {
 
     fn inactive_reason(body: Value) -> &'static str {
         match check(body) {
-            Ok(Answer::Inactive(reason)) => reason,
+            Ok(Answer::Inactive(reason)) => reason.label(),
             other => panic!("expected inactive, got {other:?}"),
         }
     }
@@ -348,11 +331,11 @@ mod tests {
     fn missing_active_is_an_outage_not_an_answer() {
         assert!(matches!(
             check(json!({"aud": "api"})),
-            Err(ProxyError::AuthUnavailable { .. })
+            Err(AuthError::Unavailable(UnavailableReason::IntrospectionMalformed))
         ));
         assert!(matches!(
             check(json!({"active": "true"})),
-            Err(ProxyError::AuthUnavailable { .. })
+            Err(AuthError::Unavailable(UnavailableReason::IntrospectionMalformed))
         ));
     }
 }

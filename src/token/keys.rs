@@ -1,4 +1,5 @@
-//! Per-issuer verification keys: discovery, JWKS fetches, background refresh, single-flight
+//! Per-issuer verification keys: JWKS fetches (from the configured `jwks_uri` or the one the
+//! issuer's shared discovery found), background refresh, single-flight
 //! refetch on an unknown `kid` with a cool-down, and bounded staleness through outages.
 //!
 //! Readers load the current [`KeyState`] without locking; fetches publish a new one. The
@@ -12,10 +13,12 @@ use arc_swap::ArcSwapOption;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
+use crate::http_client::{FetchError, get_bounded};
 use crate::metrics::Metrics;
 use crate::token::config::IssuerConfig;
+use crate::token::discovery::IssuerDiscovery;
+use crate::token::error::UnavailableReason;
 use crate::token::jwk::KeySet;
-use crate::token::remote::{FetchError, discover, get_bounded, http_client};
 
 /// A key set and when it was fetched.
 pub struct KeyState {
@@ -24,31 +27,13 @@ pub struct KeyState {
     max_age: Option<Duration>,
 }
 
-/// Why no keys can be used right now (answered with 503, never 401).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeysUnavailable {
-    /// No key set has been fetched yet.
-    NotLoaded,
-    /// The last good key set is older than `max_stale`.
-    Stale,
-}
-
-impl KeysUnavailable {
-    pub fn reason(self) -> &'static str {
-        match self {
-            KeysUnavailable::NotLoaded => "jwks_unavailable",
-            KeysUnavailable::Stale => "jwks_stale",
-        }
-    }
-}
-
 type SharedFetch = Shared<BoxFuture<'static, Result<(), FetchError>>>;
 
 pub struct IssuerKeys {
     config: IssuerConfig,
-    client: reqwest::Client,
+    /// Where `jwks_uri` comes from unless configured (shared with introspection).
+    discovery: Arc<IssuerDiscovery>,
     state: ArcSwapOption<KeyState>,
-    jwks_uri: ArcSwapOption<reqwest::Url>,
     in_flight: Mutex<Option<SharedFetch>>,
     /// Milliseconds since `epoch` of the last on-demand fetch (unknown kid or stale keys).
     last_on_demand: AtomicU64,
@@ -59,14 +44,11 @@ pub struct IssuerKeys {
 }
 
 impl IssuerKeys {
-    pub fn new(config: IssuerConfig, metrics: Metrics) -> Arc<IssuerKeys> {
-        let client = http_client(config.fetch_timeout);
-        let jwks_uri = ArcSwapOption::from(config.jwks_uri.clone().map(Arc::new));
+    pub fn new(config: IssuerConfig, discovery: Arc<IssuerDiscovery>, metrics: Metrics) -> Arc<IssuerKeys> {
         Arc::new(IssuerKeys {
             config,
-            client,
+            discovery,
             state: ArcSwapOption::empty(),
-            jwks_uri,
             in_flight: Mutex::new(None),
             last_on_demand: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -83,11 +65,12 @@ impl IssuerKeys {
         &self.config
     }
 
-    /// The keys to verify with now.
-    pub fn current(&self) -> Result<Arc<KeyState>, KeysUnavailable> {
-        let state = self.state.load_full().ok_or(KeysUnavailable::NotLoaded)?;
+    /// The keys to verify with now: none before the first fetch (`jwks_unavailable`), nor
+    /// once the last good set is older than `max_stale` (`jwks_stale`).
+    pub fn current(&self) -> Result<Arc<KeyState>, UnavailableReason> {
+        let state = self.state.load_full().ok_or(UnavailableReason::JwksUnavailable)?;
         if state.fetched_at.elapsed() > self.config.max_stale {
-            return Err(KeysUnavailable::Stale);
+            return Err(UnavailableReason::JwksStale);
         }
         Ok(state)
     }
@@ -174,20 +157,17 @@ impl IssuerKeys {
     }
 
     async fn fetch_keys(&self) -> Result<(), FetchError> {
-        let jwks_uri = match self.jwks_uri.load_full() {
+        let jwks_uri = match &self.config.jwks_uri {
             Some(uri) => uri,
-            None => {
-                let metadata = discover(&self.client, &self.config.issuer, self.config.max_response_bytes).await?;
-                let uri = Arc::new(
-                    metadata
-                        .jwks_uri
-                        .ok_or_else(|| FetchError::Invalid("the issuer's metadata has no jwks_uri".into()))?,
-                );
-                self.jwks_uri.store(Some(Arc::clone(&uri)));
-                uri
-            }
+            None => self
+                .discovery
+                .metadata()
+                .await?
+                .jwks_uri
+                .as_ref()
+                .ok_or_else(|| FetchError::Invalid("the issuer's metadata has no jwks_uri".into()))?,
         };
-        let fetched = get_bounded(&self.client, &jwks_uri, self.config.max_response_bytes).await?;
+        let fetched = get_bounded(self.discovery.client(), jwks_uri, self.config.max_response_bytes).await?;
         let (keys, warnings) = KeySet::from_jwks(&fetched.body).map_err(|e| FetchError::Invalid(e.to_string()))?;
         for warning in &warnings {
             tracing::warn!(issuer = %self.config.issuer, %warning, "skipping unusable JWKS key");

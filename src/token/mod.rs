@@ -7,45 +7,43 @@
 //!   a key set and validates access-token claims (RFC 7515, 7519, 9068). The JOSE rules are
 //!   written here rather than delegated to a JWT library: only the signature primitive comes
 //!   from aws-lc-rs, and every header and claim rule is explicit.
-//! - [`keys`] keeps each issuer's key set fresh; [`remote`] makes the bounded fetches.
+//! - [`keys`] keeps each issuer's key set fresh; [`discovery`] finds each issuer's endpoints
+//!   once, for its keys and its introspection alike (the fetches are in
+//!   [`crate::http_client`]).
 //! - [`introspect`] asks the authorization server about opaque tokens (RFC 7662).
-//! - [`Authenticator`] ties them together with caches keyed by the token's SHA-256.
+//! - [`principal`] is what a verified token says; [`error`] every other answer, typed;
+//!   [`clock`] the time every expiry check reads.
+//! - [`Authenticator`] ties them together with caches keyed by the token's SHA-256. It sits
+//!   on top: no submodule imports it.
 
 pub mod bearer;
+pub mod clock;
 pub mod config;
+pub mod discovery;
+pub mod error;
 pub mod introspect;
 pub mod jwk;
 pub mod jws;
 pub mod keys;
-pub mod remote;
+pub mod principal;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use moka::Expiry;
 use moka::future::Cache;
 
-use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::token::config::{IssuerConfig, TokenConfig, TokenValidation};
+use crate::token::discovery::IssuerDiscovery;
 use crate::token::introspect::{Answer, Introspector};
-use crate::token::jws::{TokenError, VerifyPolicy};
+use crate::token::jws::{TokenError, UnverifiedJws, VerifyPolicy};
 use crate::token::keys::IssuerKeys;
 
-/// Who called: the verified facts of an access token.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub issuer: String,
-    pub subject: Option<String>,
-    pub client_id: Option<String>,
-    pub scopes: Vec<String>,
-    /// `aud`, as a list (RFC 8707 resource binding is checked against it per route).
-    pub audiences: Vec<String>,
-    /// The claims configured claim → header mappings read (others are not kept).
-    pub claims: serde_json::Map<String, serde_json::Value>,
-    /// Unix seconds.
-    pub expires_at: u64,
-}
+pub use crate::token::clock::Clock;
+pub use crate::token::error::{AuthError, InvalidReason, UnavailableReason};
+pub use crate::token::principal::Principal;
 
 /// A verified token as cached.
 struct CachedToken {
@@ -54,6 +52,8 @@ struct CachedToken {
     kid: Option<String>,
     /// The cache entry lives no longer than the token (and the configured TTL).
     ttl: Duration,
+    /// The same deadline on the authenticator's [`Clock`] (time since the Unix epoch).
+    valid_until: Duration,
 }
 
 /// Per-entry TTL: min(configured TTL, `exp` − now), computed when the entry is created.
@@ -75,6 +75,8 @@ impl Expiry<[u8; 32], Arc<CachedToken>> for TokenExpiry {
 struct CachedAnswer {
     answer: Answer,
     ttl: Duration,
+    /// The same deadline on the authenticator's [`Clock`] (time since the Unix epoch).
+    valid_until: Duration,
 }
 
 struct AnswerExpiry;
@@ -87,6 +89,8 @@ impl Expiry<[u8; 32], CachedAnswer> for AnswerExpiry {
 
 struct Issuer {
     config: IssuerConfig,
+    /// The issuer's metadata, shared by its keys and its introspection client.
+    discovery: Arc<IssuerDiscovery>,
     /// Keys for local verification; `None` when every token of this issuer is introspected.
     keys: Option<Arc<IssuerKeys>>,
     introspector: Option<Arc<Introspector>>,
@@ -101,12 +105,14 @@ pub struct Authenticator {
     opaque_issuer: Option<usize>,
     cache: Cache<[u8; 32], Arc<CachedToken>>,
     answers: Cache<[u8; 32], CachedAnswer>,
-    /// Last active answers, for the optional outage window (`serve_stale_for`).
-    last_active: Cache<[u8; 32], (Arc<Principal>, usize, std::time::Instant)>,
+    /// Last active answers and when they were given (on the [`Clock`]), for the optional
+    /// outage window (`serve_stale_for`).
+    last_active: Cache<[u8; 32], (Arc<Principal>, usize, Duration)>,
     cache_ttl: Duration,
     max_token_bytes: usize,
     retained_claims: Vec<String>,
     metrics: Metrics,
+    clock: ArcSwap<Clock>,
 }
 
 /// SHA-256 of the token: the cache key, and (first 8 hex digits) the log fingerprint.
@@ -127,35 +133,18 @@ pub fn fingerprint(digest: &[u8; 32]) -> String {
     digest[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
-fn invalid(e: TokenError) -> ProxyError {
-    ProxyError::InvalidToken {
-        reason: e.reason(),
-        description: e.description(),
-    }
-}
-
-/// Which validation path a token takes.
-enum Route {
-    Local(usize),
+/// Which validation path a token takes. A JWS is parsed once, here, and verified as parsed.
+enum Route<'t> {
+    Local(usize, UnverifiedJws<'t>),
     Introspect(usize),
     Reject(TokenError),
     UnknownIssuer,
 }
 
-fn answer_to_result(answer: Answer) -> Result<Arc<Principal>, ProxyError> {
+fn answer_to_result(answer: Answer) -> Result<Arc<Principal>, AuthError> {
     match answer {
         Answer::Active(principal) => Ok(principal),
-        Answer::Inactive(reason) => Err(ProxyError::InvalidToken {
-            reason,
-            description: "the token is not active",
-        }),
+        Answer::Inactive(reason) => Err(InvalidReason::Inactive(reason).into()),
     }
 }
 
@@ -184,20 +173,25 @@ impl Authenticator {
             .iter()
             .map(|issuer| {
                 let old = previous.and_then(|p| p.issuers.iter().find(|old| old.config == *issuer));
+                let discovery = match old {
+                    Some(old) => Arc::clone(&old.discovery),
+                    None => IssuerDiscovery::new(issuer),
+                };
                 Issuer {
                     config: issuer.clone(),
                     keys: match old {
                         Some(old) => old.keys.clone(),
                         None => (issuer.token_validation != TokenValidation::Introspection)
-                            .then(|| IssuerKeys::new(issuer.clone(), metrics.clone())),
+                            .then(|| IssuerKeys::new(issuer.clone(), Arc::clone(&discovery), metrics.clone())),
                     },
                     introspector: match old {
                         Some(old) => old.introspector.clone(),
                         None => issuer
                             .introspection
                             .clone()
-                            .map(|i| Arc::new(Introspector::new(issuer, i, metrics.clone()))),
+                            .map(|i| Arc::new(Introspector::new(issuer, i, Arc::clone(&discovery), metrics.clone()))),
                     },
+                    discovery,
                     mode: issuer.token_validation,
                     policy: policy_for(issuer, config.max_token_bytes),
                 }
@@ -230,7 +224,25 @@ impl Authenticator {
             max_token_bytes: config.max_token_bytes,
             retained_claims: config.retained_claims.clone(),
             metrics,
+            // A reload keeps judging time by the clock it was given.
+            clock: ArcSwap::from_pointee(previous.map(Authenticator::clock).unwrap_or_default()),
         }
+    }
+
+    /// The clock expiry, not-before and cache deadlines are judged by.
+    pub fn clock(&self) -> Clock {
+        Clock::clone(&self.clock.load())
+    }
+
+    /// Judges time by `clock` from now on (tests advance it instead of sleeping); authenticators
+    /// built from this one by a reload inherit it.
+    pub fn set_clock(&self, clock: Clock) {
+        self.clock.store(Arc::new(clock));
+    }
+
+    /// Now, on the authenticator's clock, as time since the Unix epoch.
+    fn now(&self) -> Duration {
+        self.clock.load().since_epoch()
     }
 
     /// Starts the key-refresh loop of every issuer that has none yet; each runs while its
@@ -294,11 +306,11 @@ impl Authenticator {
     /// Verifies a bearer token, from the cache when it can.
     ///
     /// # Errors
-    /// `InvalidToken` for any token that is not acceptable, `AuthUnavailable` when the
-    /// issuer's keys cannot be had (the token may be fine: 503, never 401).
-    pub async fn authenticate(&self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, ProxyError> {
+    /// [`AuthError::Invalid`] for any token that is not acceptable, [`AuthError::Unavailable`]
+    /// when the issuer's keys or answer cannot be had (the token may be fine: 503, never 401).
+    pub async fn authenticate(&self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, AuthError> {
         if token.len() > self.max_token_bytes {
-            return Err(invalid(TokenError::TooLarge));
+            return Err(TokenError::TooLarge.into());
         }
         if let Some(hit) = self.cache.get(digest).await {
             if let Some(principal) = self.still_valid(&hit)? {
@@ -308,21 +320,24 @@ impl Authenticator {
             self.cache.invalidate(digest).await;
         }
         if let Some(hit) = self.answers.get(digest).await {
-            self.metrics
-                .cache_lookups
-                .with_label_values(&["introspection", "hit"])
-                .inc();
-            return answer_to_result(hit.answer);
+            if self.now() < hit.valid_until {
+                self.metrics
+                    .cache_lookups
+                    .with_label_values(&["introspection", "hit"])
+                    .inc();
+                return answer_to_result(hit.answer);
+            }
+            self.answers.invalidate(digest).await;
         }
         match self.route(token) {
-            Route::Local(index) => {
+            Route::Local(index, parsed) => {
                 self.metrics.cache_lookups.with_label_values(&["jwt", "miss"]).inc();
                 // Concurrent misses for one token share one verification; errors are not cached.
                 let entry = self
                     .cache
-                    .try_get_with(*digest, self.verify_uncached(token, index))
+                    .try_get_with(*digest, self.verify_uncached(&parsed, index))
                     .await
-                    .map_err(|e| (*e).clone())?;
+                    .map_err(|e| *e)?;
                 Ok(Arc::clone(&entry.principal))
             }
             Route::Introspect(index) => {
@@ -334,7 +349,7 @@ impl Authenticator {
                     .answers
                     .try_get_with(*digest, self.introspect_uncached(token, index))
                     .await
-                    .map_err(|e| (*e).clone());
+                    .map_err(|e| *e);
                 match result {
                     Ok(cached) => {
                         let keeps_stale = self.issuers[index]
@@ -343,53 +358,52 @@ impl Authenticator {
                             .is_some_and(|i| !i.serve_stale_for().is_zero());
                         if let (true, Answer::Active(principal)) = (keeps_stale, &cached.answer) {
                             self.last_active
-                                .insert(*digest, (Arc::clone(principal), index, std::time::Instant::now()))
+                                .insert(*digest, (Arc::clone(principal), index, self.now()))
                                 .await;
                         }
                         answer_to_result(cached.answer)
                     }
-                    Err(error @ ProxyError::AuthUnavailable { .. }) => self.stale_answer(digest).await.ok_or(error),
+                    Err(error @ AuthError::Unavailable(_)) => self.stale_answer(digest).await.ok_or(error),
                     Err(error) => Err(error),
                 }
             }
-            Route::Reject(error) => Err(invalid(error)),
-            Route::UnknownIssuer => Err(ProxyError::InvalidToken {
-                reason: "unknown_issuer",
-                description: "the token was not issued by a trusted issuer",
-            }),
+            Route::Reject(error) => Err(error.into()),
+            Route::UnknownIssuer => Err(InvalidReason::UnknownIssuer.into()),
         }
     }
 
     /// Picks the validation path (DESIGN §4 "Token kind"): a well-formed JWS naming a
     /// configured issuer that verifies locally is verified here; anything else goes to
     /// introspection when an issuer offers it.
-    fn route(&self, token: &str) -> Route {
-        let parsed = jws::parse(token, self.max_token_bytes);
-        let named = parsed
-            .as_ref()
-            .ok()
-            .and_then(|p| p.issuer())
-            .and_then(|iss| self.issuers.iter().position(|i| i.policy.issuer == iss));
-        match (named, parsed) {
-            (Some(index), _) if self.issuers[index].mode == TokenValidation::Introspection => Route::Introspect(index),
-            (Some(index), _) => Route::Local(index),
-            (None, parsed) => match (self.opaque_issuer, parsed) {
-                (Some(index), _) => Route::Introspect(index),
-                (None, Err(error)) => Route::Reject(error),
-                (None, Ok(_)) => Route::UnknownIssuer,
+    fn route<'t>(&self, token: &'t str) -> Route<'t> {
+        match jws::parse(token, self.max_token_bytes) {
+            Ok(parsed) => {
+                let named = parsed
+                    .issuer()
+                    .and_then(|iss| self.issuers.iter().position(|i| i.policy.issuer == iss));
+                match (named, self.opaque_issuer) {
+                    (Some(index), _) if self.issuers[index].mode == TokenValidation::Introspection => {
+                        Route::Introspect(index)
+                    }
+                    (Some(index), _) => Route::Local(index, parsed),
+                    (None, Some(index)) => Route::Introspect(index),
+                    (None, None) => Route::UnknownIssuer,
+                }
+            }
+            Err(error) => match self.opaque_issuer {
+                Some(index) => Route::Introspect(index),
+                None => Route::Reject(error),
             },
         }
     }
 
-    async fn introspect_uncached(&self, token: &str, index: usize) -> Result<CachedAnswer, ProxyError> {
+    async fn introspect_uncached(&self, token: &str, index: usize) -> Result<CachedAnswer, AuthError> {
         let introspector = self.issuers[index]
             .introspector
             .as_ref()
-            .ok_or(ProxyError::AuthUnavailable {
-                reason: "no_introspection",
-            })?;
-        let now = now_unix();
-        let answer = match introspector.introspect(token, now).await? {
+            .ok_or(UnavailableReason::NoIntrospection)?;
+        let now = self.now();
+        let answer = match introspector.introspect(token, now.as_secs()).await? {
             Answer::Active(principal) => Answer::Active(Arc::new(Principal {
                 claims: self.retain(principal.claims.clone()),
                 ..(*principal).clone()
@@ -397,12 +411,16 @@ impl Authenticator {
             inactive => inactive,
         };
         let ttl = match &answer {
-            Answer::Active(principal) => introspector
-                .positive_ttl()
-                .min(Duration::from_secs(principal.expires_at.saturating_sub(now).max(1))),
+            Answer::Active(principal) => introspector.positive_ttl().min(Duration::from_secs(
+                principal.expires_at.saturating_sub(now.as_secs()).max(1),
+            )),
             Answer::Inactive(_) => introspector.negative_ttl(),
         };
-        Ok(CachedAnswer { answer, ttl })
+        Ok(CachedAnswer {
+            answer,
+            ttl,
+            valid_until: now.saturating_add(ttl),
+        })
     }
 
     /// During an outage, a token that was active within `serve_stale_for` is still allowed
@@ -410,64 +428,60 @@ impl Authenticator {
     async fn stale_answer(&self, digest: &[u8; 32]) -> Option<Arc<Principal>> {
         let (principal, index, seen) = self.last_active.get(digest).await?;
         let window = self.issuers[index].introspector.as_ref()?.serve_stale_for();
-        (seen.elapsed() <= window && now_unix() <= principal.expires_at).then_some(principal)
+        let now = self.now();
+        (now.saturating_sub(seen) <= window && now.as_secs() <= principal.expires_at).then_some(principal)
     }
 
     /// A cached result stands while its issuer's keys are usable, its key is still
-    /// published, and the token has not expired.
-    fn still_valid(&self, hit: &CachedToken) -> Result<Option<Arc<Principal>>, ProxyError> {
+    /// published, the token has not expired and the entry's TTL has not run out.
+    fn still_valid(&self, hit: &CachedToken) -> Result<Option<Arc<Principal>>, AuthError> {
         let issuer = &self.issuers[hit.issuer];
         let Some(keys) = &issuer.keys else { return Ok(None) };
-        let state = keys
-            .current()
-            .map_err(|e| ProxyError::AuthUnavailable { reason: e.reason() })?;
+        let state = keys.current()?;
         let key_present = hit.kid.as_deref().is_none_or(|kid| state.keys.contains_kid(kid));
-        let unexpired = now_unix() <= hit.principal.expires_at.saturating_add(issuer.policy.leeway.as_secs());
+        let now = self.now();
+        let unexpired = now < hit.valid_until
+            && now.as_secs() <= hit.principal.expires_at.saturating_add(issuer.policy.leeway.as_secs());
         Ok((key_present && unexpired).then(|| Arc::clone(&hit.principal)))
     }
 
-    async fn verify_uncached(&self, token: &str, index: usize) -> Result<Arc<CachedToken>, ProxyError> {
+    /// Verifies a token parsed by [`Authenticator::route`] against its issuer's keys.
+    async fn verify_uncached(&self, parsed: &UnverifiedJws<'_>, index: usize) -> Result<Arc<CachedToken>, AuthError> {
         let issuer = &self.issuers[index];
-        let keys = issuer
-            .keys
-            .as_ref()
-            .ok_or(ProxyError::AuthUnavailable { reason: "no_keys" })?;
+        let keys = issuer.keys.as_ref().ok_or(UnavailableReason::NoKeys)?;
         let state = match keys.current() {
             Ok(state) => state,
             Err(unavailable) => {
                 if !keys.refresh_on_demand().await {
-                    return Err(ProxyError::AuthUnavailable {
-                        reason: unavailable.reason(),
-                    });
+                    return Err(unavailable.into());
                 }
-                keys.current()
-                    .map_err(|e| ProxyError::AuthUnavailable { reason: e.reason() })?
+                keys.current()?
             }
         };
         self.metrics.signature_verifications.inc();
-        let verified = match jws::verify(token, &state.keys, &issuer.policy, now_unix()) {
+        let verified = match parsed.verify(&state.keys, &issuer.policy, self.now().as_secs()) {
             Err(TokenError::UnknownKey) => {
                 // Refetch (at most once per cool-down), then use whatever key set is newest:
                 // another request or the background loop may have loaded the new key
                 // already, in which case the cool-down must not turn a valid token away.
                 let refreshed = keys.refresh_on_demand().await;
-                let latest = keys
-                    .current()
-                    .map_err(|e| ProxyError::AuthUnavailable { reason: e.reason() })?;
+                let latest = keys.current()?;
                 if refreshed || !Arc::ptr_eq(&latest, &state) {
                     self.metrics.signature_verifications.inc();
-                    jws::verify(token, &latest.keys, &issuer.policy, now_unix())
+                    parsed.verify(&latest.keys, &issuer.policy, self.now().as_secs())
                 } else {
                     Err(TokenError::UnknownKey)
                 }
             }
             other => other,
-        }
-        .map_err(invalid)?;
+        }?;
         let claims = verified.claims;
-        let remaining = claims.exp.saturating_sub(now_unix()).max(1);
+        let now = self.now();
+        let remaining = claims.exp.saturating_sub(now.as_secs()).max(1);
+        let ttl = self.cache_ttl.min(Duration::from_secs(remaining));
         Ok(Arc::new(CachedToken {
-            ttl: self.cache_ttl.min(Duration::from_secs(remaining)),
+            ttl,
+            valid_until: now.saturating_add(ttl),
             issuer: index,
             kid: verified.kid,
             principal: Arc::new(Principal {

@@ -1,8 +1,11 @@
-//! Bounded HTTP GETs to an authorization server: discovery documents and JWKS.
+//! Bounded HTTP calls to an authorization server: the one client shape (no redirects, a
+//! timeout on every call), size-capped GETs, and RFC 8414 / OpenID Connect discovery.
+//!
+//! A leaf: nothing here knows about tokens, routes or configuration types, so the token
+//! layer, the MCP metadata mirror and `check --online` share it without depending on each
+//! other.
 
 use std::time::Duration;
-
-use crate::token::config::is_acceptable_remote_url;
 
 /// Why a fetch failed; each is an outage, never a verdict on a token.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -27,9 +30,14 @@ pub struct Fetched {
 /// The one HTTP client for authorization-server calls: rustls, no redirects (a redirect
 /// could move key material to another origin), a timeout on every call.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
+    http_client_with_connect_timeout(timeout, timeout)
+}
+
+/// [`http_client`] with a connect timeout of its own (introspection sets both).
+pub fn http_client_with_connect_timeout(timeout: Duration, connect_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(timeout)
-        .connect_timeout(timeout)
+        .connect_timeout(connect_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("scopegate/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -111,29 +119,52 @@ pub struct IssuerMetadata {
 /// RFC 8414 §3.1 path-inserted metadata URL, then OpenID Connect Discovery 1.0 §4's
 /// appended form. The document's `issuer` must equal the configured one exactly.
 pub async fn discover(client: &reqwest::Client, issuer: &str, max_bytes: usize) -> Result<IssuerMetadata, FetchError> {
+    let (_, doc) = fetch_metadata_document(client, issuer, max_bytes).await?;
+    endpoints(&doc)
+}
+
+/// Fetches the first metadata document the issuer serves (RFC 8414 §3.1, then OpenID
+/// Connect Discovery 1.0 §4) and checks that it names `issuer` exactly (RFC 8414 §3.3).
+/// Returns the response as fetched together with its parsed JSON.
+pub async fn fetch_metadata_document(
+    client: &reqwest::Client,
+    issuer: &str,
+    max_bytes: usize,
+) -> Result<(Fetched, serde_json::Value), FetchError> {
     let base = reqwest::Url::parse(issuer).map_err(|e| FetchError::Invalid(e.to_string()))?;
     let path = base.path().trim_end_matches('/');
     let mut rfc8414 = base.clone();
-    rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
+    rfc8414.set_path(&format!("{AS_METADATA_PATH}{path}"));
     let mut oidc = base.clone();
     oidc.set_path(&format!("{path}/.well-known/openid-configuration"));
     let mut last_error = FetchError::Invalid("no discovery document".into());
     for url in [rfc8414, oidc] {
         match get_bounded(client, &url, max_bytes).await {
-            Ok(fetched) => return parse_metadata(&fetched.body, issuer),
+            Ok(fetched) => {
+                let doc = parse_metadata(&fetched.body, issuer)?;
+                return Ok((fetched, doc));
+            }
             Err(e) => last_error = e,
         }
     }
     Err(last_error)
 }
 
-fn parse_metadata(body: &[u8], issuer: &str) -> Result<IssuerMetadata, FetchError> {
+/// The RFC 8414 §3 well-known path.
+pub const AS_METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
+
+fn parse_metadata(body: &[u8], issuer: &str) -> Result<serde_json::Value, FetchError> {
     let doc: serde_json::Value = serde_json::from_slice(body).map_err(|e| FetchError::Invalid(e.to_string()))?;
     if doc.get("issuer").and_then(|v| v.as_str()) != Some(issuer) {
         return Err(FetchError::Invalid(
             "the metadata's issuer differs from the configured issuer (RFC 8414 §3.3)".into(),
         ));
     }
+    Ok(doc)
+}
+
+/// The endpoints scopegate uses, each an acceptable remote URL when present.
+fn endpoints(doc: &serde_json::Value) -> Result<IssuerMetadata, FetchError> {
     let endpoint = |name: &str| -> Result<Option<reqwest::Url>, FetchError> {
         match doc.get(name).and_then(|v| v.as_str()) {
             None => Ok(None),
@@ -149,8 +180,35 @@ fn parse_metadata(body: &[u8], issuer: &str) -> Result<IssuerMetadata, FetchErro
     })
 }
 
+/// `https`, or `http` to a loopback host (development and tests only).
+pub fn is_acceptable_remote_url(url: &reqwest::Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// Whether a response declares a JSON body (`application/json` or a `+json` type).
+pub fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| {
+            let media = media.trim().to_ascii_lowercase();
+            media == "application/json" || media.ends_with("+json")
+        })
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -164,6 +222,7 @@ mod tests {
     fn metadata_issuer_must_match_exactly() {
         let doc = br#"{"issuer":"https://as.example/","jwks_uri":"https://as.example/jwks"}"#;
         assert!(parse_metadata(doc, "https://as.example").is_err());
-        assert!(parse_metadata(doc, "https://as.example/").is_ok());
+        let parsed = parse_metadata(doc, "https://as.example/").unwrap();
+        assert!(endpoints(&parsed).unwrap().jwks_uri.is_some());
     }
 }

@@ -1,0 +1,234 @@
+//! Everything authentication can answer besides a [`super::Principal`], as types: the
+//! request path turns an [`AuthError`] into a status, challenge and body in one place
+//! (`crate::error`), and its [`AuthError::reason`] is the stable label metrics and the access
+//! log carry (`docs/metrics.md` lists them).
+
+use super::jws::TokenError;
+
+/// Why a request was not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No bearer credentials (RFC 6750 §3.1: answered without an `error` attribute).
+    #[error("no bearer token")]
+    Missing,
+    /// The `Authorization` header cannot be read as one bearer credential (400).
+    #[error("malformed Authorization header: {}", .0.label())]
+    Malformed(MalformedHeader),
+    /// The token is not acceptable (401 `invalid_token`).
+    #[error("invalid token: {}", .0.label())]
+    Invalid(InvalidReason),
+    /// The authorization server could not be consulted: the token may well be fine (503).
+    #[error("authorization server unavailable: {}", .0.label())]
+    Unavailable(UnavailableReason),
+}
+
+impl AuthError {
+    /// Stable snake_case code for the access log and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing_token",
+            AuthError::Malformed(reason) => reason.label(),
+            AuthError::Invalid(reason) => reason.label(),
+            AuthError::Unavailable(reason) => reason.label(),
+        }
+    }
+}
+
+impl From<TokenError> for AuthError {
+    fn from(error: TokenError) -> AuthError {
+        AuthError::Invalid(InvalidReason::Jws(error))
+    }
+}
+
+impl From<InvalidReason> for AuthError {
+    fn from(reason: InvalidReason) -> AuthError {
+        AuthError::Invalid(reason)
+    }
+}
+
+impl From<UnavailableReason> for AuthError {
+    fn from(reason: UnavailableReason) -> AuthError {
+        AuthError::Unavailable(reason)
+    }
+}
+
+/// What is wrong with the `Authorization` header (RFC 6750 §2.1, §3.1 `invalid_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MalformedHeader {
+    /// Not `Bearer <token68>`.
+    Malformed,
+    /// More than one `Authorization` header.
+    MultipleHeaders,
+    /// A header token alongside an `access_token` query parameter (RFC 6750 §2: a client
+    /// must not use more than one method).
+    TokenInHeaderAndQuery,
+}
+
+impl MalformedHeader {
+    pub fn label(self) -> &'static str {
+        match self {
+            MalformedHeader::Malformed => "malformed_authorization",
+            MalformedHeader::MultipleHeaders => "multiple_authorization_headers",
+            MalformedHeader::TokenInHeaderAndQuery => "token_in_header_and_query",
+        }
+    }
+}
+
+/// Why a token is refused. Each reason has a stable label and a fixed description safe for
+/// an RFC 6750 `error_description` (never token content).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InvalidReason {
+    /// A JWS that failed local verification.
+    Jws(TokenError),
+    /// What introspection said (RFC 7662 §2.2), or found unacceptable in its answer.
+    Inactive(InactiveReason),
+    /// A JWS naming no configured issuer, with no issuer to introspect it.
+    UnknownIssuer,
+    /// A valid token issued for another resource (RFC 8707).
+    WrongResource,
+}
+
+impl InvalidReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            InvalidReason::Jws(error) => error.reason(),
+            InvalidReason::Inactive(reason) => reason.label(),
+            InvalidReason::UnknownIssuer => "unknown_issuer",
+            InvalidReason::WrongResource => "wrong_resource",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            InvalidReason::Jws(error) => error.description(),
+            // The answer's details are the authorization server's business: one text for all.
+            InvalidReason::Inactive(_) => "the token is not active",
+            InvalidReason::UnknownIssuer => "the token was not issued by a trusted issuer",
+            InvalidReason::WrongResource => "the token was not issued for this resource",
+        }
+    }
+}
+
+/// Why an introspected token is not active for this resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InactiveReason {
+    /// `active: false`.
+    Inactive,
+    /// `iss` is not the configured issuer.
+    WrongIssuer,
+    /// `aud` names none of the configured audiences (or is absent where required).
+    WrongAudience,
+    /// `exp` has passed.
+    Expired,
+    /// `nbf` is in the future.
+    NotYetValid,
+    /// `token_type` is not an access token type (RFC 6749 §7.1).
+    WrongTokenType,
+    /// A member has the wrong JSON type.
+    InvalidClaim,
+}
+
+impl InactiveReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            InactiveReason::Inactive => "inactive",
+            InactiveReason::WrongIssuer => "wrong_issuer",
+            InactiveReason::WrongAudience => "wrong_audience",
+            InactiveReason::Expired => "expired",
+            InactiveReason::NotYetValid => "not_yet_valid",
+            InactiveReason::WrongTokenType => "wrong_token_type",
+            InactiveReason::InvalidClaim => "invalid_claim",
+        }
+    }
+}
+
+/// Why the authorization server's answer (keys, metadata, introspection) cannot be had.
+/// Always 503, never 401: the token may be fine (DESIGN §3.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnavailableReason {
+    /// No key set has been fetched yet.
+    JwksUnavailable,
+    /// The last good key set is older than `max_stale`.
+    JwksStale,
+    /// The issuer verifies no tokens locally.
+    NoKeys,
+    /// The issuer introspects no tokens.
+    NoIntrospection,
+    /// Discovery of the introspection endpoint failed.
+    DiscoveryFailed,
+    /// The metadata names no introspection endpoint and none is configured.
+    NoIntrospectionEndpoint,
+    /// Every introspection slot stayed busy for the call timeout.
+    IntrospectionSaturated,
+    /// The introspection call failed in transport or timed out.
+    IntrospectionUnreachable,
+    /// The introspection endpoint answered a status other than 200.
+    IntrospectionErrorStatus,
+    /// The introspection answer is not a JSON object.
+    IntrospectionNotJson,
+    /// The introspection answer exceeds the configured size.
+    IntrospectionTooLarge,
+    /// The introspection answer lacks a boolean `active`.
+    IntrospectionMalformed,
+    /// The authorization server's metadata, mirrored for MCP clients, cannot be fetched.
+    AsMetadataUnavailable,
+}
+
+impl UnavailableReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            UnavailableReason::JwksUnavailable => "jwks_unavailable",
+            UnavailableReason::JwksStale => "jwks_stale",
+            UnavailableReason::NoKeys => "no_keys",
+            UnavailableReason::NoIntrospection => "no_introspection",
+            UnavailableReason::DiscoveryFailed => "discovery_failed",
+            UnavailableReason::NoIntrospectionEndpoint => "no_introspection_endpoint",
+            UnavailableReason::IntrospectionSaturated => "introspection_saturated",
+            UnavailableReason::IntrospectionUnreachable => "introspection_unreachable",
+            UnavailableReason::IntrospectionErrorStatus => "introspection_error_status",
+            UnavailableReason::IntrospectionNotJson => "introspection_not_json",
+            UnavailableReason::IntrospectionTooLarge => "introspection_too_large",
+            UnavailableReason::IntrospectionMalformed => "introspection_malformed",
+            UnavailableReason::AsMetadataUnavailable => "as_metadata_unavailable",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The labels are metric label values and access-log codes (`docs/metrics.md`): they
+    /// must not drift when variants are renamed.
+    #[test]
+    fn labels_are_stable() {
+        assert_eq!(AuthError::Missing.reason(), "missing_token");
+        assert_eq!(
+            AuthError::Malformed(MalformedHeader::TokenInHeaderAndQuery).reason(),
+            "token_in_header_and_query"
+        );
+        assert_eq!(AuthError::from(TokenError::Expired).reason(), "expired");
+        assert_eq!(
+            AuthError::from(InvalidReason::Inactive(InactiveReason::WrongTokenType)).reason(),
+            "wrong_token_type"
+        );
+        assert_eq!(AuthError::from(InvalidReason::UnknownIssuer).reason(), "unknown_issuer");
+        assert_eq!(
+            AuthError::from(UnavailableReason::IntrospectionSaturated).reason(),
+            "introspection_saturated"
+        );
+    }
+
+    #[test]
+    fn one_reason_two_paths_two_descriptions() {
+        // An expired JWT says so; an introspection answer's details stay the server's.
+        assert_eq!(
+            InvalidReason::Jws(TokenError::Expired).description(),
+            "The access token expired"
+        );
+        assert_eq!(
+            InvalidReason::Inactive(InactiveReason::Expired).description(),
+            "the token is not active"
+        );
+    }
+}
