@@ -116,6 +116,29 @@ impl AsRef<str> for CanonicalPath {
     }
 }
 
+/// Why a request line is refused before its path is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// CONNECT is never proxied.
+    Connect,
+    /// Methods are case-sensitive (RFC 9110 §9.1), but frameworks that upper-case them would
+    /// run `delete` as DELETE after it missed the DELETE route.
+    MethodNotUppercase,
+    /// The target cannot be rebuilt for the upstream.
+    InvalidTarget,
+}
+
+impl RequestError {
+    /// Stable label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            RequestError::Connect => "connect_not_allowed",
+            RequestError::MethodNotUppercase => "method_not_uppercase",
+            RequestError::InvalidTarget => "invalid_target",
+        }
+    }
+}
+
 /// Why a path was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {

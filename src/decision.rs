@@ -16,11 +16,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Uri};
 
-use crate::canonical::{CanonicalPath, canonicalize_path};
+use crate::canonical::{CanonicalPath, RequestError, canonicalize_path};
 use crate::config::{Config, UnmatchedPolicy};
 use crate::error::ProxyError;
 use crate::mcp::McpRoute;
-use crate::mcp::rules::{self, Verdict};
+use crate::mcp::rules::{self, InspectionError, Verdict};
 use crate::policy::{Access, EnforcementMode, RouteSpec};
 use crate::token::bearer::bearer_token;
 use crate::token::error::AuthError;
@@ -76,7 +76,7 @@ pub trait Inputs {
 
     /// The whole body of a request whose JSON-RPC calls must be inspected, at most `limit`
     /// bytes, received within `timeout`.
-    fn body(&mut self, limit: usize, timeout: Duration) -> impl Future<Output = Result<Bytes, ProxyError>> + Send;
+    fn body(&mut self, limit: usize, timeout: Duration) -> impl Future<Output = Result<Bytes, InspectionError>> + Send;
 }
 
 /// Everything decided about one request, step by step.
@@ -246,17 +246,17 @@ impl<'c> Decision<'c> {
             // JSON-RPC messages travel in POST bodies; a body on any other method could carry
             // a call the rules never saw.
             return if head.has_body {
-                Err(ProxyError::BadRequest("mcp_body_not_allowed"))
+                Err(InspectionError::BodyNotAllowed.into())
             } else {
                 Ok(())
             };
         }
         let limit = config.mcp.max_body_bytes;
         if declared_length(head.headers).is_some_and(|len| len > limit as u64) {
-            return Err(ProxyError::PayloadTooLarge);
+            return Err(InspectionError::TooLarge.into());
         }
         let body = inputs.body(limit, config.mcp.body_read_timeout).await?;
-        let calls = rules::calls_in_request(head.headers, &body).map_err(|e| ProxyError::BadRequest(e.code()))?;
+        let calls = rules::calls_in_request(head.headers, &body).map_err(InspectionError::from)?;
         self.body = Some(body);
         let granted = config
             .routes
@@ -347,12 +347,12 @@ impl<'c> Decision<'c> {
 /// DESIGN §3.1: the one canonical form is used for matching and for forwarding.
 fn canonicalize(config: &Config, head: &Head<'_>) -> Result<CanonicalPath, ProxyError> {
     if head.method == Method::CONNECT {
-        return Err(ProxyError::BadRequest("connect_not_allowed"));
+        return Err(RequestError::Connect.into());
     }
     // Methods are case-sensitive (RFC 9110 §9.1) but some frameworks upper-case them: `delete`
     // must not miss a `DELETE` route and then run as DELETE upstream.
     if head.method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
-        return Err(ProxyError::BadRequest("method_not_uppercase"));
+        return Err(RequestError::MethodNotUppercase.into());
     }
     canonicalize_path(head.path, config.forwarding.canonical).map_err(ProxyError::BadPath)
 }

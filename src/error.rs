@@ -5,7 +5,9 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::{ProxyBody, full_body};
-use crate::canonical::PathError;
+use crate::canonical::{PathError, RequestError};
+use crate::forward::UpstreamError;
+use crate::mcp::rules::InspectionError;
 use crate::token::error::AuthError;
 
 /// Why a request was not (successfully) forwarded. Each variant is classified as the
@@ -15,7 +17,7 @@ pub enum ProxyError {
     /// The path cannot be canonicalized without ambiguity.
     BadPath(PathError),
     /// The request line or headers are unacceptable before any auth question arises.
-    BadRequest(&'static str),
+    Request(RequestError),
     NoRoute,
     /// Authentication failed: no credentials, a malformed `Authorization` header, a token
     /// that is not acceptable, or an authorization server that could not be consulted.
@@ -24,11 +26,9 @@ pub enum ProxyError {
     InsufficientScope {
         scopes: String,
     },
-    UpstreamUnreachable,
-    UpstreamTimeout,
-    UpstreamFailed,
-    /// A body that must be inspected (MCP tool rules) is larger than allowed.
-    PayloadTooLarge,
+    /// A body that must be inspected (MCP tool rules) cannot be let through.
+    Inspection(InspectionError),
+    Upstream(UpstreamError),
 }
 
 /// The request-specific parts of a `WWW-Authenticate` challenge.
@@ -45,29 +45,28 @@ impl ProxyError {
     pub fn reason(&self) -> &'static str {
         match self {
             ProxyError::BadPath(e) => e.code(),
-            ProxyError::BadRequest(code) => code,
+            ProxyError::Request(e) => e.label(),
             ProxyError::NoRoute => "no_route",
             ProxyError::Auth(e) => e.reason(),
             ProxyError::InsufficientScope { .. } => "insufficient_scope",
-            ProxyError::UpstreamUnreachable => "upstream_unreachable",
-            ProxyError::UpstreamTimeout => "upstream_timeout",
-            ProxyError::UpstreamFailed => "upstream_failed",
-            ProxyError::PayloadTooLarge => "payload_too_large",
+            ProxyError::Inspection(e) => e.label(),
+            ProxyError::Upstream(e) => e.label(),
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadPath(_) | ProxyError::BadRequest(_) | ProxyError::Auth(AuthError::Malformed(_)) => {
+            ProxyError::BadPath(_) | ProxyError::Request(_) | ProxyError::Auth(AuthError::Malformed(_)) => {
                 StatusCode::BAD_REQUEST
             }
+            ProxyError::Inspection(InspectionError::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Inspection(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Auth(AuthError::Missing | AuthError::Invalid(_)) => StatusCode::UNAUTHORIZED,
             ProxyError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             ProxyError::Auth(AuthError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Upstream(UpstreamError::Unreachable | UpstreamError::Failed) => StatusCode::BAD_GATEWAY,
+            ProxyError::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -112,22 +111,24 @@ impl ProxyError {
                 )),
             ),
             ProxyError::BadPath(_) => ("invalid_path", "the request path is not acceptable", None),
-            ProxyError::BadRequest(_) => ("bad_request", "the request is not acceptable", None),
+            ProxyError::Inspection(InspectionError::TooLarge) => (
+                "payload_too_large",
+                "the request body is larger than this route inspects",
+                None,
+            ),
+            ProxyError::Request(_) | ProxyError::Inspection(_) => {
+                ("bad_request", "the request is not acceptable", None)
+            }
             ProxyError::NoRoute => ("not_found", "no route matches this request", None),
             ProxyError::Auth(AuthError::Unavailable(_)) => (
                 "temporarily_unavailable",
                 "the authorization server cannot be reached; retry later",
                 None,
             ),
-            ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed => {
-                ("bad_gateway", "the upstream did not answer", None)
+            ProxyError::Upstream(UpstreamError::Timeout) => {
+                ("gateway_timeout", "the upstream did not answer in time", None)
             }
-            ProxyError::UpstreamTimeout => ("gateway_timeout", "the upstream did not answer in time", None),
-            ProxyError::PayloadTooLarge => (
-                "payload_too_large",
-                "the request body is larger than this route inspects",
-                None,
-            ),
+            ProxyError::Upstream(_) => ("bad_gateway", "the upstream did not answer", None),
         };
         let body = serde_json::json!({ "error": error, "error_description": description }).to_string();
         let mut response = Response::new(full_body(body));
@@ -148,6 +149,30 @@ impl ProxyError {
 impl From<AuthError> for ProxyError {
     fn from(error: AuthError) -> ProxyError {
         ProxyError::Auth(error)
+    }
+}
+
+impl From<RequestError> for ProxyError {
+    fn from(error: RequestError) -> ProxyError {
+        ProxyError::Request(error)
+    }
+}
+
+impl From<InspectionError> for ProxyError {
+    fn from(error: InspectionError) -> ProxyError {
+        ProxyError::Inspection(error)
+    }
+}
+
+impl From<UpstreamError> for ProxyError {
+    fn from(error: UpstreamError) -> ProxyError {
+        ProxyError::Upstream(error)
+    }
+}
+
+impl From<crate::canonical::PathError> for ProxyError {
+    fn from(error: PathError) -> ProxyError {
+        ProxyError::BadPath(error)
     }
 }
 

@@ -13,9 +13,40 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::body::ProxyBody;
 use crate::canonical::CanonicalPath;
+use crate::canonical::RequestError;
 use crate::config::{ForwardingConfig, IdentityConfig, UpstreamConfig, normalize_header_name};
-use crate::error::ProxyError;
 use crate::token::Principal;
+
+/// Why the upstream did not answer (each the upstream's failure, not the client's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// Refused or unreachable (502).
+    Unreachable,
+    /// No response head within `upstream.response_header_timeout` (504).
+    Timeout,
+    /// Reset or malformed exchange, or a protocol switch nobody asked for (502).
+    Failed,
+}
+
+impl UpstreamError {
+    /// Stable label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            UpstreamError::Unreachable => "upstream_unreachable",
+            UpstreamError::Timeout => "upstream_timeout",
+            UpstreamError::Failed => "upstream_failed",
+        }
+    }
+
+    /// The `kind` label of `scopegate_upstream_errors_total`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            UpstreamError::Unreachable => "connect",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Failed => "protocol",
+        }
+    }
+}
 
 /// RFC 9110 §7.6.1 connection-specific fields, plus the long-standing non-standard ones.
 const HOP_BY_HOP: &[&str] = &[
@@ -135,7 +166,7 @@ pub struct RewriteContext<'a> {
 
 /// Turns the inbound request into the upstream request: canonical path, clean headers,
 /// forwarding headers, and identity headers that only scopegate can have set.
-pub fn rewrite_request(req: Request<ProxyBody>, ctx: &RewriteContext<'_>) -> Result<Request<ProxyBody>, ProxyError> {
+pub fn rewrite_request(req: Request<ProxyBody>, ctx: &RewriteContext<'_>) -> Result<Request<ProxyBody>, RequestError> {
     let (mut parts, body) = req.into_parts();
     let upgrade_protocol = ctx
         .upgrade
@@ -157,7 +188,7 @@ pub fn rewrite_request(req: Request<ProxyBody>, ctx: &RewriteContext<'_>) -> Res
         .authority(ctx.upstream.authority.clone())
         .path_and_query(path_and_query)
         .build()
-        .map_err(|_| ProxyError::BadRequest("invalid_target"))?;
+        .map_err(|_| RequestError::InvalidTarget)?;
     parts.version = if ctx.upstream.http2_prior_knowledge {
         Version::HTTP_2
     } else {
@@ -312,11 +343,11 @@ impl UpstreamClient {
     }
 
     /// Sends the request and waits for the response head, bounded by the configured timeout.
-    pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, ProxyError> {
+    pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
         match tokio::time::timeout(self.response_header_timeout, self.client.request(request)).await {
-            Err(_) => Err(ProxyError::UpstreamTimeout),
-            Ok(Err(e)) if e.is_connect() => Err(ProxyError::UpstreamUnreachable),
-            Ok(Err(_)) => Err(ProxyError::UpstreamFailed),
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Unreachable),
+            Ok(Err(_)) => Err(UpstreamError::Failed),
             Ok(Ok(response)) => Ok(response),
         }
     }

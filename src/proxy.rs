@@ -17,11 +17,13 @@ use crate::body::{ProxyBody, full_body, stream_body};
 use crate::config::Config;
 use crate::decision::{Decision, Head, Inputs, Target};
 use crate::error::{ChallengeContext, ProxyError};
+use crate::forward::UpstreamError;
 use crate::forward::{
     RewriteContext, clean_trailers, rewrite_request, rewrite_response, splice_upgrade, strip_identity, upgrade_matches,
     wants_upgrade,
 };
 use crate::gateway::App;
+use crate::mcp::rules::InspectionError;
 use crate::token::Principal;
 use crate::token::error::AuthError;
 
@@ -74,11 +76,8 @@ async fn process(
     record.routed(&decision, config);
     if let Some(Target::Metadata) = decision.target {
         let path = decision.path.as_ref().map_or("", |p| p.as_str());
-        return app
-            .mcp
-            .well_known(&config.mcp, &parts.method, path)
-            .await
-            .unwrap_or(Err(ProxyError::NoRoute));
+        let answer = app.mcp.well_known(&config.mcp, &parts.method, path).await;
+        return answer.map_or(Err(ProxyError::NoRoute), |answer| Ok(answer?));
     }
     let mut inputs = ProxyInputs { app, body: Some(body) };
     decision.finish(config, &head, &mut inputs).await;
@@ -126,17 +125,15 @@ impl Inputs for ProxyInputs<'_> {
         result
     }
 
-    async fn body(&mut self, limit: usize, timeout: Duration) -> Result<Bytes, ProxyError> {
-        let body = self.body.take().ok_or(ProxyError::BadRequest("body_read_failed"))?;
+    async fn body(&mut self, limit: usize, timeout: Duration) -> Result<Bytes, InspectionError> {
+        let body = self.body.take().ok_or(InspectionError::ReadFailed)?;
         let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
             .await
-            .map_err(|_| ProxyError::BadRequest("body_read_timeout"))?;
+            .map_err(|_| InspectionError::ReadTimeout)?;
         match collected {
             Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                Err(ProxyError::PayloadTooLarge)
-            }
-            Err(_) => Err(ProxyError::BadRequest("body_read_failed")),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(InspectionError::TooLarge),
+            Err(_) => Err(InspectionError::ReadFailed),
         }
     }
 }
@@ -168,7 +165,7 @@ async fn forward(
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // Only a switch the client asked for, to the protocol it named, is passed on.
         let Some(client) = client_upgrade.filter(|c| upgrade_matches(c.protocol.as_ref(), &response)) else {
-            return Err(ProxyError::UpstreamFailed);
+            return Err(UpstreamError::Failed.into());
         };
         rewrite_response(&mut response, &app.config.identity);
         let idle = client.lease.idle_timeout;
@@ -244,10 +241,7 @@ impl RequestRecord {
     /// Outcome label for metrics: a bounded set.
     fn decision(&self) -> &'static str {
         let error = self.error.as_ref();
-        let upstream_failure = matches!(
-            error,
-            Some(ProxyError::UpstreamTimeout | ProxyError::UpstreamUnreachable | ProxyError::UpstreamFailed)
-        );
+        let upstream_failure = matches!(error, Some(ProxyError::Upstream(_)));
         match error {
             _ if self.status.is_none() => "cancelled",
             _ if self.would_deny.is_some() && (error.is_none() || upstream_failure) => "would_deny",
@@ -291,7 +285,7 @@ impl Drop for RequestRecord {
         // Auth outcomes: every request that reached the authentication step and was settled.
         let pre_auth = matches!(
             error,
-            Some(ProxyError::NoRoute | ProxyError::BadPath(_) | ProxyError::BadRequest(_))
+            Some(ProxyError::NoRoute | ProxyError::BadPath(_) | ProxyError::Request(_))
         );
         if !matches!(decision, "public" | "cancelled") && !pre_auth {
             let auth_reason = if decision == "allow" { "ok" } else { reason };
@@ -300,13 +294,8 @@ impl Drop for RequestRecord {
             }
             metrics.auth_decisions.with_label_values(&[decision, auth_reason]).inc();
         }
-        if let Some(kind) = match error {
-            Some(ProxyError::UpstreamTimeout) => Some("timeout"),
-            Some(ProxyError::UpstreamUnreachable) => Some("connect"),
-            Some(ProxyError::UpstreamFailed) => Some("protocol"),
-            _ => None,
-        } {
-            metrics.upstream_errors.with_label_values(&[kind]).inc();
+        if let Some(ProxyError::Upstream(failure)) = error {
+            metrics.upstream_errors.with_label_values(&[failure.kind()]).inc();
         }
         tracing::info!(
             target: "scopegate::access",

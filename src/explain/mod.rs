@@ -19,6 +19,7 @@ use http_body_util::Full;
 use crate::config::Config;
 use crate::decision::{Head, Inputs, Target, decide};
 use crate::error::{ChallengeContext, ProxyError};
+use crate::mcp::rules::InspectionError;
 use crate::metrics::Metrics;
 use crate::policy::{Access, RouteSpec};
 use crate::token::error::{AuthError, InvalidReason};
@@ -247,9 +248,9 @@ impl Inputs for ExplainInputs {
         authenticator.authenticate(token, digest).await
     }
 
-    async fn body(&mut self, limit: usize, _timeout: Duration) -> Result<Bytes, ProxyError> {
+    async fn body(&mut self, limit: usize, _timeout: Duration) -> Result<Bytes, InspectionError> {
         if self.body.len() > limit {
-            return Err(ProxyError::PayloadTooLarge);
+            return Err(InspectionError::TooLarge);
         }
         Ok(self.body.clone())
     }
@@ -364,9 +365,11 @@ fn refused(denial: &ProxyError, out: &Explanation) -> Decision {
         ProxyError::BadPath(e) => Decision::BadRequest {
             reason: format!("{}: {e}", e.code()),
         },
-        ProxyError::BadRequest(code) => Decision::BadRequest {
-            reason: (*code).to_string(),
-        },
+        ProxyError::Request(_) | ProxyError::Inspection(_) if denial.status() == http::StatusCode::BAD_REQUEST => {
+            Decision::BadRequest {
+                reason: denial.reason().to_string(),
+            }
+        }
         ProxyError::NoRoute => Decision::NotFound,
         ProxyError::Auth(AuthError::Missing) => Decision::TokenNeeded {
             needs: out.needs.clone().unwrap_or_default(),

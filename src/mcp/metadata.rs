@@ -13,7 +13,6 @@ use http::{HeaderValue, Method, Response, StatusCode};
 
 use super::{FileMcp, McpConfig, MirrorConfig};
 use crate::body::{ProxyBody, full_body};
-use crate::error::ProxyError;
 use crate::token::error::{AuthError, UnavailableReason};
 
 /// RFC 9728 §3: the well-known suffix; a resource with a path has it inserted before the path.
@@ -109,7 +108,7 @@ impl McpRuntime {
         config: &McpConfig,
         method: &Method,
         path: &str,
-    ) -> Option<Result<Response<ProxyBody>, ProxyError>> {
+    ) -> Option<Result<Response<ProxyBody>, AuthError>> {
         if !config.is_enabled() || !path.starts_with("/.well-known/") {
             return None;
         }
@@ -130,7 +129,7 @@ impl McpRuntime {
         })
     }
 
-    async fn mirror(&self, client: &reqwest::Client, config: &MirrorConfig) -> Result<Response<ProxyBody>, ProxyError> {
+    async fn mirror(&self, client: &reqwest::Client, config: &MirrorConfig) -> Result<Response<ProxyBody>, AuthError> {
         // One fetch at a time: concurrent misses wait for it instead of multiplying it.
         let mut cached = self.mirrored.lock().await;
         if let Some(hit) = cached.as_ref().filter(|m| m.fetched.elapsed() < m.ttl) {
@@ -154,9 +153,7 @@ impl McpRuntime {
                 }
                 None => {
                     tracing::warn!(error = %e, "authorization-server metadata unavailable for the mirror");
-                    Err(ProxyError::Auth(AuthError::Unavailable(
-                        UnavailableReason::AsMetadataUnavailable,
-                    )))
+                    Err(AuthError::Unavailable(UnavailableReason::AsMetadataUnavailable))
                 }
             },
         }

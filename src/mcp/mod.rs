@@ -22,7 +22,6 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::config::{FileRoute, Issues};
-use crate::error::ProxyError;
 use crate::policy::Scope;
 use crate::token::Principal;
 use crate::token::error::{AuthError, InvalidReason};
@@ -123,7 +122,7 @@ impl McpConfig {
     /// rest of the API with it. The token needs an audience of its issuer's that is not an
     /// MCP resource. A principal without audiences (an introspection answer without `aud`,
     /// accepted by `require_audience = false`) was judged by its issuer's policy already.
-    pub fn check_api_audience(&self, principal: &Principal, issuer_audiences: &[String]) -> Result<(), ProxyError> {
+    pub fn check_api_audience(&self, principal: &Principal, issuer_audiences: &[String]) -> Result<(), AuthError> {
         if !self.is_enabled() || principal.audiences.is_empty() {
             return Ok(());
         }
@@ -135,7 +134,7 @@ impl McpConfig {
         {
             Ok(())
         } else {
-            Err(ProxyError::Auth(AuthError::Invalid(InvalidReason::WrongResource)))
+            Err(AuthError::Invalid(InvalidReason::WrongResource))
         }
     }
 
@@ -415,11 +414,11 @@ fn compile_rule(at: &str, file: &FileMcpRule, issues: &mut Issues) -> Option<Mcp
 impl McpRoute {
     /// RFC 8707: the token must have been issued for this resource. Anything else is an
     /// `invalid_token` with fixed text, whatever other audiences the issuer accepts.
-    pub fn check_audience(&self, principal: &Principal) -> Result<(), ProxyError> {
+    pub fn check_audience(&self, principal: &Principal) -> Result<(), AuthError> {
         if principal.audiences.contains(&self.resource) {
             Ok(())
         } else {
-            Err(ProxyError::Auth(AuthError::Invalid(InvalidReason::WrongResource)))
+            Err(AuthError::Invalid(InvalidReason::WrongResource))
         }
     }
 }

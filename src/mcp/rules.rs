@@ -111,6 +111,41 @@ impl InspectError {
     }
 }
 
+/// Why a body on a route with tool rules is not let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InspectionError {
+    /// A body on a method other than POST: JSON-RPC travels in POST bodies, and a body on
+    /// another method could carry a call the rules never saw (400).
+    BodyNotAllowed,
+    /// Larger than `mcp.max_body_bytes` (413).
+    TooLarge,
+    /// Not received within `mcp.body_read_timeout` (400).
+    ReadTimeout,
+    /// The body ended in an error (400).
+    ReadFailed,
+    /// Not JSON-RPC, or at odds with its headers (400).
+    Invalid(InspectError),
+}
+
+impl InspectionError {
+    /// Stable label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            InspectionError::BodyNotAllowed => "mcp_body_not_allowed",
+            InspectionError::TooLarge => "payload_too_large",
+            InspectionError::ReadTimeout => "body_read_timeout",
+            InspectionError::ReadFailed => "body_read_failed",
+            InspectionError::Invalid(e) => e.code(),
+        }
+    }
+}
+
+impl From<InspectError> for InspectionError {
+    fn from(error: InspectError) -> InspectionError {
+        InspectionError::Invalid(error)
+    }
+}
+
 /// The params key naming the target of a name-bearing method.
 fn name_key(method: &str) -> Option<&'static str> {
     match method {
