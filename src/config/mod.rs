@@ -2,8 +2,10 @@
 //! [`Config`] that the rest of the crate trusts. Every problem is reported at once, each with
 //! its TOML path and a hint, so one `scopegate check` run shows the whole list.
 
+pub mod problems;
+pub mod units;
+
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -12,69 +14,11 @@ use http::Uri;
 use serde::Deserialize;
 
 use crate::canonical::CanonicalOptions;
-use crate::policy::{RouteSpec, RouteTable, ScopeImplications};
-use crate::units::{parse_duration, parse_size};
-
-/// One problem found in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigIssue {
-    /// TOML path of the offending key, e.g. `route[2].scopes[1]`.
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
-/// Every problem found while loading a config file.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Syntax { path: String, message: String },
-    #[error("{} problem(s) in the config:\n{}", .0.len(), .0.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
-    Invalid(Vec<ConfigIssue>),
-}
-
-/// Collects issues while compiling, so that all of them are reported together.
-#[derive(Default)]
-pub struct Issues(Vec<ConfigIssue>);
-
-impl Issues {
-    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigIssue {
-            path: path.into(),
-            message: message.into(),
-        });
-    }
-
-    /// Parses a duration key, recording a problem and returning the fallback on error.
-    pub fn duration(&mut self, path: &str, text: &str, fallback: Duration) -> Duration {
-        parse_duration(text).unwrap_or_else(|message| {
-            self.push(path, message);
-            fallback
-        })
-    }
-
-    pub fn size(&mut self, path: &str, text: &str, fallback: u64) -> u64 {
-        parse_size(text).unwrap_or_else(|message| {
-            self.push(path, message);
-            fallback
-        })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn count(&self) -> usize {
-        self.0.len()
-    }
-}
+use crate::mcp::config::{FileMcp, McpConfig};
+use crate::policy::{EnforcementMode, FileRoute, RouteSpec, RouteTable, ScopeImplications};
+use crate::token::config::{FileIssuer, FileTokenSettings, TokenConfig};
+use problems::Issues;
+pub use problems::{ConfigError, ConfigIssue};
 
 // ---------------------------------------------------------------------------------------
 // File types: strings and options, exactly as written.
@@ -98,16 +42,16 @@ pub struct FileConfig {
     #[serde(default, rename = "route")]
     pub routes: Vec<FileRoute>,
     #[serde(default, rename = "issuer")]
-    pub issuers: Vec<crate::token::config::FileIssuer>,
+    pub issuers: Vec<FileIssuer>,
     #[serde(default)]
-    pub token: crate::token::config::FileTokenSettings,
+    pub token: FileTokenSettings,
     #[serde(default)]
     pub identity: FileIdentity,
     #[serde(default)]
     pub reload: FileReload,
     /// MCP resource-server settings (RFC 9728 metadata, audience binding, tool scopes).
     #[serde(default)]
-    pub mcp: Option<crate::mcp::FileMcp>,
+    pub mcp: Option<FileMcp>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,7 +141,7 @@ pub struct FileAuth {
     pub resource_metadata: Option<String>,
     /// `enforce` (default) or `dry_run` for every route without its own `mode`.
     #[serde(default)]
-    pub mode: crate::policy::EnforcementMode,
+    pub mode: EnforcementMode,
 }
 
 impl Default for FileAuth {
@@ -286,37 +230,6 @@ impl Default for FileIdentity {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileRoute {
-    pub name: String,
-    pub path: String,
-    #[serde(default)]
-    pub methods: Vec<String>,
-    #[serde(default)]
-    pub public: bool,
-    /// All of these scopes.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    /// Any one of these lists, each all-of.
-    #[serde(default)]
-    pub any_scopes: Vec<Vec<String>>,
-    #[serde(default)]
-    pub allow_upgrade: bool,
-    /// Overrides `auth.mode` for this route.
-    #[serde(default)]
-    pub mode: Option<crate::policy::EnforcementMode>,
-    /// An MCP endpoint: metadata, audience binding and `mcp_rule`s apply (see `[mcp]`).
-    #[serde(default)]
-    pub mcp: bool,
-    /// This route's resource URI when it differs from `[mcp].resource`.
-    #[serde(default)]
-    pub mcp_resource: Option<String>,
-    /// Scopes by JSON-RPC method and tool/prompt/resource name.
-    #[serde(default, rename = "mcp_rule")]
-    pub mcp_rules: Vec<crate::mcp::rules::FileMcpRule>,
-}
-
 mod defaults {
     pub fn header_read_timeout() -> String {
         "10s".into()
@@ -379,12 +292,12 @@ pub struct Config {
     pub auth: AuthConfig,
     pub routes: RouteTable,
     pub log: FileLogSettings,
-    pub tokens: crate::token::config::TokenConfig,
+    pub tokens: TokenConfig,
     pub identity: IdentityConfig,
     pub reload: ReloadConfig,
     /// First 12 hex digits of the SHA-256 of the file text: which config is loaded.
     pub source_hash: String,
-    pub mcp: crate::mcp::McpConfig,
+    pub mcp: McpConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -424,7 +337,7 @@ pub struct AuthConfig {
     pub realm: String,
     pub unmatched: UnmatchedPolicy,
     pub resource_metadata: Option<String>,
-    pub mode: crate::policy::EnforcementMode,
+    pub mode: EnforcementMode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -493,7 +406,7 @@ impl FileConfig {
         };
         let auth = compile_auth(self.auth, &mut issues);
         let implications = ScopeImplications::compile(&self.scopes.implies, &mut issues);
-        let mcp = crate::mcp::McpConfig::compile(self.mcp.as_ref(), &self.routes, &self.issuers, &mut issues);
+        let mcp = McpConfig::compile(self.mcp.as_ref(), &self.routes, &self.issuers, &mut issues);
         let specs: Vec<RouteSpec> = self
             .routes
             .into_iter()
@@ -501,7 +414,7 @@ impl FileConfig {
             .filter_map(|(index, route)| RouteSpec::compile(index, route, &mut issues))
             .collect();
         let routes = RouteTable::new(specs, implications, &mut issues);
-        let mut tokens = crate::token::config::TokenConfig::compile(&self.issuers, &self.token, &mut issues);
+        let mut tokens = TokenConfig::compile(&self.issuers, &self.token, &mut issues);
         tokens.retained_claims = self.identity.claims.keys().cloned().collect();
         if !routes.all_public() && tokens.issuers.is_empty() {
             issues.push(
@@ -536,7 +449,7 @@ impl FileConfig {
                 mcp,
             })
         } else {
-            Err(ConfigError::Invalid(issues.0))
+            Err(ConfigError::Invalid(issues.into_vec()))
         }
     }
 }
@@ -705,7 +618,7 @@ mod tests {
 
     #[test]
     fn example_config_compiles() {
-        let text = include_str!("../config.example.toml");
+        let text = include_str!("../../config.example.toml");
         let config = Config::from_toml(text, "config.example.toml").expect("config.example.toml must compile");
         assert!(config.routes.len() >= 3);
     }
