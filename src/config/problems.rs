@@ -92,4 +92,11 @@ impl Issues {
     pub fn into_vec(self) -> Vec<ConfigIssue> {
         self.0
     }
+
+    /// The problems in file order; those not tied to a line (a missing section, a
+    /// requirement across sections) first.
+    pub fn into_sorted_vec(mut self) -> Vec<ConfigIssue> {
+        self.0.sort_by_key(|issue| issue.line.unwrap_or(0));
+        self.0
+    }
 }

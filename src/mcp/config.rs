@@ -401,7 +401,10 @@ audiences = ["https://mcp.example.com/mcp"]
     fn compile(extra: &str) -> Result<Config, Vec<String>> {
         match Config::from_toml(&format!("{BASE}{extra}"), "t.toml") {
             Ok(c) => Ok(c),
-            Err(ConfigError::Invalid(issues)) => Err(issues.iter().map(|i| i.to_string()).collect()),
+            // By path and message: these tests are about where problems are found, not lines.
+            Err(ConfigError::Invalid(issues)) => {
+                Err(issues.iter().map(|i| format!("{}: {}", i.path, i.message)).collect())
+            }
             Err(e) => Err(vec![e.to_string()]),
         }
     }
