@@ -3,15 +3,21 @@
 //! allowed requests to the upstream.
 //!
 //! Module map, in request order:
-//! - [`config`] — TOML file → validated [`config::Config`] (every problem at once).
+//! - [`config`] — TOML file → validated [`config::Config`] (every problem at once); the
+//!   sections it owns. [`config::problems`] (the problem list) and [`config::units`]
+//!   (durations and sizes as the file spells them) are the leaf every section's compiler
+//!   reports into; each section's file types live beside the code that compiles them
+//!   ([`policy::file`], [`token::config`], [`mcp::config`]).
 //! - [`server`] — data and admin listeners, limits, graceful drain; [`connection`] —
 //!   per-connection activity, idle timeouts and the slot a WebSocket tunnel keeps.
 //! - [`gateway`] — the current config generation ([`gateway::App`]) behind one swap point;
 //!   live reload.
-//! - [`proxy`] — the request path: canonicalize → route → authenticate → authorize →
-//!   rewrite → forward → record.
+//! - [`proxy`] — the request path: decide → rewrite → forward → record.
+//! - [`decision`] — the one decision (canonicalize, route, authenticate, authorize, MCP tool
+//!   rules, dry run), shared by the proxy and `explain`.
 //! - [`canonical`] — the one path canonicalization used for matching and forwarding.
-//! - [`policy`] — compiled route map and scope rules (no I/O).
+//! - [`policy`] — compiled route map and scope rules (no I/O): [`policy::file`] (`[[route]]`
+//!   as written), [`policy::scopes`], [`policy::table`].
 //! - [`token`] — bearer extraction, JWS verification, JWKS key sets, introspection, one
 //!   discovery per issuer, the token caches and their clock; [`token::error`] is what
 //!   authentication answers besides a principal.
@@ -19,9 +25,9 @@
 //!   GETs, metadata discovery); a leaf shared by the token layer, MCP and `check --online`.
 //! - [`forward`] — header rewriting and the pooled upstream client.
 //! - [`error`] — the one error → response mapping; [`body`] — the one body type.
-//! - [`mcp`] — MCP routes: RFC 9728 metadata, RFC 8707 audience binding, tool-level scopes.
+//! - [`mcp`] — MCP routes: RFC 9728 metadata, RFC 8707 audience binding, tool-level scopes;
+//!   [`mcp::config`] compiles `[mcp]` and the MCP parts of routes.
 //! - [`metrics`], [`admin`] — Prometheus metrics and `/metrics`, `/healthz`, `/readyz`.
-//! - [`units`] — durations and sizes as the config file spells them.
 //! - [`dev`] — the embedded development authorization server behind `demo`, `dev-issuer`
 //!   and the integration tests.
 //! - [`explain`] — `scopegate explain`: what the proxy would do with one request.
@@ -47,4 +53,3 @@ pub mod policy;
 pub mod proxy;
 pub mod server;
 pub mod token;
-pub mod units;

@@ -209,8 +209,7 @@ scopes = ["read"]
 [[route]]
 name = "any"
 path = "/any"
-scopes = ["read", "mcp"]
-any_scopes = [["admin"]]
+any_scopes = [["read", "mcp"], ["admin"]]
 "#;
 
     #[test]

@@ -4,19 +4,16 @@
 //!
 //! Documents are built from configuration only: the request's `Host` never shapes them.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Method, Response, StatusCode};
 
-use super::{FileMcp, McpConfig, MirrorConfig};
+use super::config::{McpConfig, MirrorConfig};
 use crate::body::{ProxyBody, full_body};
 use crate::token::error::{AuthError, UnavailableReason};
 
-/// RFC 9728 §3: the well-known suffix; a resource with a path has it inserted before the path.
-pub const PRM_PATH: &str = "/.well-known/oauth-protected-resource";
 /// RFC 8414 §3: where older MCP clients look for the authorization server's metadata.
 pub use crate::http_client::AS_METADATA_PATH;
 /// Route label of these answers in metrics and the access log.
@@ -26,34 +23,6 @@ pub const METADATA_ROUTE: &str = "mcp-metadata";
 const METADATA_CACHE_CONTROL: &str = "public, max-age=300";
 /// How long a mirrored authorization-server document is reused (bounded by its max-age).
 const MIRROR_TTL: Duration = Duration::from_secs(300);
-
-/// The RFC 9728 §2 document for one resource. `authorization_servers` are issuer identifiers
-/// exactly as configured: no trailing slash is added or removed.
-pub fn protected_resource_document(
-    file: &FileMcp,
-    resource: &str,
-    authorization_servers: &[String],
-    scopes: &BTreeSet<String>,
-) -> Bytes {
-    let mut doc = serde_json::Map::new();
-    doc.insert("resource".into(), resource.into());
-    doc.insert("authorization_servers".into(), authorization_servers.into());
-    let scopes: Vec<&str> = scopes
-        .iter()
-        .map(String::as_str)
-        .filter(|s| *s != super::OFFLINE_ACCESS)
-        .collect();
-    doc.insert("scopes_supported".into(), scopes.into());
-    doc.insert("bearer_methods_supported".into(), vec!["header"].into());
-    doc.insert("resource_name".into(), file.resource_name.clone().into());
-    if let Some(url) = &file.resource_documentation {
-        doc.insert("resource_documentation".into(), url.clone().into());
-    }
-    if let Some(url) = &file.resource_policy_uri {
-        doc.insert("resource_policy_uri".into(), url.clone().into());
-    }
-    Bytes::from(serde_json::Value::Object(doc).to_string())
-}
 
 fn json_response(body: Bytes, cache_control: &'static str) -> Response<ProxyBody> {
     let mut response = Response::new(full_body(body));

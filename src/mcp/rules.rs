@@ -8,7 +8,7 @@ use base64::Engine;
 use http::HeaderMap;
 use serde::Deserialize;
 
-use crate::policy::Scope;
+use crate::policy::scopes::Scope;
 
 /// `Mcp-Method`: the JSON-RPC method, sent by clients of the newest revisions.
 pub const MCP_METHOD: &str = "mcp-method";

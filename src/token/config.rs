@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::Issues;
+use crate::config::problems::Issues;
 use crate::http_client::is_acceptable_remote_url;
 use crate::token::jwk::Algorithm;
 

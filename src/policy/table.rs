@@ -1,15 +1,14 @@
-//! The compiled route map and scope rules. No I/O: given a method and a canonical path,
-//! [`RouteTable::lookup`] answers which route applies, and a [`ScopeRequirement`] answers
-//! whether a set of granted scopes is enough.
+//! The route table: path patterns, precedence and lookup. Given a method and a canonical
+//! path, [`RouteTable::lookup`] answers which route applies.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+use std::collections::BTreeSet;
 
 use http::Method;
 
+use super::scopes::{ScopeImplications, ScopeRequirement};
 use crate::canonical::CanonicalPath;
-use crate::config::{FileRoute, Issues};
+use crate::config::problems::Issues;
 
 /// One segment of a route's path pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +27,7 @@ pub struct PathPattern {
 }
 
 impl PathPattern {
-    fn parse(text: &str) -> Result<PathPattern, String> {
+    pub(super) fn parse(text: &str) -> Result<PathPattern, String> {
         let Some(rest) = text.strip_prefix('/') else {
             return Err(format!("{text:?} must start with '/'"));
         };
@@ -116,149 +115,6 @@ impl PathPattern {
     }
 }
 
-/// A scope token (RFC 6749 §3.3: `%x21 / %x23-5B / %x5D-7E`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Scope(String);
-
-impl Scope {
-    pub fn parse(text: &str) -> Result<Scope, String> {
-        if text.is_empty() {
-            return Err("is empty".into());
-        }
-        if let Some(bad) = text
-            .chars()
-            .find(|&c| !(c == '!' || ('#'..='[').contains(&c) || (']'..='~').contains(&c)))
-        {
-            let what = if bad == ' ' {
-                "a space".to_string()
-            } else {
-                format!("{bad:?}")
-            };
-            return Err(format!("{text:?} contains {what}; scope tokens cannot (RFC 6749 §3.3)"));
-        }
-        Ok(Scope(text.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// "Any of these sets, each all-of". Empty means "any valid token".
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ScopeRequirement {
-    alternatives: Vec<Vec<Scope>>,
-}
-
-impl ScopeRequirement {
-    pub fn all_of(scopes: Vec<Scope>) -> Self {
-        Self {
-            alternatives: vec![scopes],
-        }
-    }
-
-    /// Whether `granted` (already expanded by the implication map) satisfies this requirement.
-    pub fn is_satisfied_by(&self, granted: &BTreeSet<Scope>) -> bool {
-        self.alternatives.is_empty()
-            || self
-                .alternatives
-                .iter()
-                .any(|set| set.iter().all(|s| granted.contains(s)))
-    }
-
-    /// The scopes named in challenges: RFC 6750 §3 wants those needed to access the
-    /// resource, so this is the first alternative in full (the one the route lists first).
-    pub fn challenge_scopes(&self) -> String {
-        self.alternatives
-            .first()
-            .map(|set| set.iter().map(Scope::as_str).collect::<Vec<_>>().join(" "))
-            .unwrap_or_default()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.alternatives.is_empty()
-    }
-
-    /// The alternatives: any one of them, each all-of; empty means any valid token.
-    pub fn alternatives(&self) -> &[Vec<Scope>] {
-        &self.alternatives
-    }
-}
-
-impl fmt::Display for ScopeRequirement {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.alternatives.is_empty() {
-            return f.write_str("any valid token");
-        }
-        let sets: Vec<String> = self
-            .alternatives
-            .iter()
-            .map(|set| set.iter().map(Scope::as_str).collect::<Vec<_>>().join(" + "))
-            .collect();
-        f.write_str(&sets.join(" | "))
-    }
-}
-
-/// `write ⇒ read`: applied to granted scopes before matching, transitively. The MCP
-/// authorization spec expects a broader scope to satisfy a narrower one.
-#[derive(Debug, Clone, Default)]
-pub struct ScopeImplications {
-    implies: BTreeMap<Scope, Vec<Scope>>,
-}
-
-impl ScopeImplications {
-    pub fn compile(file: &BTreeMap<String, Vec<String>>, issues: &mut Issues) -> Self {
-        let mut implies = BTreeMap::new();
-        for (from, targets) in file {
-            let from_scope = match Scope::parse(from) {
-                Ok(s) => s,
-                Err(e) => {
-                    issues.push(format!("scopes.implies.{from}"), e);
-                    continue;
-                }
-            };
-            let mut parsed = Vec::new();
-            for (i, target) in targets.iter().enumerate() {
-                match Scope::parse(target) {
-                    Ok(s) => parsed.push(s),
-                    Err(e) => issues.push(format!("scopes.implies.{from}[{i}]"), e),
-                }
-            }
-            implies.insert(from_scope, parsed);
-        }
-        ScopeImplications { implies }
-    }
-
-    /// The scopes that imply `scope`, directly or transitively, sorted.
-    pub fn implied_by(&self, scope: &str) -> Vec<String> {
-        self.implies
-            .keys()
-            .filter(|candidate| candidate.as_str() != scope)
-            .filter(|candidate| self.expand([candidate.as_str()]).iter().any(|s| s.as_str() == scope))
-            .map(|candidate| candidate.as_str().to_string())
-            .collect()
-    }
-
-    /// The granted scopes plus everything they imply.
-    pub fn expand<'a>(&self, granted: impl IntoIterator<Item = &'a str>) -> BTreeSet<Scope> {
-        let mut result = BTreeSet::new();
-        let mut pending: Vec<Scope> = granted.into_iter().filter_map(|s| Scope::parse(s).ok()).collect();
-        while let Some(scope) = pending.pop() {
-            if let Some(implied) = self.implies.get(&scope) {
-                pending.extend(implied.iter().filter(|s| !result.contains(*s)).cloned());
-            }
-            result.insert(scope);
-        }
-        result
-    }
-}
-
 /// Whether a decision is enforced or only recorded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -294,71 +150,6 @@ pub struct RouteSpec {
 }
 
 impl RouteSpec {
-    pub fn compile(index: usize, file: FileRoute, issues: &mut Issues) -> Option<RouteSpec> {
-        let at = format!("route[{index}]");
-        let before = issues_len(issues);
-        if file.name.is_empty()
-            || !file
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            issues.push(
-                format!("{at}.name"),
-                format!(
-                    "{:?} must be non-empty letters, digits, '-', '_' or '.' (it is a metrics label)",
-                    file.name
-                ),
-            );
-        }
-        let pattern = PathPattern::parse(&file.path)
-            .map_err(|e| issues.push(format!("{at}.path"), e))
-            .ok();
-        let mut methods = Vec::new();
-        for (i, m) in file.methods.iter().enumerate() {
-            match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                Ok(method) if m.bytes().all(|b| b.is_ascii_alphabetic()) => methods.push(method),
-                _ => issues.push(format!("{at}.methods[{i}]"), format!("{m:?} is not an HTTP method")),
-            }
-        }
-        let mut alternatives = Vec::new();
-        if !file.scopes.is_empty() {
-            alternatives.push(scope_list(issues, format!("{at}.scopes"), &file.scopes));
-        }
-        for (i, set) in file.any_scopes.iter().enumerate() {
-            if set.is_empty() {
-                issues.push(
-                    format!("{at}.any_scopes[{i}]"),
-                    "an empty alternative would allow any token; remove it",
-                );
-            }
-            alternatives.push(scope_list(issues, format!("{at}.any_scopes[{i}]"), set));
-        }
-        let access = if file.public {
-            if !alternatives.is_empty() {
-                issues.push(
-                    format!("{at}.public"),
-                    "a public route cannot also require scopes; pick one",
-                );
-            }
-            Access::Public
-        } else {
-            Access::Protected(ScopeRequirement { alternatives })
-        };
-        if issues_len(issues) != before {
-            return None;
-        }
-        Some(RouteSpec {
-            name: file.name,
-            pattern: pattern?,
-            methods,
-            access,
-            allow_upgrade: file.allow_upgrade,
-            mode: file.mode,
-            index,
-        })
-    }
-
     /// RFC 9110 §9.3.2: HEAD is GET without a body, and servers answer it with their GET
     /// handler, so a route that lists GET also governs HEAD. Otherwise a HEAD request could
     /// fall through to a broader route and run the GET handler under weaker rules.
@@ -376,22 +167,6 @@ impl RouteSpec {
             .then_with(|| other.methods.is_empty().cmp(&self.methods.is_empty()).reverse())
             .then_with(|| self.index.cmp(&other.index))
     }
-}
-
-fn scope_list(issues: &mut Issues, path: String, names: &[String]) -> Vec<Scope> {
-    let mut out = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        match Scope::parse(name) {
-            Ok(s) => out.push(s),
-            Err(e) => issues.push(format!("{path}[{i}]"), e),
-        }
-    }
-    out
-}
-
-fn issues_len(issues: &Issues) -> usize {
-    // `Issues` only grows; its emptiness before and after tells whether this route added any.
-    issues.count()
 }
 
 /// The route map in precedence order.
@@ -483,6 +258,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::canonical::canonicalize_path;
+    use crate::policy::file::FileRoute;
 
     fn route(index: usize, name: &str, path: &str, methods: &[&str]) -> RouteSpec {
         let file = FileRoute {
@@ -562,40 +338,5 @@ mod tests {
         for bad in ["a/b", "/a*/b", "/a/**/b", "/{}", "/a/../b", "/a/%2e"] {
             assert!(PathPattern::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn implications_are_transitive() {
-        let mut file = BTreeMap::new();
-        file.insert("admin".to_string(), vec!["write".to_string()]);
-        file.insert("write".to_string(), vec!["read".to_string()]);
-        let imp = ScopeImplications::compile(&file, &mut Issues::default());
-        let granted = imp.expand(["admin"]);
-        let req = ScopeRequirement::all_of(vec![Scope::parse("read").unwrap()]);
-        assert!(req.is_satisfied_by(&granted));
-        assert!(!req.is_satisfied_by(&imp.expand(["mcp"])));
-    }
-
-    #[test]
-    fn any_of_alternatives() {
-        let req = ScopeRequirement {
-            alternatives: vec![
-                vec![Scope::parse("read").unwrap(), Scope::parse("mcp").unwrap()],
-                vec![Scope::parse("admin").unwrap()],
-            ],
-        };
-        let imp = ScopeImplications::default();
-        assert!(req.is_satisfied_by(&imp.expand(["mcp", "read"])));
-        assert!(req.is_satisfied_by(&imp.expand(["admin"])));
-        assert!(!req.is_satisfied_by(&imp.expand(["read"])));
-        assert_eq!(req.challenge_scopes(), "read mcp");
-    }
-
-    #[test]
-    fn scope_syntax() {
-        assert!(Scope::parse("read data").is_err());
-        assert!(Scope::parse("a\"b").is_err());
-        assert!(Scope::parse("").is_err());
-        assert!(Scope::parse("files:read").is_ok());
     }
 }

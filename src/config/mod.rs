@@ -1,116 +1,63 @@
 //! The TOML configuration: loose file types (`FileConfig`), compiled into a validated
 //! [`Config`] that the rest of the crate trusts. Every problem is reported at once, each with
-//! its TOML path and a hint, so one `scopegate check` run shows the whole list.
+//! its TOML path, its line and a hint, so one `scopegate check` run shows the whole list.
+//!
+//! - [`document`] reads the file section by section, so serde's first error hides nothing.
+//! - [`problems`] and [`units`]: the leaf every section's compiler reports into. Sections
+//!   compile beside their own code ([`crate::policy::file`], [`crate::token::config`],
+//!   [`crate::mcp::config`]); this module imports them, never the reverse.
+
+pub mod document;
+pub mod problems;
+pub mod units;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use http::Uri;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::canonical::CanonicalOptions;
-use crate::policy::{RouteSpec, RouteTable, ScopeImplications};
-use crate::units::{parse_duration, parse_size};
-
-/// One problem found in a config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigIssue {
-    /// TOML path of the offending key, e.g. `route[2].scopes[1]`.
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
-/// Every problem found while loading a config file.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Syntax { path: String, message: String },
-    #[error("{} problem(s) in the config:\n{}", .0.len(), .0.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
-    Invalid(Vec<ConfigIssue>),
-}
-
-/// Collects issues while compiling, so that all of them are reported together.
-#[derive(Default)]
-pub struct Issues(Vec<ConfigIssue>);
-
-impl Issues {
-    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigIssue {
-            path: path.into(),
-            message: message.into(),
-        });
-    }
-
-    /// Parses a duration key, recording a problem and returning the fallback on error.
-    pub fn duration(&mut self, path: &str, text: &str, fallback: Duration) -> Duration {
-        parse_duration(text).unwrap_or_else(|message| {
-            self.push(path, message);
-            fallback
-        })
-    }
-
-    pub fn size(&mut self, path: &str, text: &str, fallback: u64) -> u64 {
-        parse_size(text).unwrap_or_else(|message| {
-            self.push(path, message);
-            fallback
-        })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn count(&self) -> usize {
-        self.0.len()
-    }
-}
+use crate::mcp::config::{FileMcp, McpConfig};
+use crate::policy::{EnforcementMode, FileRoute, RouteSpec, RouteTable, ScopeImplications};
+use crate::token::config::{FileIssuer, FileTokenSettings, TokenConfig};
+use document::{Document, Section};
+use problems::Issues;
+pub use problems::{ConfigError, ConfigIssue};
 
 // ---------------------------------------------------------------------------------------
 // File types: strings and options, exactly as written.
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The whole file. Its sections are read one by one ([`FileConfig::read`]) so that a mistake
+/// in one does not hide the others'; every section but `[listener]` and `[upstream]` may be
+/// left out.
+#[derive(Debug)]
 pub struct FileConfig {
     pub listener: FileListener,
-    #[serde(default)]
     pub admin: FileAdmin,
     pub upstream: FileUpstream,
-    #[serde(default)]
     pub forwarding: FileForwarding,
-    #[serde(default)]
     pub auth: FileAuth,
-    #[serde(default)]
     pub scopes: FileScopes,
-    #[serde(default)]
     pub log: FileLog,
-    #[serde(default, rename = "route")]
+    /// `[[route]]`
     pub routes: Vec<FileRoute>,
-    #[serde(default, rename = "issuer")]
-    pub issuers: Vec<crate::token::config::FileIssuer>,
-    #[serde(default)]
-    pub token: crate::token::config::FileTokenSettings,
-    #[serde(default)]
+    /// `[[issuer]]`
+    pub issuers: Vec<FileIssuer>,
+    pub token: FileTokenSettings,
     pub identity: FileIdentity,
-    #[serde(default)]
     pub reload: FileReload,
     /// MCP resource-server settings (RFC 9728 metadata, audience binding, tool scopes).
-    #[serde(default)]
-    pub mcp: Option<crate::mcp::FileMcp>,
+    pub mcp: Option<FileMcp>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `Default` is an empty, invalid section: only a stand-in while a file whose `[listener]`
+/// is missing or unreadable is compiled for its other problems.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileListener {
     pub address: String,
@@ -144,7 +91,8 @@ impl Default for FileAdmin {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `Default` is an empty, invalid section, a stand-in like [`FileListener`]'s.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileUpstream {
     pub url: String,
@@ -197,7 +145,7 @@ pub struct FileAuth {
     pub resource_metadata: Option<String>,
     /// `enforce` (default) or `dry_run` for every route without its own `mode`.
     #[serde(default)]
-    pub mode: crate::policy::EnforcementMode,
+    pub mode: EnforcementMode,
 }
 
 impl Default for FileAuth {
@@ -286,37 +234,6 @@ impl Default for FileIdentity {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileRoute {
-    pub name: String,
-    pub path: String,
-    #[serde(default)]
-    pub methods: Vec<String>,
-    #[serde(default)]
-    pub public: bool,
-    /// All of these scopes.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-    /// Any one of these lists, each all-of.
-    #[serde(default)]
-    pub any_scopes: Vec<Vec<String>>,
-    #[serde(default)]
-    pub allow_upgrade: bool,
-    /// Overrides `auth.mode` for this route.
-    #[serde(default)]
-    pub mode: Option<crate::policy::EnforcementMode>,
-    /// An MCP endpoint: metadata, audience binding and `mcp_rule`s apply (see `[mcp]`).
-    #[serde(default)]
-    pub mcp: bool,
-    /// This route's resource URI when it differs from `[mcp].resource`.
-    #[serde(default)]
-    pub mcp_resource: Option<String>,
-    /// Scopes by JSON-RPC method and tool/prompt/resource name.
-    #[serde(default, rename = "mcp_rule")]
-    pub mcp_rules: Vec<crate::mcp::rules::FileMcpRule>,
-}
-
 mod defaults {
     pub fn header_read_timeout() -> String {
         "10s".into()
@@ -379,12 +296,12 @@ pub struct Config {
     pub auth: AuthConfig,
     pub routes: RouteTable,
     pub log: FileLogSettings,
-    pub tokens: crate::token::config::TokenConfig,
+    pub tokens: TokenConfig,
     pub identity: IdentityConfig,
     pub reload: ReloadConfig,
     /// First 12 hex digits of the SHA-256 of the file text: which config is loaded.
     pub source_hash: String,
-    pub mcp: crate::mcp::McpConfig,
+    pub mcp: McpConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -424,7 +341,7 @@ pub struct AuthConfig {
     pub realm: String,
     pub unmatched: UnmatchedPolicy,
     pub resource_metadata: Option<String>,
-    pub mode: crate::policy::EnforcementMode,
+    pub mode: EnforcementMode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -457,32 +374,151 @@ impl Config {
         Config::from_toml(&text, &path.display().to_string())
     }
 
-    /// Compiles config text; `origin` names it in error messages.
+    /// Compiles config text; `origin` names it in error messages. Invalid TOML is one
+    /// error; otherwise every problem is reported, each with the line it is on.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: origin.to_string(),
-            message: e.to_string(),
+        let document = Document::parse(text, origin)?;
+        let mut issues = Issues::default();
+        let (file, unread) = FileConfig::read(&document, &mut issues);
+        let mut config = file.compile_read(&unread, issues).map_err(|mut issues| {
+            issues.locate(|path| document.line_of(path));
+            ConfigError::Invalid(issues.into_sorted_vec())
         })?;
-        let mut config = file.compile()?;
         let digest = crate::token::sha256(text.as_bytes());
         config.source_hash = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
         Ok(config)
     }
 }
 
+/// Top-level sections, in the order `config.example.toml` documents them.
+const SECTIONS: [&str; 13] = [
+    "listener",
+    "admin",
+    "upstream",
+    "forwarding",
+    "auth",
+    "scopes",
+    "log",
+    "route",
+    "issuer",
+    "token",
+    "identity",
+    "reload",
+    "mcp",
+];
+
+/// Sections that are in the file but could not be read. Compile steps that read one of
+/// them run on stand-ins, and their problems are dropped: those would be about the
+/// stand-ins, not about the file.
+#[derive(Debug, Default)]
+struct Unread(Vec<&'static str>);
+
+impl Unread {
+    /// Reads an optional table; left out, it takes its defaults.
+    fn table<T: DeserializeOwned + Default>(
+        &mut self,
+        document: &Document<'_>,
+        name: &'static str,
+        issues: &mut Issues,
+    ) -> T {
+        self.settle(name, document.table(name, issues))
+    }
+
+    /// Reads an array of tables; left out, it is empty.
+    fn array<T: DeserializeOwned>(
+        &mut self,
+        document: &Document<'_>,
+        name: &'static str,
+        issues: &mut Issues,
+    ) -> Vec<T> {
+        self.settle(name, document.array(name, issues))
+    }
+
+    /// Reads a table the file must have; `example` is the least it must hold.
+    fn required<T: DeserializeOwned + Default>(
+        &mut self,
+        document: &Document<'_>,
+        name: &'static str,
+        example: &str,
+        issues: &mut Issues,
+    ) -> T {
+        let section = document.table(name, issues);
+        if let Section::Absent = section {
+            issues.push(
+                name,
+                format!("is missing: add a [{name}] table with at least {example}"),
+            );
+            self.0.push(name);
+        }
+        self.settle(name, section)
+    }
+
+    fn settle<T: Default>(&mut self, name: &'static str, section: Section<T>) -> T {
+        match section {
+            Section::Read(read) => read,
+            Section::Absent => T::default(),
+            Section::Unreadable => {
+                self.0.push(name);
+                T::default()
+            }
+        }
+    }
+
+    /// Runs one compile step that reads `sections`.
+    fn step<T>(&self, sections: &[&str], issues: &mut Issues, compile: impl FnOnce(&mut Issues) -> T) -> T {
+        if sections.iter().any(|name| self.0.contains(name)) {
+            compile(&mut Issues::default())
+        } else {
+            compile(issues)
+        }
+    }
+}
+
 impl FileConfig {
+    /// Reads every section on its own, recording each one's problems.
+    fn read(document: &Document<'_>, issues: &mut Issues) -> (FileConfig, Unread) {
+        document.check_sections(&SECTIONS, issues);
+        let mut unread = Unread::default();
+        let file = FileConfig {
+            listener: unread.required(document, "listener", "address = \"0.0.0.0:8080\"", issues),
+            admin: unread.table(document, "admin", issues),
+            upstream: unread.required(document, "upstream", "url = \"http://127.0.0.1:3000\"", issues),
+            forwarding: unread.table(document, "forwarding", issues),
+            auth: unread.table(document, "auth", issues),
+            scopes: unread.table(document, "scopes", issues),
+            log: unread.table(document, "log", issues),
+            routes: unread.array(document, "route", issues),
+            issuers: unread.array(document, "issuer", issues),
+            token: unread.table(document, "token", issues),
+            identity: unread.table(document, "identity", issues),
+            reload: unread.table(document, "reload", issues),
+            mcp: unread.table(document, "mcp", issues),
+        };
+        (file, unread)
+    }
+
     /// Validates everything, reporting every problem at once.
     pub fn compile(self) -> Result<Config, ConfigError> {
-        let mut issues = Issues::default();
-        let listener = compile_listener(&self.listener, &mut issues);
-        let admin_address = parse_socket_addr(&mut issues, "admin.address", &self.admin.address);
-        if admin_address == listener.address && admin_address.port() != 0 {
-            issues.push(
-                "admin.address",
-                "must differ from listener.address: the admin plane has its own port",
-            );
-        }
-        let upstream = compile_upstream(&self.upstream, &mut issues);
+        self.compile_read(&Unread::default(), Issues::default())
+            .map_err(|issues| ConfigError::Invalid(issues.into_vec()))
+    }
+
+    /// Compiles what was read, adding to the problems found while reading.
+    fn compile_read(self, unread: &Unread, mut issues: Issues) -> Result<Config, Issues> {
+        let issues = &mut issues;
+        let listener = unread.step(&["listener"], issues, |issues| compile_listener(&self.listener, issues));
+        let admin_address = unread.step(&["admin"], issues, |issues| {
+            parse_socket_addr(issues, "admin.address", &self.admin.address)
+        });
+        unread.step(&["admin", "listener"], issues, |issues| {
+            if admin_address == listener.address && admin_address.port() != 0 {
+                issues.push(
+                    "admin.address",
+                    "must differ from listener.address: the admin plane has its own port",
+                );
+            }
+        });
+        let upstream = unread.step(&["upstream"], issues, |issues| compile_upstream(&self.upstream, issues));
         let forwarding = ForwardingConfig {
             trust_forwarded_headers: self.forwarding.trust_forwarded_headers,
             add_via: self.forwarding.add_via,
@@ -491,53 +527,65 @@ impl FileConfig {
                 merge_slashes: self.forwarding.merge_slashes,
             },
         };
-        let auth = compile_auth(self.auth, &mut issues);
-        let implications = ScopeImplications::compile(&self.scopes.implies, &mut issues);
-        let mcp = crate::mcp::McpConfig::compile(self.mcp.as_ref(), &self.routes, &self.issuers, &mut issues);
-        let specs: Vec<RouteSpec> = self
-            .routes
-            .into_iter()
-            .enumerate()
-            .filter_map(|(index, route)| RouteSpec::compile(index, route, &mut issues))
-            .collect();
-        let routes = RouteTable::new(specs, implications, &mut issues);
-        let mut tokens = crate::token::config::TokenConfig::compile(&self.issuers, &self.token, &mut issues);
+        let auth = unread.step(&["auth"], issues, |issues| compile_auth(self.auth, issues));
+        let implications = unread.step(&["scopes"], issues, |issues| {
+            ScopeImplications::compile(&self.scopes.implies, issues)
+        });
+        let mcp = unread.step(&["mcp", "route", "issuer"], issues, |issues| {
+            McpConfig::compile(self.mcp.as_ref(), &self.routes, &self.issuers, issues)
+        });
+        let mut tokens = unread.step(&["issuer", "token"], issues, |issues| {
+            TokenConfig::compile(&self.issuers, &self.token, issues)
+        });
         tokens.retained_claims = self.identity.claims.keys().cloned().collect();
-        if !routes.all_public() && tokens.issuers.is_empty() {
-            issues.push(
-                "issuer",
-                "protected routes need at least one [[issuer]] to validate tokens against",
-            );
+        let routes = unread.step(&["route"], issues, |issues| {
+            let specs: Vec<RouteSpec> = self
+                .routes
+                .into_iter()
+                .enumerate()
+                .filter_map(|(index, route)| RouteSpec::compile(index, route, issues))
+                .collect();
+            RouteTable::new(specs, implications, issues)
+        });
+        unread.step(&["route", "issuer"], issues, |issues| {
+            if !routes.all_public() && tokens.issuers.is_empty() {
+                issues.push(
+                    "issuer",
+                    "protected routes need at least one [[issuer]] to validate tokens against",
+                );
+            }
+        });
+        let identity = unread.step(&["identity"], issues, |issues| compile_identity(self.identity, issues));
+        let reload = unread.step(&["reload"], issues, |issues| {
+            let interval = issues.duration("reload.interval", &self.reload.interval, Duration::from_secs(5));
+            if interval < Duration::from_millis(100) {
+                issues.push("reload.interval", "must be at least 100ms");
+            }
+            ReloadConfig {
+                watch: self.reload.watch,
+                interval,
+            }
+        });
+        if !issues.is_empty() {
+            return Err(std::mem::take(issues));
         }
-        let identity = compile_identity(self.identity, &mut issues);
-        let reload = ReloadConfig {
-            watch: self.reload.watch,
-            interval: issues.duration("reload.interval", &self.reload.interval, Duration::from_secs(5)),
-        };
-        if reload.interval < Duration::from_millis(100) {
-            issues.push("reload.interval", "must be at least 100ms");
-        }
-        if issues.is_empty() {
-            Ok(Config {
-                listener,
-                admin_address,
-                upstream,
-                forwarding,
-                auth,
-                routes,
-                log: FileLogSettings {
-                    level: self.log.level,
-                    format: self.log.format,
-                },
-                tokens,
-                identity,
-                reload,
-                source_hash: String::new(),
-                mcp,
-            })
-        } else {
-            Err(ConfigError::Invalid(issues.0))
-        }
+        Ok(Config {
+            listener,
+            admin_address,
+            upstream,
+            forwarding,
+            auth,
+            routes,
+            log: FileLogSettings {
+                level: self.log.level,
+                format: self.log.format,
+            },
+            tokens,
+            identity,
+            reload,
+            source_hash: String::new(),
+            mcp,
+        })
     }
 }
 
@@ -705,7 +753,7 @@ mod tests {
 
     #[test]
     fn example_config_compiles() {
-        let text = include_str!("../config.example.toml");
+        let text = include_str!("../../config.example.toml");
         let config = Config::from_toml(text, "config.example.toml").expect("config.example.toml must compile");
         assert!(config.routes.len() >= 3);
     }

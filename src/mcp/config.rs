@@ -1,0 +1,514 @@
+//! `[mcp]` and the MCP parts of `[[route]]` as written, compiled into [`McpConfig`]: the
+//! RFC 9728 documents, each MCP route's resource and tool rules, and the metadata mirror.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use super::rules::{FileMcpRule, Glob, McpRule};
+use crate::config::problems::Issues;
+use crate::config::units::{parse_duration, parse_size};
+use crate::http_client::is_acceptable_remote_url;
+use crate::policy::file::FileRoute;
+use crate::policy::scopes::Scope;
+use crate::token::config::FileIssuer;
+
+/// RFC 9728 §3: the well-known suffix; a resource with a path has it inserted before the path.
+pub const PRM_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// Never advertised or required on MCP routes: refresh-token issuance is the client's and
+/// the authorization server's business, not a resource's (MCP authorization, scope guidance).
+const OFFLINE_ACCESS: &str = "offline_access";
+
+/// The `[mcp]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMcp {
+    /// Canonical resource URI of the MCP server (RFC 8707 / RFC 9728 `resource`).
+    pub resource: String,
+    /// Human-readable name for the metadata document.
+    pub resource_name: String,
+    #[serde(default)]
+    pub resource_documentation: Option<String>,
+    #[serde(default)]
+    pub resource_policy_uri: Option<String>,
+    /// Issuers advertised as `authorization_servers`; default every `[[issuer]]`.
+    #[serde(default)]
+    pub authorization_servers: Option<Vec<String>>,
+    /// Largest JSON-RPC body buffered on routes with `mcp_rule`s (413 above it).
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: String,
+    /// Time allowed to receive such a body.
+    #[serde(default = "defaults::body_read_timeout")]
+    pub body_read_timeout: String,
+    /// Also answer `/.well-known/oauth-authorization-server` with the issuer's metadata.
+    #[serde(default)]
+    pub mirror_authorization_server_metadata: bool,
+}
+
+mod defaults {
+    pub fn max_body_bytes() -> String {
+        "1MiB".into()
+    }
+    pub fn body_read_timeout() -> String {
+        "10s".into()
+    }
+}
+
+/// One RFC 9728 document, served at `well_known_path`.
+#[derive(Debug, Clone)]
+pub struct ResourceDocument {
+    pub resource: String,
+    /// Path on scopegate's own listener, e.g. `/.well-known/oauth-protected-resource/mcp`.
+    pub well_known_path: String,
+    /// `well_known_path` under the resource's origin: what challenges advertise.
+    pub metadata_url: String,
+    /// The serialized document.
+    pub body: Bytes,
+}
+
+/// What an `mcp = true` route adds to its route spec.
+#[derive(Debug, Clone)]
+pub struct McpRoute {
+    pub resource: String,
+    pub metadata_url: String,
+    pub rules: Vec<McpRule>,
+}
+
+/// Where the authorization-server metadata mirror fetches from.
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    pub issuer: String,
+    pub fetch_timeout: Duration,
+    pub max_response_bytes: usize,
+}
+
+/// Compiled MCP settings; `Default` is "no `[mcp]` table".
+#[derive(Debug, Clone, Default)]
+pub struct McpConfig {
+    /// The document for `[mcp].resource` comes first (it is also served at the root form).
+    pub documents: Vec<ResourceDocument>,
+    /// By route name.
+    pub routes: BTreeMap<String, McpRoute>,
+    pub max_body_bytes: usize,
+    pub body_read_timeout: Duration,
+    pub mirror: Option<MirrorConfig>,
+}
+
+impl McpConfig {
+    /// Compiles `[mcp]` and the MCP parts of `[[route]]`s. Reads the routes and issuers as
+    /// written (their own validation reports their own keys).
+    pub fn compile(
+        file: Option<&FileMcp>,
+        routes: &[FileRoute],
+        issuers: &[FileIssuer],
+        issues: &mut Issues,
+    ) -> McpConfig {
+        let mcp_routes: Vec<(usize, &FileRoute)> = routes.iter().enumerate().filter(|(_, r)| r.mcp).collect();
+        for (index, route) in routes.iter().enumerate() {
+            if !route.mcp && (!route.mcp_rules.is_empty() || route.mcp_resource.is_some()) {
+                issues.push(
+                    format!("route[{index}].mcp"),
+                    "mcp_rule and mcp_resource apply only to routes with mcp = true",
+                );
+            }
+        }
+        let Some(file) = file else {
+            if let Some((index, _)) = mcp_routes.first() {
+                issues.push(
+                    format!("route[{index}].mcp"),
+                    "MCP routes need an [mcp] table with at least resource and resource_name",
+                );
+            }
+            return McpConfig::default();
+        };
+        if mcp_routes.is_empty() {
+            issues.push("mcp", "no [[route]] has mcp = true; mark the MCP endpoint's route");
+        }
+        let quotable = |s: &str| s.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\');
+        let check_resource = |issues: &mut Issues, at: &str, text: &str| -> Option<url::Url> {
+            match url::Url::parse(text) {
+                Ok(url)
+                    if is_acceptable_remote_url(&url)
+                        && url.query().is_none()
+                        && url.fragment().is_none()
+                        && quotable(text) =>
+                {
+                    Some(url)
+                }
+                _ => {
+                    issues.push(
+                        at,
+                        format!(
+                            "{text:?} must be an absolute https URI without query or fragment (http only for loopback hosts), e.g. \"https://mcp.example.com/mcp\""
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        for (key, value) in [
+            ("mcp.resource_documentation", &file.resource_documentation),
+            ("mcp.resource_policy_uri", &file.resource_policy_uri),
+        ] {
+            if let Some(text) = value
+                && url::Url::parse(text).map_or(true, |u| !matches!(u.scheme(), "https" | "http"))
+            {
+                issues.push(key, format!("{text:?} must be an absolute http(s) URL"));
+            }
+        }
+        if file.resource_name.trim().is_empty() {
+            issues.push("mcp.resource_name", "must not be empty");
+        }
+        let issuer_urls: Vec<&str> = issuers.iter().map(|i| i.url.as_str()).collect();
+        let advertised: Vec<String> = match &file.authorization_servers {
+            Some(list) => {
+                for (i, url) in list.iter().enumerate() {
+                    if !issuer_urls.contains(&url.as_str()) {
+                        issues.push(
+                            format!("mcp.authorization_servers[{i}]"),
+                            format!("{url:?} is not the url of any [[issuer]] (spell it exactly as configured)"),
+                        );
+                    }
+                }
+                list.clone()
+            }
+            None => issuer_urls.iter().map(|s| s.to_string()).collect(),
+        };
+        if advertised.is_empty() {
+            issues.push(
+                "mcp.authorization_servers",
+                "at least one authorization server must be advertised: add an [[issuer]]",
+            );
+        }
+        let max_body_bytes = issues.size("mcp.max_body_bytes", &file.max_body_bytes, 1 << 20);
+        if !(1024..=64 << 20).contains(&max_body_bytes) {
+            issues.push("mcp.max_body_bytes", "must be between 1KiB and 64MiB");
+        }
+        let body_read_timeout = issues.duration(
+            "mcp.body_read_timeout",
+            &file.body_read_timeout,
+            Duration::from_secs(10),
+        );
+        if body_read_timeout.is_zero() {
+            issues.push("mcp.body_read_timeout", "must be greater than zero");
+        }
+
+        let default_resource = check_resource(issues, "mcp.resource", &file.resource);
+        // Route name → (resource, rules, every scope it may ask for).
+        let mut compiled_routes = BTreeMap::new();
+        let mut scopes_by_resource: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        scopes_by_resource.insert(file.resource.clone(), BTreeSet::new());
+        for (index, route) in &mcp_routes {
+            let at = format!("route[{index}]");
+            if route.public {
+                issues.push(
+                    format!("{at}.public"),
+                    "an MCP route cannot be public: MCP authorization needs the 401 challenge",
+                );
+            }
+            let resource = match &route.mcp_resource {
+                Some(text) => check_resource(issues, &format!("{at}.mcp_resource"), text).map(|_| text.clone()),
+                None => default_resource.as_ref().map(|_| file.resource.clone()),
+            };
+            let mut route_scopes: BTreeSet<String> = route.scopes.iter().cloned().collect();
+            route_scopes.extend(route.any_scopes.iter().flatten().cloned());
+            for scope in &route_scopes {
+                if scope == OFFLINE_ACCESS {
+                    issues.push(
+                        format!("{at}.scopes"),
+                        "offline_access is never required or advertised by an MCP resource",
+                    );
+                }
+            }
+            let mut rules = Vec::new();
+            for (i, rule) in route.mcp_rules.iter().enumerate() {
+                if let Some(compiled) = compile_rule(&format!("{at}.mcp_rule[{i}]"), rule, issues) {
+                    route_scopes.extend(compiled.scopes.iter().map(|s| s.to_string()));
+                    rules.push(compiled);
+                }
+            }
+            if let Some(resource) = resource {
+                scopes_by_resource
+                    .entry(resource.clone())
+                    .or_default()
+                    .extend(route_scopes);
+                compiled_routes.insert(route.name.clone(), (resource, rules));
+            }
+        }
+
+        // Every advertised issuer must accept tokens minted for each resource.
+        for (index, issuer) in issuers.iter().enumerate() {
+            if !advertised.contains(&issuer.url) {
+                continue;
+            }
+            for resource in scopes_by_resource.keys() {
+                if !issuer.audiences.contains(resource) {
+                    issues.push(
+                        format!("issuer[{index}].audiences"),
+                        format!(
+                            "must include the MCP resource {resource:?}: MCP clients request tokens for it (RFC 8707) and tokens are checked against these audiences"
+                        ),
+                    );
+                }
+            }
+        }
+
+        let mut documents = Vec::new();
+        let mut resources: Vec<&String> = vec![&file.resource];
+        resources.extend(scopes_by_resource.keys().filter(|r| **r != file.resource));
+        for resource in resources {
+            let Ok(url) = url::Url::parse(resource) else {
+                continue;
+            };
+            let path = url.path().trim_end_matches('/');
+            let well_known_path = format!("{PRM_PATH}{path}");
+            if let Some(other) = documents
+                .iter()
+                .find(|d: &&ResourceDocument| d.well_known_path == well_known_path)
+            {
+                issues.push(
+                    "mcp.resource",
+                    format!(
+                        "resources {:?} and {resource:?} would share the metadata path {well_known_path}",
+                        other.resource
+                    ),
+                );
+                continue;
+            }
+            let scopes = scopes_by_resource.get(resource).cloned().unwrap_or_default();
+            let body = protected_resource_document(file, resource, &advertised, &scopes);
+            documents.push(ResourceDocument {
+                resource: resource.clone(),
+                metadata_url: format!("{}{well_known_path}", url.origin().ascii_serialization()),
+                well_known_path,
+                body,
+            });
+        }
+        let routes = compiled_routes
+            .into_iter()
+            .filter_map(|(name, (resource, rules))| {
+                let doc = documents.iter().find(|d| d.resource == resource)?;
+                Some((
+                    name,
+                    McpRoute {
+                        resource,
+                        metadata_url: doc.metadata_url.clone(),
+                        rules,
+                    },
+                ))
+            })
+            .collect();
+        let mirror = file.mirror_authorization_server_metadata.then(|| {
+            let first = advertised.first().cloned().unwrap_or_default();
+            let issuer = issuers.iter().find(|i| i.url == first);
+            MirrorConfig {
+                issuer: first,
+                fetch_timeout: issuer
+                    .and_then(|i| parse_duration(&i.fetch_timeout).ok())
+                    .unwrap_or(Duration::from_secs(5)),
+                max_response_bytes: issuer
+                    .and_then(|i| parse_size(&i.max_response_bytes).ok())
+                    .unwrap_or(256 << 10) as usize,
+            }
+        });
+        McpConfig {
+            documents,
+            routes,
+            max_body_bytes: max_body_bytes as usize,
+            body_read_timeout,
+            mirror,
+        }
+    }
+}
+
+fn compile_rule(at: &str, file: &FileMcpRule, issues: &mut Issues) -> Option<McpRule> {
+    let before = issues.count();
+    if file.method.is_empty() {
+        issues.push(format!("{at}.method"), "must not be empty (use \"*\" for every method)");
+    }
+    if file.name.as_deref() == Some("") {
+        issues.push(format!("{at}.name"), "must not be empty (omit it for any name)");
+    }
+    if file.scopes.is_empty() {
+        issues.push(
+            format!("{at}.scopes"),
+            "list at least one scope; a rule without scopes does nothing",
+        );
+    }
+    let mut scopes = Vec::new();
+    for (i, name) in file.scopes.iter().enumerate() {
+        match Scope::parse(name) {
+            Ok(_) if name == OFFLINE_ACCESS => issues.push(
+                format!("{at}.scopes[{i}]"),
+                "offline_access is never required or advertised by an MCP resource",
+            ),
+            Ok(scope) => scopes.push(scope),
+            Err(e) => issues.push(format!("{at}.scopes[{i}]"), e),
+        }
+    }
+    (issues.count() == before).then(|| McpRule {
+        method: Glob::new(&file.method),
+        name: file.name.as_deref().map(Glob::new),
+        scopes,
+    })
+}
+
+/// The RFC 9728 §2 document for one resource. `authorization_servers` are issuer identifiers
+/// exactly as configured: no trailing slash is added or removed.
+pub fn protected_resource_document(
+    file: &FileMcp,
+    resource: &str,
+    authorization_servers: &[String],
+    scopes: &BTreeSet<String>,
+) -> Bytes {
+    let mut doc = serde_json::Map::new();
+    doc.insert("resource".into(), resource.into());
+    doc.insert("authorization_servers".into(), authorization_servers.into());
+    let scopes: Vec<&str> = scopes
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != OFFLINE_ACCESS)
+        .collect();
+    doc.insert("scopes_supported".into(), scopes.into());
+    doc.insert("bearer_methods_supported".into(), vec!["header"].into());
+    doc.insert("resource_name".into(), file.resource_name.clone().into());
+    if let Some(url) = &file.resource_documentation {
+        doc.insert("resource_documentation".into(), url.clone().into());
+    }
+    if let Some(url) = &file.resource_policy_uri {
+        doc.insert("resource_policy_uri".into(), url.clone().into());
+    }
+    Bytes::from(serde_json::Value::Object(doc).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::config::{Config, ConfigError};
+
+    const BASE: &str = r#"
+[listener]
+address = "127.0.0.1:0"
+[upstream]
+url = "http://127.0.0.1:3000"
+[[issuer]]
+url = "https://auth.example.com"
+audiences = ["https://mcp.example.com/mcp"]
+"#;
+
+    fn compile(extra: &str) -> Result<Config, Vec<String>> {
+        match Config::from_toml(&format!("{BASE}{extra}"), "t.toml") {
+            Ok(c) => Ok(c),
+            // By path and message: these tests are about where problems are found, not lines.
+            Err(ConfigError::Invalid(issues)) => {
+                Err(issues.iter().map(|i| format!("{}: {}", i.path, i.message)).collect())
+            }
+            Err(e) => Err(vec![e.to_string()]),
+        }
+    }
+
+    #[test]
+    fn compiles_documents_and_routes() {
+        let c = compile(
+            r#"
+[mcp]
+resource = "https://mcp.example.com/mcp"
+resource_name = "Notes"
+[[route]]
+name = "mcp"
+path = "/mcp"
+mcp = true
+scopes = ["mcp"]
+[[route.mcp_rule]]
+method = "tools/call"
+name = "delete_*"
+scopes = ["write"]
+"#,
+        )
+        .unwrap();
+        let doc = c.mcp.document_at("/.well-known/oauth-protected-resource/mcp").unwrap();
+        assert_eq!(
+            doc.metadata_url,
+            "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+        );
+        assert_eq!(
+            c.mcp
+                .document_at("/.well-known/oauth-protected-resource")
+                .unwrap()
+                .resource,
+            "https://mcp.example.com/mcp"
+        );
+        let json: serde_json::Value = serde_json::from_slice(&doc.body).unwrap();
+        assert_eq!(json["scopes_supported"], serde_json::json!(["mcp", "write"]));
+        assert_eq!(
+            json["authorization_servers"],
+            serde_json::json!(["https://auth.example.com"])
+        );
+        assert_eq!(c.mcp.route("mcp").unwrap().rules.len(), 1);
+    }
+
+    #[test]
+    fn problems_are_reported_with_paths() {
+        let errors = compile(
+            r#"
+[mcp]
+resource = "http://mcp.example.com/mcp#frag"
+resource_name = ""
+authorization_servers = ["https://auth.example.com/"]
+max_body_bytes = "1GiB"
+[[route]]
+name = "mcp"
+path = "/mcp"
+mcp = true
+public = true
+scopes = ["offline_access"]
+[[route.mcp_rule]]
+method = "tools/call"
+scopes = []
+[[route]]
+name = "api"
+path = "/api"
+mcp_resource = "https://x.example"
+"#,
+        )
+        .unwrap_err();
+        let joined = errors.join("\n");
+        for path in [
+            "mcp.resource:",
+            "mcp.resource_name:",
+            "mcp.authorization_servers[0]:",
+            "mcp.max_body_bytes:",
+            "route[0].public:",
+            "route[0].scopes:",
+            "route[0].mcp_rule[0].scopes:",
+            "route[1].mcp:",
+        ] {
+            assert!(joined.contains(path), "missing {path} in:\n{joined}");
+        }
+    }
+
+    #[test]
+    fn issuer_audiences_must_name_the_resource_and_routes_need_the_table() {
+        let errors = compile(
+            r#"
+[mcp]
+resource = "https://other.example.com/mcp"
+resource_name = "x"
+[[route]]
+name = "mcp"
+path = "/mcp"
+mcp = true
+"#,
+        )
+        .unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.starts_with("issuer[0].audiences:")),
+            "{errors:?}"
+        );
+        let errors = compile("[[route]]\nname = \"mcp\"\npath = \"/mcp\"\nmcp = true\n").unwrap_err();
+        assert!(errors.iter().any(|e| e.starts_with("route[0].mcp:")), "{errors:?}");
+    }
+}
