@@ -1,3 +1,4 @@
+// Long file: every JWK rule (RFC 7517, 7518, 8037: key types, sizes, curves, what is skipped and why) in one reviewable place.
 //! JSON Web Key Sets (RFC 7517) reduced to the public signature-verification keys scopegate uses.
 //!
 //! Only asymmetric signature algorithms are supported (RFC 7518 §3.3–§3.5, RFC 8037 §3.1).

@@ -1,3 +1,4 @@
+// Long file: every compact-JWS header and JWT claim rule (RFC 7515, 7519, 9068) in one reviewable place.
 //! Compact JWS parsing and verification (RFC 7515) and JWT access-token claim validation
 //! (RFC 7519, RFC 9068).
 //!
