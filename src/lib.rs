@@ -16,8 +16,9 @@
 //! - [`mcp`] — MCP routes: RFC 9728 metadata, RFC 8707 audience binding, tool-level scopes.
 //! - [`metrics`], [`admin`] — Prometheus metrics and `/metrics`, `/healthz`, `/readyz`.
 //! - [`units`] — durations and sizes as the config file spells them.
-//! - [`dev`] — the embedded development authorization server behind `demo`, `dev-issuer`
-//!   and the integration tests.
+//! - `dev` — the embedded development authorization server behind `demo`, `dev-issuer`
+//!   and the integration tests; only with the `dev` cargo feature (on by default, off in
+//!   the production build).
 //! - [`explain`] — `scopegate explain`: what the proxy would do with one request.
 //! - [`online`] — `scopegate check --online`: probe every issuer before deploying.
 #![forbid(unsafe_code)]
@@ -26,6 +27,7 @@ pub mod admin;
 pub mod body;
 pub mod canonical;
 pub mod config;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod error;
 pub mod explain;

@@ -1,5 +1,7 @@
 //! `scopegate check --online` against development authorization servers started here, and
 //! against issuers that are not there.
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;

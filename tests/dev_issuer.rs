@@ -1,5 +1,7 @@
 //! End-to-end tests of the embedded development authorization server over
 //! real HTTP on 127.0.0.1.
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;

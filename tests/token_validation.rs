@@ -1,5 +1,7 @@
 //! Local JWT validation end to end: the development authorization server, the proxy and a
 //! counting upstream, all on 127.0.0.1:0. Every hostile token is minted here.
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
 mod common;
