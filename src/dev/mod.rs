@@ -29,7 +29,6 @@ mod mint;
 mod registration;
 mod server;
 mod state;
-mod weak_rsa;
 
 pub use keys::{KeyAlg, SigningKey, b64url};
 pub use mint::{AccessTokenRequest, mint, mint_segments, mint_unsigned, sign_segments};

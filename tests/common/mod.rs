@@ -2,6 +2,8 @@
 //! and a raw HTTP/1.1 client for requests that ordinary clients refuse to send.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod weak_rsa;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
