@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-use super::DevError;
+use super::error::DevError;
 
 /// base64url without padding (RFC 7515 §2).
 pub fn b64url(bytes: &[u8]) -> String {
