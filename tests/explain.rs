@@ -1,5 +1,7 @@
 //! `scopegate explain`: the structured [`Explanation`] for hypothetical scopes, real tokens
 //! from a development issuer, unroutable and unacceptable paths; and the binary's output.
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

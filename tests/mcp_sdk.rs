@@ -3,6 +3,8 @@
 //! FastMCP) behind scopegate, with the development issuer as authorization server. All on
 //! 127.0.0.1 with free ports. Fails with the install command when the packages are missing,
 //! unless SCOPEGATE_SKIP_PYTHON_INTEROP=1.
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

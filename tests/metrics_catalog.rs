@@ -2,6 +2,8 @@
 //! real traffic through a proxy (a JWT issuer, an introspecting issuer, an upstream that
 //! also times out, breaks the protocol and goes away) exports every documented family and
 //! moves every counter and histogram.
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod builder;
+pub mod weak_rsa;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -267,6 +268,7 @@ pub fn peak_rss_kib() -> Option<u64> {
 }
 
 /// Starts a development authorization server on 127.0.0.1:0.
+#[cfg(feature = "dev")]
 pub async fn dev_issuer(config: scopegate::dev::DevIssuerConfig) -> scopegate::dev::DevIssuer {
     scopegate::dev::DevIssuer::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), config)
         .await
@@ -318,6 +320,7 @@ pub struct IntrospectionClient {
     pub secret_file: std::path::PathBuf,
 }
 
+#[cfg(feature = "dev")]
 impl IntrospectionClient {
     pub fn register(issuer: &scopegate::dev::DevIssuer, auth_method: &str) -> IntrospectionClient {
         let client = issuer.register_client(scopegate::dev::ClientRegistration {
