@@ -34,6 +34,9 @@ pub struct FileIssuer {
     pub jwks_refresh_max: String,
     #[serde(default = "defaults::unknown_kid_cooldown")]
     pub unknown_kid_cooldown: String,
+    /// A `kid` seen again before any fetch looked for it may fetch once per this interval.
+    #[serde(default = "defaults::unknown_kid_recheck_interval")]
+    pub unknown_kid_recheck_interval: String,
     #[serde(default = "defaults::max_stale")]
     pub max_stale: String,
     #[serde(default = "defaults::fetch_timeout")]
@@ -91,6 +94,16 @@ pub struct FileIntrospection {
     /// Introspection calls in flight at once; further misses wait for a slot.
     #[serde(default = "defaults::max_concurrent")]
     pub max_concurrent: usize,
+    /// Of those, calls for tokens never seen active; default: half of `max_concurrent`. The
+    /// rest is kept for re-validating tokens that were active before.
+    #[serde(default)]
+    pub new_token_max_concurrent: Option<usize>,
+    /// Introspections of never-seen tokens each client address may cause per second (0: no
+    /// per-client limit), with bursts of up to `client_new_token_burst`.
+    #[serde(default = "defaults::client_new_tokens_per_second")]
+    pub client_new_tokens_per_second: u32,
+    #[serde(default = "defaults::client_new_token_burst")]
+    pub client_new_token_burst: u32,
     /// During an outage, keep allowing tokens that were active at most this long ago.
     /// Off ("0s") by default: a revoked token would be accepted for this long.
     #[serde(default = "defaults::serve_stale_for")]
@@ -148,6 +161,15 @@ mod defaults {
     }
     pub fn unknown_kid_cooldown() -> String {
         "30s".into()
+    }
+    pub fn unknown_kid_recheck_interval() -> String {
+        "1s".into()
+    }
+    pub fn client_new_tokens_per_second() -> u32 {
+        10
+    }
+    pub fn client_new_token_burst() -> u32 {
+        20
     }
     pub fn max_stale() -> String {
         "6h".into()
@@ -220,6 +242,9 @@ pub struct IntrospectionConfig {
     pub negative_ttl: Duration,
     pub require_audience: bool,
     pub max_concurrent: usize,
+    pub new_token_max_concurrent: usize,
+    pub client_new_tokens_per_second: u32,
+    pub client_new_token_burst: u32,
     pub serve_stale_for: Duration,
 }
 
@@ -236,6 +261,7 @@ pub struct IssuerConfig {
     pub jwks_refresh_min: Duration,
     pub jwks_refresh_max: Duration,
     pub unknown_kid_cooldown: Duration,
+    pub unknown_kid_recheck_interval: Duration,
     pub max_stale: Duration,
     pub fetch_timeout: Duration,
     pub max_response_bytes: usize,
@@ -351,6 +377,17 @@ fn compile_issuer(at: &str, file: &FileIssuer, issues: &mut Issues) -> IssuerCon
         );
     }
     let max_response_bytes = issues.size(&format!("{at}.max_response_bytes"), &file.max_response_bytes, 256 << 10);
+    let recheck = issues.duration(
+        &format!("{at}.unknown_kid_recheck_interval"),
+        &file.unknown_kid_recheck_interval,
+        Duration::from_secs(1),
+    );
+    if recheck < Duration::from_millis(100) {
+        issues.push(
+            format!("{at}.unknown_kid_recheck_interval"),
+            "must be at least 100ms: each interval a repeated unknown kid may cost one JWKS fetch",
+        );
+    }
     let introspection = file
         .introspection
         .as_ref()
@@ -382,6 +419,7 @@ fn compile_issuer(at: &str, file: &FileIssuer, issues: &mut Issues) -> IssuerCon
             &file.unknown_kid_cooldown,
             Duration::from_secs(30),
         ),
+        unknown_kid_recheck_interval: recheck,
         max_stale: issues.duration(
             &format!("{at}.max_stale"),
             &file.max_stale,
@@ -445,6 +483,24 @@ fn compile_introspection(at: &str, file: &FileIntrospection, issues: &mut Issues
     if file.max_concurrent == 0 {
         issues.push(format!("{at}.max_concurrent"), "must be at least 1");
     }
+    let max_concurrent = file.max_concurrent.max(1);
+    let new_token_max_concurrent = match file.new_token_max_concurrent {
+        None => max_concurrent.div_ceil(2),
+        Some(n) if (1..=max_concurrent).contains(&n) => n,
+        Some(_) => {
+            issues.push(
+                format!("{at}.new_token_max_concurrent"),
+                "must be between 1 and max_concurrent: it is the share of introspection calls tokens never seen before may use",
+            );
+            max_concurrent.div_ceil(2)
+        }
+    };
+    if file.client_new_tokens_per_second > 0 && file.client_new_token_burst == 0 {
+        issues.push(
+            format!("{at}.client_new_token_burst"),
+            "must be at least 1 (or set client_new_tokens_per_second = 0 to turn the per-client limit off)",
+        );
+    }
     IntrospectionConfig {
         endpoint,
         client_id: file.client_id.clone(),
@@ -469,7 +525,10 @@ fn compile_introspection(at: &str, file: &FileIntrospection, issues: &mut Issues
             Duration::from_secs(5),
         ),
         require_audience: file.require_audience,
-        max_concurrent: file.max_concurrent.max(1),
+        max_concurrent,
+        new_token_max_concurrent,
+        client_new_tokens_per_second: file.client_new_tokens_per_second,
+        client_new_token_burst: file.client_new_token_burst.max(1),
         serve_stale_for: issues.duration(&format!("{at}.serve_stale_for"), &file.serve_stale_for, Duration::ZERO),
     }
 }

@@ -416,6 +416,11 @@ impl KeySet {
         self.kids().any(|k| k == kid)
     }
 
+    /// Whether the set holds exactly this key: one whose RFC 7638 thumbprint is `thumbprint`.
+    pub fn contains_thumbprint(&self, thumbprint: &str) -> bool {
+        self.keys.iter().any(|k| k.thumbprint == thumbprint)
+    }
+
     /// Selects the key(s) for a token with header `kid` and `alg`.
     ///
     /// With a `kid`, only the key with exactly that `kid` is considered (a token `kid` never

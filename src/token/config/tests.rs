@@ -47,3 +47,44 @@ fn introspection_mistakes_are_reported() {
     };
     assert_eq!(issues[0].path, "issuer[0].introspection.client_secret_env");
 }
+
+#[test]
+fn budgets_are_validated() {
+    let text = format!(
+        "{BASE}[[issuer]]\nurl = \"https://as.example\"\naudiences = [\"api\"]\ntoken_validation = \"auto\"\n\
+         unknown_kid_recheck_interval = \"10ms\"\n\
+         [issuer.introspection]\nclient_id = \"sg\"\nclient_secret_env = \"PATH\"\nmax_concurrent = 8\n\
+         new_token_max_concurrent = 9\nclient_new_token_burst = 0\n"
+    );
+    let Err(ConfigError::Invalid(issues)) = Config::from_toml(&text, "t") else {
+        panic!()
+    };
+    let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "issuer[0].unknown_kid_recheck_interval",
+            "issuer[0].introspection.new_token_max_concurrent",
+            "issuer[0].introspection.client_new_token_burst",
+        ]
+    );
+    let text = format!(
+        "{BASE}[[issuer]]\nurl = \"https://as.example\"\naudiences = [\"api\"]\ntoken_validation = \"auto\"\n\
+         [issuer.introspection]\nclient_id = \"sg\"\nclient_secret_env = \"PATH\"\nmax_concurrent = 7\n"
+    );
+    let config = Config::from_toml(&text, "t").unwrap();
+    let issuer = &config.tokens.issuers[0];
+    assert_eq!(issuer.unknown_kid_recheck_interval, std::time::Duration::from_secs(1));
+    let introspection = issuer.introspection.as_ref().unwrap();
+    assert_eq!(
+        introspection.new_token_max_concurrent, 4,
+        "half of max_concurrent by default"
+    );
+    assert_eq!(
+        (
+            introspection.client_new_tokens_per_second,
+            introspection.client_new_token_burst
+        ),
+        (10, 20)
+    );
+}
