@@ -1,3 +1,4 @@
+// Long file: the Authenticator is one path through both token kinds, their caches and budgets; its helpers live in the submodules below it.
 //! Bearer tokens: extraction, local JWT verification against cached JWKS, and the
 //! verified-token cache.
 //!
