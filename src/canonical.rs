@@ -126,6 +126,16 @@ pub enum RequestError {
     MethodNotUppercase,
     /// The target cannot be rebuilt for the upstream.
     InvalidTarget,
+    /// An HTTP/1.1 request without `Host` (RFC 9112 §3.2).
+    MissingHost,
+    /// More than one `Host` field line (RFC 9112 §3.2).
+    MultipleHost,
+    /// A `Host` that is not `host[:port]` (RFC 9110 §7.2).
+    InvalidHost,
+    /// HTTP/2 `:authority` and `host` disagree (RFC 9113 §8.3.1).
+    HostMismatch,
+    /// A parameter that frameworks read as the method (`_method`), in the query or a form body.
+    MethodOverride,
 }
 
 impl RequestError {
@@ -135,6 +145,11 @@ impl RequestError {
             RequestError::Connect => "connect_not_allowed",
             RequestError::MethodNotUppercase => "method_not_uppercase",
             RequestError::InvalidTarget => "invalid_target",
+            RequestError::MissingHost => "missing_host",
+            RequestError::MultipleHost => "multiple_host",
+            RequestError::InvalidHost => "invalid_host",
+            RequestError::HostMismatch => "host_mismatch",
+            RequestError::MethodOverride => "method_override",
         }
     }
 }

@@ -14,11 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
 use crate::canonical::{CanonicalPath, RequestError, canonicalize_path};
 use crate::config::{Config, UnmatchedPolicy};
 use crate::error::ProxyError;
+use crate::hygiene;
+use crate::identity::identity_headers;
 use crate::mcp::McpRoute;
 use crate::mcp::rules::{self, InspectionError, Verdict};
 use crate::policy::{Access, EnforcementMode, RouteSpec};
@@ -29,6 +31,9 @@ use crate::token::{Principal, fingerprint, token_digest};
 /// What the decision reads of a request: its head, as the client sent it.
 pub struct Head<'a> {
     pub method: &'a Method,
+    pub version: Version,
+    /// The target's authority: an HTTP/1.1 absolute-form target's, or HTTP/2 `:authority`.
+    pub authority: Option<&'a str>,
     /// The target's path (`uri.path()`), not yet canonical.
     pub path: &'a str,
     pub query: Option<&'a str>,
@@ -38,9 +43,17 @@ pub struct Head<'a> {
 }
 
 impl<'a> Head<'a> {
-    pub fn new(method: &'a Method, uri: &'a Uri, headers: &'a HeaderMap, body_is_end_stream: bool) -> Head<'a> {
+    pub fn new(
+        method: &'a Method,
+        uri: &'a Uri,
+        version: Version,
+        headers: &'a HeaderMap,
+        body_is_end_stream: bool,
+    ) -> Head<'a> {
         Head {
             method,
+            version,
+            authority: uri.authority().map(http::uri::Authority::as_str),
             path: uri.path(),
             query: uri.query(),
             headers,
@@ -49,7 +62,13 @@ impl<'a> Head<'a> {
     }
 
     pub fn of<B: http_body::Body>(req: &'a Request<B>) -> Head<'a> {
-        Head::new(req.method(), req.uri(), req.headers(), req.body().is_end_stream())
+        Head::new(
+            req.method(),
+            req.uri(),
+            req.version(),
+            req.headers(),
+            req.body().is_end_stream(),
+        )
     }
 }
 
@@ -96,6 +115,8 @@ pub struct Decision<'c> {
     pub verified: Option<Arc<Principal>>,
     /// The identity forwarded to the upstream (none when its token was refused).
     pub principal: Option<Arc<Principal>>,
+    /// The identity headers told to the upstream, computed from `principal`.
+    pub identity: Vec<(HeaderName, HeaderValue)>,
     /// A body that was read to inspect its calls; it is forwarded as it was received.
     pub body: Option<Bytes>,
     /// Dry run: the first denial that was not enforced.
@@ -112,7 +133,8 @@ pub async fn decide<'c>(config: &'c Config, head: &Head<'_>, inputs: &mut impl I
 }
 
 impl<'c> Decision<'c> {
-    /// The steps before any token is read: method, canonical path, metadata, route.
+    /// The steps before any token is read: method, `Host`, method override parameters,
+    /// canonical path, metadata, route.
     pub fn route(config: &'c Config, head: &Head<'_>) -> Decision<'c> {
         let mut decision = Decision {
             path: None,
@@ -122,6 +144,7 @@ impl<'c> Decision<'c> {
             token_fingerprint: None,
             verified: None,
             principal: None,
+            identity: Vec::new(),
             body: None,
             would_deny: None,
             denial: None,
@@ -182,7 +205,55 @@ impl<'c> Decision<'c> {
             // A token for another resource lends no identity, even in a dry run.
             verified.filter(|_| !matches!(denial, ProxyError::Auth(AuthError::Invalid(_))))
         })?;
+        // DESIGN §3.10, enforced in dry runs too: a dry run forwards, and what it forwards
+        // must not carry an altered identity.
+        if let Some(principal) = &self.principal {
+            self.identity = identity_headers(principal, &config.identity)?;
+        }
+        self.check_form(config, head, inputs).await?;
         self.inspect_calls(config, head, inputs).await
+    }
+
+    /// Method override in a form body: a body declared form-encoded is read (at most
+    /// `forwarding.method_override_form_limit`, else 413) and refused if it names an
+    /// override parameter. The body read is forwarded as it was received.
+    async fn check_form(
+        &mut self,
+        config: &Config,
+        head: &Head<'_>,
+        inputs: &mut impl Inputs,
+    ) -> Result<(), ProxyError> {
+        let overrides = &config.forwarding.method_override;
+        if !head.has_body || !overrides.reads_body(head.headers) {
+            return Ok(());
+        }
+        let body = self
+            .read_body(head, inputs, overrides.form_limit, config.listener.header_read_timeout)
+            .await?;
+        if overrides.named_in(&body) {
+            return Err(RequestError::MethodOverride.into());
+        }
+        self.body = Some(body);
+        Ok(())
+    }
+
+    /// The whole body, at most `limit` bytes (else 413, before reading when its declared
+    /// length says so): the one read earlier by another check, or read now.
+    async fn read_body(
+        &mut self,
+        head: &Head<'_>,
+        inputs: &mut impl Inputs,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<Bytes, InspectionError> {
+        if declared_length(head.headers).is_some_and(|len| len > limit as u64) {
+            return Err(InspectionError::TooLarge);
+        }
+        match self.body.take() {
+            Some(read) if read.len() > limit => Err(InspectionError::TooLarge),
+            Some(read) => Ok(read),
+            None => inputs.body(limit, timeout).await,
+        }
     }
 
     /// Whether the route asks for a token at all.
@@ -251,11 +322,9 @@ impl<'c> Decision<'c> {
                 Ok(())
             };
         }
-        let limit = config.mcp.max_body_bytes;
-        if declared_length(head.headers).is_some_and(|len| len > limit as u64) {
-            return Err(InspectionError::TooLarge.into());
-        }
-        let body = inputs.body(limit, config.mcp.body_read_timeout).await?;
+        let body = self
+            .read_body(head, inputs, config.mcp.max_body_bytes, config.mcp.body_read_timeout)
+            .await?;
         let calls = rules::calls_in_request(head.headers, &body).map_err(InspectionError::from)?;
         self.body = Some(body);
         let granted = config
@@ -344,7 +413,8 @@ impl<'c> Decision<'c> {
     }
 }
 
-/// DESIGN §3.1: the one canonical form is used for matching and for forwarding.
+/// The request line and `Host` checks, then DESIGN §3.1: the one canonical form is used for
+/// matching and for forwarding.
 fn canonicalize(config: &Config, head: &Head<'_>) -> Result<CanonicalPath, ProxyError> {
     if head.method == Method::CONNECT {
         return Err(RequestError::Connect.into());
@@ -353,6 +423,13 @@ fn canonicalize(config: &Config, head: &Head<'_>) -> Result<CanonicalPath, Proxy
     // must not miss a `DELETE` route and then run as DELETE upstream.
     if head.method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
         return Err(RequestError::MethodNotUppercase.into());
+    }
+    hygiene::check_host(head.version, head.authority, head.headers)?;
+    if head
+        .query
+        .is_some_and(|query| config.forwarding.method_override.named_in(query.as_bytes()))
+    {
+        return Err(RequestError::MethodOverride.into());
     }
     canonicalize_path(head.path, config.forwarding.canonical).map_err(ProxyError::BadPath)
 }

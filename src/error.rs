@@ -7,6 +7,7 @@ use http::{HeaderValue, Response, StatusCode};
 use crate::body::{ProxyBody, full_body};
 use crate::canonical::{PathError, RequestError};
 use crate::forward::UpstreamError;
+use crate::identity::IdentityError;
 use crate::mcp::rules::InspectionError;
 use crate::token::error::AuthError;
 
@@ -28,6 +29,8 @@ pub enum ProxyError {
     },
     /// A body that must be inspected (MCP tool rules) cannot be let through.
     Inspection(InspectionError),
+    /// The token's identity cannot be told to the upstream unaltered (DESIGN §3.10).
+    Identity(IdentityError),
     Upstream(UpstreamError),
 }
 
@@ -50,6 +53,7 @@ impl ProxyError {
             ProxyError::Auth(e) => e.reason(),
             ProxyError::InsufficientScope { .. } => "insufficient_scope",
             ProxyError::Inspection(e) => e.label(),
+            ProxyError::Identity(e) => e.label(),
             ProxyError::Upstream(e) => e.label(),
         }
     }
@@ -62,7 +66,9 @@ impl ProxyError {
             ProxyError::Inspection(InspectionError::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Inspection(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::Auth(AuthError::Missing | AuthError::Invalid(_)) => StatusCode::UNAUTHORIZED,
+            ProxyError::Auth(AuthError::Missing | AuthError::Invalid(_)) | ProxyError::Identity(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             ProxyError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             ProxyError::Auth(AuthError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream(UpstreamError::Unreachable | UpstreamError::Failed) => StatusCode::BAD_GATEWAY,
@@ -97,6 +103,18 @@ impl ProxyError {
                     ctx,
                     Some("invalid_token"),
                     Some(reason.description()),
+                    None,
+                )),
+            ),
+            // RFC 6750 §3.1 `invalid_token`: "invalid for other reasons" — this token's claims
+            // cannot be forwarded here; a fixed text, never the claim.
+            ProxyError::Identity(_) => (
+                "invalid_token",
+                IDENTITY_DESCRIPTION,
+                Some(bearer_challenge(
+                    ctx,
+                    Some("invalid_token"),
+                    Some(IDENTITY_DESCRIPTION),
                     None,
                 )),
             ),
@@ -146,6 +164,9 @@ impl ProxyError {
     }
 }
 
+/// The description of a token whose identity cannot be forwarded unaltered.
+const IDENTITY_DESCRIPTION: &str = "the token carries a claim that cannot be forwarded as an identity header";
+
 impl From<AuthError> for ProxyError {
     fn from(error: AuthError) -> ProxyError {
         ProxyError::Auth(error)
@@ -161,6 +182,12 @@ impl From<RequestError> for ProxyError {
 impl From<InspectionError> for ProxyError {
     fn from(error: InspectionError) -> ProxyError {
         ProxyError::Inspection(error)
+    }
+}
+
+impl From<IdentityError> for ProxyError {
+    fn from(error: IdentityError) -> ProxyError {
+        ProxyError::Identity(error)
     }
 }
 

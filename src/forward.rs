@@ -15,7 +15,6 @@ use crate::body::ProxyBody;
 use crate::canonical::CanonicalPath;
 use crate::canonical::RequestError;
 use crate::config::{ForwardingConfig, IdentityConfig, UpstreamConfig, normalize_header_name};
-use crate::token::Principal;
 
 /// Why the upstream did not answer (each the upstream's failure, not the client's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +58,9 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
     "proxy-authenticate",
     "proxy-authorization",
+    // RFC 7540 §3.2.1: only meaningful on the connection that asks for an h2c upgrade, which
+    // is never passed on; a client may send it without naming it in `Connection`.
+    "http2-settings",
 ];
 
 /// Headers some frameworks use to override the method or path after routing (Symfony, IIS,
@@ -71,23 +73,24 @@ const OVERRIDES: &[&str] = &[
     "x-original-url",
     "x-rewrite-url",
     "x-original-method",
+    "x-forwarded-method",
 ];
 
-/// Origin claims other than `X-Forwarded-For/-Proto/-Host`, removed unless forwarded headers
-/// are trusted: an untrusted client could claim any address, host or prefix.
-const CLIENT_ADDRESS: &[&str] = &[
+/// Origin claims, removed unless forwarded headers are trusted: an untrusted client could
+/// claim any address, host, prefix or original URI (`X-Forwarded-For/-Proto/-Host` are then
+/// replaced with what scopegate saw).
+const ORIGIN_CLAIMS: &[&str] = &[
     "forwarded",
     "x-real-ip",
     "true-client-ip",
     "x-client-ip",
     "x-cluster-client-ip",
     "cf-connecting-ip",
-    "x-forwarded-prefix",
-    "x-forwarded-port",
-    "x-forwarded-scheme",
-    "x-forwarded-ssl",
-    "x-original-host",
 ];
+
+/// Whole families of origin claims (`X-Forwarded-Uri`, `-Path`, `-Prefix`, `-Port`,
+/// `X-Original-Uri`, `-Host`, …): new members keep appearing, so the family is what counts.
+const ORIGIN_CLAIM_FAMILIES: &[&str] = &["x-forwarded-", "x-original-"];
 
 /// Removes hop-by-hop headers and every header the `Connection` header nominates.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -127,7 +130,8 @@ fn strip_client_controlled(headers: &mut HeaderMap, identity: &IdentityConfig, f
     strip_matching(headers, |name| {
         name.starts_with(identity.prefix.as_str())
             || OVERRIDES.contains(&name)
-            || (!forwarding.trust_forwarded_headers && CLIENT_ADDRESS.contains(&name))
+            || (!forwarding.trust_forwarded_headers
+                && (ORIGIN_CLAIMS.contains(&name) || ORIGIN_CLAIM_FAMILIES.iter().any(|f| name.starts_with(f))))
             || (!forwarding.forward_authorization && name == "authorization")
     });
 }
@@ -155,7 +159,8 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
 pub struct RewriteContext<'a> {
     pub path: &'a CanonicalPath,
     pub peer: SocketAddr,
-    pub principal: Option<&'a Principal>,
+    /// The identity headers the decision settled on (empty for a public route).
+    pub identity_headers: &'a [(HeaderName, HeaderValue)],
     pub upgrade: bool,
     pub forwarding: &'a ForwardingConfig,
     pub identity: &'a IdentityConfig,
@@ -172,12 +177,16 @@ pub fn rewrite_request(req: Request<ProxyBody>, ctx: &RewriteContext<'_>) -> Res
         .upgrade
         .then(|| parts.headers.get(header::UPGRADE).cloned())
         .flatten();
-    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // RFC 9112 §3.2.2: an absolute-form target's authority replaces `Host`; RFC 9113 §8.3.1:
+    // `:authority` becomes `Host` (the decision refused an HTTP/2 `host` that disagrees).
+    let target_authority = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    if let Some(authority) = &target_authority {
+        parts.headers.insert(header::HOST, authority.clone());
+    }
+    let original_host = parts.headers.get(header::HOST).cloned();
 
     let path_and_query = match parts.uri.query() {
         Some(query) => format!("{}?{query}", ctx.path.as_str()),
@@ -203,8 +212,8 @@ pub fn rewrite_request(req: Request<ProxyBody>, ctx: &RewriteContext<'_>) -> Res
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
     }
-    if let Some(principal) = ctx.principal {
-        set_identity_headers(headers, principal, ctx.identity);
+    for (name, value) in ctx.identity_headers {
+        headers.insert(name.clone(), value.clone());
     }
     let (identity, forwarding) = (ctx.identity.clone(), ctx.forwarding.clone());
     let body = clean_trailers(body, move |trailers| {
@@ -253,51 +262,6 @@ fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &RewriteContext<'_>, ori
     }
     if ctx.forwarding.add_via {
         headers.append(header::VIA, HeaderValue::from_static("1.1 scopegate"));
-    }
-}
-
-/// Header values from token claims: printable ASCII only, bounded, so a claim can never
-/// inject a header line or smuggle control characters.
-fn sanitized(value: &str) -> Option<HeaderValue> {
-    let clean: String = value.chars().filter(|c| (' '..='~').contains(c)).take(1024).collect();
-    HeaderValue::from_str(clean.trim()).ok().filter(|v| !v.is_empty())
-}
-
-fn set_identity_headers(headers: &mut HeaderMap, principal: &Principal, identity: &IdentityConfig) {
-    let mut set = |suffix: &str, value: &str| {
-        let name = format!("{}{suffix}", identity.prefix);
-        if let (Ok(name), Some(value)) = (HeaderName::from_bytes(name.as_bytes()), sanitized(value)) {
-            headers.insert(name, value);
-        }
-    };
-    if let Some(subject) = &principal.subject {
-        set("subject", subject);
-    }
-    if let Some(client_id) = &principal.client_id {
-        set("client-id", client_id);
-    }
-    set("scopes", &principal.scopes.join(" "));
-    set("issuer", &principal.issuer);
-    for (claim, header_name) in &identity.claims {
-        let value = match principal.claims.get(claim) {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Array(items)) => items
-                .iter()
-                .filter_map(|item| match item {
-                    serde_json::Value::String(s) => Some(s.clone()),
-                    serde_json::Value::Number(n) => Some(n.to_string()),
-                    serde_json::Value::Bool(b) => Some(b.to_string()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-            Some(serde_json::Value::Number(n)) => n.to_string(),
-            Some(serde_json::Value::Bool(b)) => b.to_string(),
-            _ => continue,
-        };
-        if let Some(value) = sanitized(&value) {
-            headers.insert(header_name.clone(), value);
-        }
     }
 }
 

@@ -15,7 +15,8 @@
 //! - [`proxy`] — the request path: decide → rewrite → forward → record.
 //! - [`decision`] — the one decision (canonicalize, route, authenticate, authorize, MCP tool
 //!   rules, dry run), shared by the proxy and `explain`.
-//! - [`canonical`] — the one path canonicalization used for matching and forwarding.
+//! - [`canonical`] — the one path canonicalization used for matching and forwarding;
+//!   [`hygiene`] — `Host` rules and method override parameters, refused before routing.
 //! - [`policy`] — compiled route map and scope rules (no I/O): [`policy::file`] (`[[route]]`
 //!   as written), [`policy::scopes`], [`policy::table`].
 //! - [`token`] — bearer extraction, JWS verification, JWKS key sets, introspection, one
@@ -23,7 +24,8 @@
 //!   authentication answers besides a principal.
 //! - [`http_client`] — bounded fetches from an authorization server (client, size-capped
 //!   GETs, metadata discovery); a leaf shared by the token layer, MCP and `check --online`.
-//! - [`forward`] — header rewriting and the pooled upstream client.
+//! - [`forward`] — header rewriting and the pooled upstream client; [`identity`] — the
+//!   identity headers it sets, never altered silently ([`identity::encoding`]), and `[identity]`.
 //! - [`error`] — the one error → response mapping; [`body`] — the one body type.
 //! - [`mcp`] — MCP routes: RFC 9728 metadata, RFC 8707 audience binding, tool-level scopes;
 //!   [`mcp::config`] compiles `[mcp]` and the MCP parts of routes.
@@ -48,6 +50,8 @@ pub mod explain;
 pub mod forward;
 pub mod gateway;
 pub mod http_client;
+pub mod hygiene;
+pub mod identity;
 pub mod mcp;
 pub mod metrics;
 pub mod online;

@@ -202,6 +202,10 @@ fn explain(cli: &Cli, args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         let (name, value) = header
             .split_once(':')
             .with_context(|| format!("--header {header:?}: write it as `Name: value`"))?;
+        if name.trim().eq_ignore_ascii_case("host") {
+            // The given Host stands in for the default one, as a client would send it.
+            request.host = None;
+        }
         request
             .headers
             .push((name.trim().to_string(), value.trim().to_string()));

@@ -69,6 +69,7 @@ async fn process(
     let head = Head::new(
         &parts.method,
         &parts.uri,
+        parts.version,
         &parts.headers,
         http_body::Body::is_end_stream(&body),
     );
@@ -104,7 +105,7 @@ async fn process(
         &RewriteContext {
             path,
             peer,
-            principal: decision.principal.as_deref(),
+            identity_headers: &decision.identity,
             upgrade,
             forwarding: &config.forwarding,
             identity: &config.identity,

@@ -118,6 +118,8 @@ struct Row {
     method: &'static str,
     target: &'static str,
     token: Option<String>,
+    /// The `Host` field line sent first (`None`: none).
+    host: Option<&'static str>,
     headers: Vec<(&'static str, String)>,
     body: Option<String>,
     /// `None`: forwarded (the test upstream answers 200).
@@ -136,6 +138,7 @@ fn row(
         method,
         target,
         token: token.cloned(),
+        host: Some("api.test"),
         headers: Vec::new(),
         body: None,
         status,
@@ -148,10 +151,11 @@ fn call(name: &str) -> String {
 }
 
 fn raw(row: &Row) -> Vec<u8> {
-    let mut out = format!(
-        "{} {} HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n",
-        row.method, row.target
-    );
+    let mut out = format!("{} {} HTTP/1.1\r\n", row.method, row.target);
+    if let Some(host) = row.host {
+        out.push_str(&format!("Host: {host}\r\n"));
+    }
+    out.push_str("Connection: close\r\n");
     if let Some(token) = &row.token {
         out.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
@@ -160,10 +164,10 @@ fn raw(row: &Row) -> Vec<u8> {
     }
     let body = row.body.clone().unwrap_or_default();
     if row.body.is_some() {
-        out.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+        if !row.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+            out.push_str("Content-Type: application/json\r\n");
+        }
+        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     out.push_str("\r\n");
     out.push_str(&body);
@@ -309,6 +313,42 @@ async fn explain_and_the_proxy_decide_alike() {
             vec![("Authorization", format!("Bearer {read}"))],
             None,
         ),
+        // Request hygiene before routing (RFC 9112 §3.2, method override parameters).
+        Row {
+            host: None,
+            ..row("GET", "/health", None, Some(400), "missing_host")
+        },
+        with(
+            row("GET", "/items/1", Some(&read), Some(400), "multiple_host"),
+            vec![("Host", "other.test".into())],
+            None,
+        ),
+        Row {
+            host: Some("bad host"),
+            ..row("GET", "/health", None, Some(400), "invalid_host")
+        },
+        Row {
+            host: Some("other.test"),
+            ..row("GET", "http://api.test/items/1", Some(&read), None, "ok")
+        },
+        row(
+            "POST",
+            "/items/1?_method=DELETE",
+            Some(&write),
+            Some(400),
+            "method_override",
+        ),
+        row("GET", "/health?%5Fmethod=DELETE", None, Some(400), "method_override"),
+        with(
+            row("POST", "/items/1", Some(&write), Some(400), "method_override"),
+            vec![("Content-Type", "application/x-www-form-urlencoded".into())],
+            Some("a=1&_method=DELETE".into()),
+        ),
+        with(
+            row("POST", "/items/1", Some(&write), None, "ok"),
+            vec![("Content-Type", "application/x-www-form-urlencoded".into())],
+            Some("a=1&method=DELETE".into()),
+        ),
     ]);
     assert!(rows.len() >= 30, "the table has {} rows", rows.len());
 
@@ -324,6 +364,7 @@ async fn explain_and_the_proxy_decide_alike() {
         let proxy_reason = events.last().unwrap()["reason"].clone();
 
         let mut spec = RequestSpec::new(row.method, row.target);
+        spec.host = row.host.map(str::to_string);
         spec.headers = row.headers.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
         spec.body = row.body.clone().map(String::into_bytes);
         let credentials = row.token.clone().map_or(Credentials::None, Credentials::Token);

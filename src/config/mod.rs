@@ -21,6 +21,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::canonical::CanonicalOptions;
+use crate::hygiene::MethodOverride;
+use crate::identity::config::compile_identity;
+pub use crate::identity::config::normalize_header_name;
+pub use crate::identity::{FileIdentity, IdentityConfig};
 use crate::mcp::config::{FileMcp, McpConfig};
 use crate::policy::{EnforcementMode, FileRoute, RouteSpec, RouteTable, ScopeImplications};
 use crate::token::config::{FileIssuer, FileTokenSettings, TokenConfig};
@@ -121,6 +125,12 @@ pub struct FileForwarding {
     /// upstreams fold slashes and would otherwise serve a path the route map never saw.
     #[serde(default = "defaults::yes")]
     pub merge_slashes: bool,
+    /// Query and form parameters that frameworks read as the method (`_method`): refused.
+    #[serde(default = "defaults::method_override_parameters")]
+    pub method_override_parameters: Vec<String>,
+    /// Largest form-encoded body read to look for those parameters.
+    #[serde(default = "defaults::method_override_form_limit")]
+    pub method_override_form_limit: String,
 }
 
 impl Default for FileForwarding {
@@ -130,6 +140,8 @@ impl Default for FileForwarding {
             add_via: false,
             forward_authorization: false,
             merge_slashes: true,
+            method_override_parameters: defaults::method_override_parameters(),
+            method_override_form_limit: defaults::method_override_form_limit(),
         }
     }
 }
@@ -215,25 +227,6 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileIdentity {
-    #[serde(default = "defaults::identity_prefix")]
-    pub prefix: String,
-    /// Extra claim → header mappings, e.g. `email = "x-auth-email"`.
-    #[serde(default)]
-    pub claims: BTreeMap<String, String>,
-}
-
-impl Default for FileIdentity {
-    fn default() -> Self {
-        Self {
-            prefix: defaults::identity_prefix(),
-            claims: BTreeMap::new(),
-        }
-    }
-}
-
 mod defaults {
     pub fn header_read_timeout() -> String {
         "10s".into()
@@ -271,8 +264,11 @@ mod defaults {
     pub fn realm() -> String {
         "scopegate".into()
     }
-    pub fn identity_prefix() -> String {
-        "x-auth-".into()
+    pub fn method_override_parameters() -> Vec<String> {
+        vec!["_method".into()]
+    }
+    pub fn method_override_form_limit() -> String {
+        "64KiB".into()
     }
     pub fn yes() -> bool {
         true
@@ -334,6 +330,7 @@ pub struct ForwardingConfig {
     pub add_via: bool,
     pub forward_authorization: bool,
     pub canonical: CanonicalOptions,
+    pub method_override: MethodOverride,
 }
 
 #[derive(Debug, Clone)]
@@ -354,14 +351,6 @@ pub struct ReloadConfig {
 pub struct FileLogSettings {
     pub level: Option<String>,
     pub format: Option<LogFormat>,
-}
-
-/// Identity headers set for the upstream.
-#[derive(Debug, Clone)]
-pub struct IdentityConfig {
-    /// Lower-case, with `_` folded to `-`: every inbound header with this prefix is removed.
-    pub prefix: String,
-    pub claims: Vec<(String, http::HeaderName)>,
 }
 
 impl Config {
@@ -526,6 +515,13 @@ impl FileConfig {
             canonical: CanonicalOptions {
                 merge_slashes: self.forwarding.merge_slashes,
             },
+            method_override: unread.step(&["forwarding"], issues, |issues| {
+                MethodOverride::compile(
+                    &self.forwarding.method_override_parameters,
+                    &self.forwarding.method_override_form_limit,
+                    issues,
+                )
+            }),
         };
         let auth = unread.step(&["auth"], issues, |issues| compile_auth(self.auth, issues));
         let implications = unread.step(&["scopes"], issues, |issues| {
@@ -716,35 +712,6 @@ fn compile_auth(file: FileAuth, issues: &mut Issues) -> AuthConfig {
         resource_metadata: file.resource_metadata,
         mode: file.mode,
     }
-}
-
-fn compile_identity(file: FileIdentity, issues: &mut Issues) -> IdentityConfig {
-    let prefix = file.prefix.to_ascii_lowercase().replace('_', "-");
-    if prefix.len() < 3 || http::HeaderName::from_bytes(prefix.as_bytes()).is_err() {
-        issues.push(
-            "identity.prefix",
-            "must be a header-name prefix of at least 3 characters, e.g. \"x-auth-\"",
-        );
-    }
-    let mut claims = Vec::new();
-    for (claim, header) in file.claims {
-        let path = format!("identity.claims.{claim}");
-        match http::HeaderName::from_bytes(header.as_bytes()) {
-            Ok(name) if normalize_header_name(name.as_str()).starts_with(&prefix) => claims.push((claim, name)),
-            Ok(_) => issues.push(
-                path,
-                format!("{header:?} must start with the identity prefix {prefix:?} so that clients can never set it themselves"),
-            ),
-            Err(_) => issues.push(path, format!("{header:?} is not a valid header name")),
-        }
-    }
-    IdentityConfig { prefix, claims }
-}
-
-/// Lower-cases a header name and folds `_` to `-`: some servers treat `X_Auth_Sub` as
-/// `X-Auth-Sub`, so a client must not be able to smuggle one past the prefix check.
-pub fn normalize_header_name(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
 }
 
 #[cfg(test)]

@@ -53,8 +53,12 @@ pub struct RequestSpec {
     pub method: String,
     /// The request target: path, optionally with a query.
     pub target: String,
+    /// The `Host` field line sent before `headers` (`new` sets `localhost`, as an HTTP/1.1
+    /// client must send one, RFC 9112 §3.2); `None` sends none.
+    pub host: Option<String>,
     pub headers: Vec<(String, String)>,
-    /// The body; only an MCP route with tool rules reads it.
+    /// The body; MCP routes with tool rules, and method override checks of form bodies,
+    /// read it.
     pub body: Option<Vec<u8>>,
 }
 
@@ -63,6 +67,7 @@ impl RequestSpec {
         RequestSpec {
             method: method.to_string(),
             target: target.to_string(),
+            host: Some("localhost".to_string()),
             ..RequestSpec::default()
         }
     }
@@ -165,6 +170,9 @@ fn build_request(spec: &RequestSpec, credentials: &Credentials) -> Result<http::
         .parse()
         .map_err(|e| format!("{:?} is not a request target: {e}", spec.target))?;
     let mut builder = http::Request::builder().method(method).uri(uri);
+    if let Some(host) = &spec.host {
+        builder = builder.header(http::header::HOST, host.as_str());
+    }
     for (name, value) in &spec.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
