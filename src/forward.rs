@@ -26,6 +26,8 @@ pub enum UpstreamError {
     Timeout,
     /// Reset or malformed exchange, or a protocol switch nobody asked for (502).
     Failed,
+    /// Not sent: `upstream.max_concurrent_requests` requests were in flight (503).
+    Saturated,
 }
 
 impl UpstreamError {
@@ -35,6 +37,7 @@ impl UpstreamError {
             UpstreamError::Unreachable => "upstream_unreachable",
             UpstreamError::Timeout => "upstream_timeout",
             UpstreamError::Failed => "upstream_failed",
+            UpstreamError::Saturated => "upstream_saturated",
         }
     }
 
@@ -44,6 +47,7 @@ impl UpstreamError {
             UpstreamError::Unreachable => "connect",
             UpstreamError::Timeout => "timeout",
             UpstreamError::Failed => "protocol",
+            UpstreamError::Saturated => "saturated",
         }
     }
 }

@@ -23,7 +23,8 @@
 //!   authentication answers besides a principal.
 //! - [`http_client`] — bounded fetches from an authorization server (client, size-capped
 //!   GETs, metadata discovery); a leaf shared by the token layer, MCP and `check --online`.
-//! - [`forward`] — header rewriting and the pooled upstream client.
+//! - [`forward`] — header rewriting and the pooled upstream client; [`admission`] — the cap
+//!   on requests in flight to the upstream.
 //! - [`error`] — the one error → response mapping; [`body`] — the one body type.
 //! - [`mcp`] — MCP routes: RFC 9728 metadata, RFC 8707 audience binding, tool-level scopes;
 //!   [`mcp::config`] compiles `[mcp]` and the MCP parts of routes.
@@ -35,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admission;
 pub mod body;
 pub mod canonical;
 pub mod config;

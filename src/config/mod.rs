@@ -24,6 +24,7 @@ use crate::canonical::CanonicalOptions;
 use crate::mcp::config::{FileMcp, McpConfig};
 use crate::policy::{EnforcementMode, FileRoute, RouteSpec, RouteTable, ScopeImplications};
 use crate::token::config::{FileIssuer, FileTokenSettings, TokenConfig};
+use crate::token::revocation::RevocationLimits;
 use document::{Document, Section};
 use problems::Issues;
 pub use problems::{ConfigError, ConfigIssue};
@@ -74,6 +75,13 @@ pub struct FileListener {
     /// Longest pause inside a request body; "0s" turns the limit off.
     #[serde(default = "defaults::request_body_idle_timeout")]
     pub request_body_idle_timeout: String,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS advertised to HTTP/2 clients.
+    #[serde(default = "defaults::http2_max_concurrent_streams")]
+    pub http2_max_concurrent_streams: u32,
+    /// Longest time a response may wait for the client to take its next bytes; "0s" turns
+    /// the limit off.
+    #[serde(default = "defaults::response_progress_timeout")]
+    pub response_progress_timeout: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,12 +89,27 @@ pub struct FileListener {
 pub struct FileAdmin {
     #[serde(default = "defaults::admin_address")]
     pub address: String,
+    #[serde(default = "defaults::admin_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "defaults::admin_header_read_timeout")]
+    pub header_read_timeout: String,
+    #[serde(default = "defaults::admin_idle_timeout")]
+    pub idle_timeout: String,
+    #[serde(default = "defaults::revocation_max_entries")]
+    pub revocation_max_entries: usize,
+    #[serde(default = "defaults::revocation_max_ttl")]
+    pub revocation_max_ttl: String,
 }
 
 impl Default for FileAdmin {
     fn default() -> Self {
         Self {
             address: defaults::admin_address(),
+            max_connections: defaults::admin_max_connections(),
+            header_read_timeout: defaults::admin_header_read_timeout(),
+            idle_timeout: defaults::admin_idle_timeout(),
+            revocation_max_entries: defaults::revocation_max_entries(),
+            revocation_max_ttl: defaults::revocation_max_ttl(),
         }
     }
 }
@@ -106,6 +129,9 @@ pub struct FileUpstream {
     pub pool_max_idle_per_host: usize,
     #[serde(default)]
     pub http2_prior_knowledge: bool,
+    /// Requests in flight to the upstream at once, over all client connections.
+    #[serde(default = "defaults::upstream_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,8 +279,35 @@ mod defaults {
     pub fn request_body_idle_timeout() -> String {
         "60s".into()
     }
+    /// Well below hyper's 200: every stream may hold an upstream request, so this is what
+    /// one connection can ask of the upstream at once; browsers open at most about 6–10
+    /// concurrent requests per origin, and API clients rarely more than a few dozen.
+    pub fn http2_max_concurrent_streams() -> u32 {
+        64
+    }
+    pub fn response_progress_timeout() -> String {
+        "30s".into()
+    }
     pub fn admin_address() -> String {
         "127.0.0.1:9901".into()
+    }
+    pub fn admin_max_connections() -> usize {
+        16
+    }
+    pub fn admin_header_read_timeout() -> String {
+        "5s".into()
+    }
+    pub fn admin_idle_timeout() -> String {
+        "30s".into()
+    }
+    pub fn revocation_max_entries() -> usize {
+        100_000
+    }
+    pub fn revocation_max_ttl() -> String {
+        "24h".into()
+    }
+    pub fn upstream_max_concurrent_requests() -> usize {
+        1024
     }
     pub fn connect_timeout() -> String {
         "2s".into()
@@ -291,6 +344,7 @@ mod defaults {
 pub struct Config {
     pub listener: ListenerConfig,
     pub admin_address: SocketAddr,
+    pub admin: AdminConfig,
     pub upstream: UpstreamConfig,
     pub forwarding: ForwardingConfig,
     pub auth: AuthConfig,
@@ -314,6 +368,19 @@ pub struct ListenerConfig {
     pub drain_timeout: Duration,
     /// `None`: request bodies may pause for any time.
     pub request_body_idle_timeout: Option<Duration>,
+    pub http2_max_concurrent_streams: u32,
+    /// `None`: a response may wait for the client for any time.
+    pub response_progress_timeout: Option<Duration>,
+}
+
+/// Limits of the admin listener (its address is [`Config::admin_address`]) and of the
+/// revocations it accepts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub revocations: RevocationLimits,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -326,6 +393,7 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
     pub http2_prior_knowledge: bool,
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -510,6 +578,7 @@ impl FileConfig {
         let admin_address = unread.step(&["admin"], issues, |issues| {
             parse_socket_addr(issues, "admin.address", &self.admin.address)
         });
+        let admin = unread.step(&["admin"], issues, |issues| compile_admin(&self.admin, issues));
         unread.step(&["admin", "listener"], issues, |issues| {
             if admin_address == listener.address && admin_address.port() != 0 {
                 issues.push(
@@ -572,6 +641,7 @@ impl FileConfig {
         Ok(Config {
             listener,
             admin_address,
+            admin,
             upstream,
             forwarding,
             auth,
@@ -637,6 +707,64 @@ fn compile_listener(file: &FileListener, issues: &mut Issues) -> ListenerConfig 
             Duration::from_secs(60),
         ))
         .filter(|idle| !idle.is_zero()),
+        http2_max_concurrent_streams: match file.http2_max_concurrent_streams {
+            0 => {
+                issues.push(
+                    "listener.http2_max_concurrent_streams",
+                    "must be at least 1 (RFC 9113 §6.5.2: 0 would refuse every HTTP/2 request)",
+                );
+                1
+            }
+            streams => streams,
+        },
+        response_progress_timeout: Some(issues.duration(
+            "listener.response_progress_timeout",
+            &file.response_progress_timeout,
+            Duration::from_secs(30),
+        ))
+        .filter(|timeout| !timeout.is_zero()),
+    }
+}
+
+fn compile_admin(file: &FileAdmin, issues: &mut Issues) -> AdminConfig {
+    if !(1..=1024).contains(&file.max_connections) {
+        issues.push(
+            "admin.max_connections",
+            "must be between 1 and 1024: the admin plane must not take the data plane's descriptors",
+        );
+    }
+    let mut positive = |path: &str, text: &str, fallback: Duration| match issues.duration(path, text, fallback) {
+        timeout if timeout.is_zero() => {
+            issues.push(path, "must be greater than zero");
+            fallback
+        }
+        timeout => timeout,
+    };
+    let header_read_timeout = positive(
+        "admin.header_read_timeout",
+        &file.header_read_timeout,
+        Duration::from_secs(5),
+    );
+    let idle_timeout = positive("admin.idle_timeout", &file.idle_timeout, Duration::from_secs(30));
+    let max_ttl = positive(
+        "admin.revocation_max_ttl",
+        &file.revocation_max_ttl,
+        Duration::from_secs(86_400),
+    );
+    if file.revocation_max_entries == 0 {
+        issues.push(
+            "admin.revocation_max_entries",
+            "must be at least 1, or every POST /cache/evict is refused",
+        );
+    }
+    AdminConfig {
+        max_connections: file.max_connections.clamp(1, 1024),
+        header_read_timeout,
+        idle_timeout,
+        revocations: RevocationLimits {
+            max_entries: file.revocation_max_entries.max(1),
+            max_ttl,
+        },
     }
 }
 
@@ -689,6 +817,16 @@ fn compile_upstream(file: &FileUpstream, issues: &mut Issues) -> UpstreamConfig 
         ),
         pool_max_idle_per_host: file.pool_max_idle_per_host,
         http2_prior_knowledge: file.http2_prior_knowledge,
+        max_concurrent_requests: match file.max_concurrent_requests {
+            0 => {
+                issues.push(
+                    "upstream.max_concurrent_requests",
+                    "must be at least 1, or no request could reach the upstream",
+                );
+                1
+            }
+            requests => requests,
+        },
     }
 }
 
