@@ -29,8 +29,9 @@
 //! - [`mcp`] — MCP routes: RFC 9728 metadata, RFC 8707 audience binding, tool-level scopes;
 //!   [`mcp::config`] compiles `[mcp]` and the MCP parts of routes.
 //! - [`metrics`], [`admin`] — Prometheus metrics and `/metrics`, `/healthz`, `/readyz`.
-//! - [`dev`] — the embedded development authorization server behind `demo`, `dev-issuer`
-//!   and the integration tests.
+//! - `dev` — the embedded development authorization server behind `demo`, `dev-issuer`
+//!   and the integration tests; only with the `dev` cargo feature (on by default, off in
+//!   the production build).
 //! - [`explain`] — `scopegate explain`: what the proxy would do with one request.
 //! - [`online`] — `scopegate check --online`: probe every issuer before deploying.
 #![forbid(unsafe_code)]
@@ -42,6 +43,7 @@ pub mod canonical;
 pub mod config;
 pub mod connection;
 pub mod decision;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod error;
 pub mod explain;

@@ -36,8 +36,10 @@ enum Command {
     /// Explain what the proxy would do with one request: canonical path, route, requirement, decision.
     Explain(ExplainArgs),
     /// Run a local authorization server, an echo API and the proxy, with example requests.
+    #[cfg(feature = "dev")]
     Demo(scopegate::dev::demo::DemoArgs),
     /// Run only the development authorization server (never for production).
+    #[cfg(feature = "dev")]
     DevIssuer(scopegate::dev::cli::DevIssuerArgs),
 }
 
@@ -84,7 +86,9 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&cli, args),
         Command::Explain(args) => explain(&cli, args),
         Command::Run => run(&cli),
+        #[cfg(feature = "dev")]
         Command::Demo(args) => demo(&cli, args),
+        #[cfg(feature = "dev")]
         Command::DevIssuer(args) => dev_issuer(&cli, args),
     };
     match result {
@@ -278,6 +282,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     })
 }
 
+#[cfg(feature = "dev")]
 fn demo(cli: &Cli, args: &scopegate::dev::demo::DemoArgs) -> anyhow::Result<ExitCode> {
     let _ = init_logging(cli, &Default::default());
     runtime()?.block_on(async move {
@@ -301,6 +306,7 @@ fn demo(cli: &Cli, args: &scopegate::dev::demo::DemoArgs) -> anyhow::Result<Exit
     })
 }
 
+#[cfg(feature = "dev")]
 fn dev_issuer(cli: &Cli, args: &scopegate::dev::cli::DevIssuerArgs) -> anyhow::Result<ExitCode> {
     let _ = init_logging(cli, &Default::default());
     runtime()?.block_on(scopegate::dev::cli::run(args.clone(), shutdown_signal()))?;

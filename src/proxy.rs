@@ -80,7 +80,11 @@ async fn process(
         let answer = app.mcp.well_known(&config.mcp, &parts.method, path).await;
         return answer.map_or(Err(ProxyError::NoRoute), |answer| Ok(answer?));
     }
-    let mut inputs = ProxyInputs { app, body: Some(body) };
+    let mut inputs = ProxyInputs {
+        app,
+        body: Some(body),
+        peer,
+    };
     decision.finish(config, &head, &mut inputs).await;
     record.decided(&decision);
     if let Some(denial) = decision.denial {
@@ -112,16 +116,22 @@ async fn process(
     forward(app, upstream_req, client_upgrade).await
 }
 
-/// The proxy's side of a decision: the shared authenticator and the client's body.
+/// The proxy's side of a decision: the shared authenticator, the client's body, and its
+/// address (introspection budgets are per client address).
 struct ProxyInputs<'a> {
     app: &'a App,
     body: Option<Incoming>,
+    peer: SocketAddr,
 }
 
 impl Inputs for ProxyInputs<'_> {
     async fn authenticate(&mut self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, AuthError> {
         let started = Instant::now();
-        let result = self.app.auth.authenticate(token, digest).await;
+        let result = self
+            .app
+            .auth
+            .authenticate_from(token, digest, Some(self.peer.ip()))
+            .await;
         self.app.metrics.auth_duration.observe(started.elapsed().as_secs_f64());
         result
     }

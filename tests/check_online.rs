@@ -1,6 +1,11 @@
 //! `scopegate check --online` against development authorization servers started here, and
 //! against issuers that are not there.
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
+
+#[path = "common/weak_rsa.rs"]
+mod weak_rsa;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -9,6 +14,7 @@ use scopegate::dev::{ClientRegistration, DevIssuer, DevIssuerConfig, Fault, Sign
 use scopegate::explain::Loaded;
 use scopegate::online::{Progress, check_online};
 use tokio::net::TcpListener;
+use weak_rsa::WeakRsaKey;
 
 const AUDIENCE: &str = "https://api.test";
 
@@ -57,7 +63,7 @@ async fn jwt_issuer() -> DevIssuer {
     )
     .await
     .unwrap();
-    issuer.publish_extra_jwk(SigningKey::generate_rsa("weak-rsa", 1024).unwrap().public_jwk());
+    issuer.publish_extra_jwk(WeakRsaKey::load("weak-rsa").public_jwk());
     issuer.publish_extra_jwk(SigningKey::hmac("oct-1", b"0123456789abcdef0123456789abcdef").public_jwk());
     issuer
 }

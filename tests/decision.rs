@@ -2,6 +2,7 @@
 //! of a table the same way (status and reason code), and every request — answered, refused,
 //! or cancelled by its client mid-way — leaves exactly one access-log event and the
 //! in-flight gauge where it was.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -1,5 +1,7 @@
 //! `scopegate demo` as a newcomer runs it: every printed example request gives the status
 //! the banner promises.
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
 use scopegate::dev::demo::{Demo, DemoArgs};

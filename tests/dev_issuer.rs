@@ -1,6 +1,11 @@
 //! End-to-end tests of the embedded development authorization server over
 //! real HTTP on 127.0.0.1.
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "common/weak_rsa.rs"]
+mod weak_rsa;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -15,6 +20,7 @@ use scopegate::dev::{
     SigningKey, b64url, mint, mint_unsigned,
 };
 use serde_json::{Value, json};
+use weak_rsa::WeakRsaKey;
 
 const REDIRECT: &str = "http://127.0.0.1:7777/callback";
 
@@ -973,16 +979,16 @@ async fn mint_produces_hostile_tokens() {
     // Not recorded by the issuer, so introspection says inactive.
     assert_eq!(fx.introspect(&crit).await["active"], false);
     // Weak 1024-bit key and an oct key published in the JWKS.
-    let weak = SigningKey::generate_rsa("weak-1024", 1024).unwrap();
-    assert_eq!(weak.rsa_bits(), Some(1024));
+    let weak = WeakRsaKey::load("weak-1024");
+    assert_eq!(weak.bits(), 1024);
     fx.issuer.publish_extra_jwk(weak.public_jwk());
     let oct = SigningKey::hmac("oct-key", b"shared-secret");
     fx.issuer.publish_extra_jwk(oct.public_jwk());
     let kids = fx.jwks_kids().await;
     assert!(kids.contains(&"weak-1024".to_owned()) && kids.contains(&"oct-key".to_owned()));
-    let weak_token = mint(&json!({"alg": "RS256", "kid": "weak-1024"}), &claims_v, &weak);
+    let weak_token = weak.mint(&json!({"alg": "RS256", "kid": "weak-1024"}), &claims_v);
     let (message, sig) = weak_token.rsplit_once('.').unwrap();
-    let (n, e) = weak.rsa_components().unwrap();
+    let (n, e) = weak.components();
     aws_lc_rs::signature::RsaPublicKeyComponents { n, e }
         .verify(
             &aws_lc_rs::signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY,

@@ -1,48 +1,36 @@
 //! `scopegate explain`: the structured [`Explanation`] for hypothetical scopes, real tokens
 //! from a development issuer, unroutable and unacceptable paths; and the binary's output.
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
+
+mod common;
 
 use std::process::Command;
 
+use common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
+
 use scopegate::dev::{AccessTokenRequest, DevIssuer, DevIssuerConfig};
 use scopegate::explain::{Credentials, Decision, Loaded, RouteOutcome, explain};
-use tokio::net::TcpListener;
 
 const AUDIENCE: &str = "https://api.test";
 
-const CONFIG: &str = r#"
-[listener]
-address = "127.0.0.1:0"
-[admin]
-address = "127.0.0.1:0"
-[upstream]
-url = "http://127.0.0.1:1"
-[auth]
-unmatched = "{unmatched}"
-[scopes.implies]
-write = ["read"]
-[[issuer]]
-url = "{issuer}"
-audiences = ["https://api.test"]
-fetch_timeout = "2s"
-[[route]]
-name = "pub"
-path = "/pub/**"
-public = true
-[[route]]
-name = "read"
-path = "/read/**"
-scopes = ["read"]
-[[route]]
-name = "write"
-path = "/write/**"
-methods = ["POST"]
-scopes = ["write"]
-"#;
+fn builder(issuer: &str, unmatched: &str) -> ConfigBuilder {
+    ConfigBuilder::new("http://127.0.0.1:1")
+        .set("auth.unmatched", unmatched)
+        .implies("write", &["read"])
+        .issuer(IssuerBuilder::new(issuer, &[AUDIENCE]).set("fetch_timeout", "2s"))
+        .route(RouteBuilder::new("pub", "/pub/**").public())
+        .route(RouteBuilder::new("read", "/read/**").scopes(&["read"]))
+        .route(
+            RouteBuilder::new("write", "/write/**")
+                .methods(&["POST"])
+                .scopes(&["write"]),
+        )
+}
 
 fn loaded(issuer: &str, unmatched: &str) -> Loaded {
-    let text = CONFIG.replace("{issuer}", issuer).replace("{unmatched}", unmatched);
-    Loaded::from_toml(&text, "t.toml").unwrap()
+    Loaded::from_toml(&builder(issuer, unmatched).toml(), "t.toml").unwrap()
 }
 
 fn scopes(list: &str) -> Credentials {
@@ -50,12 +38,7 @@ fn scopes(list: &str) -> Credentials {
 }
 
 async fn issuer() -> DevIssuer {
-    DevIssuer::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        DevIssuerConfig::default(),
-    )
-    .await
-    .unwrap()
+    common::dev_issuer(DevIssuerConfig::default()).await
 }
 
 const OFFLINE_ISSUER: &str = "https://as.example";
@@ -216,13 +199,7 @@ async fn binary_prints_the_explanation() {
     let dir = std::env::temp_dir().join(format!("scopegate-explain-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("config.toml");
-    std::fs::write(
-        &path,
-        CONFIG
-            .replace("{issuer}", issuer.issuer())
-            .replace("{unmatched}", "deny"),
-    )
-    .unwrap();
+    std::fs::write(&path, builder(issuer.issuer(), "deny").toml()).unwrap();
     let token = issuer.mint_access_token(&AccessTokenRequest::new("read", &[AUDIENCE]));
     let run = |args: Vec<String>| {
         let path = path.clone();

@@ -1,5 +1,7 @@
 //! RFC 7662 introspection end to end against the development authorization server issuing
 //! opaque tokens: coalescing, caching, revocation delay, pushed eviction, outages.
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

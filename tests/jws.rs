@@ -1033,3 +1033,34 @@ proptest! {
         let _ = KeySet::from_jwks(doc.as_bytes());
     }
 }
+
+/// DESIGN §4 "Token kind": what counts as a JOSE object (never introspected) and what as
+/// an opaque token.
+#[test]
+fn jose_shape_is_told_from_opaque_tokens() {
+    use scopegate::token::jws::is_jose_shaped;
+    let header = |json: &str| URL_SAFE_NO_PAD.encode(json);
+    let jws = format!("{}.e30.c2ln", header(r#"{"alg":"RS256"}"#));
+    assert!(is_jose_shaped(&jws));
+    let jwe = format!("{}.a.b.c.d", header(r#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#));
+    assert!(is_jose_shaped(&jwe), "a JWE is a JOSE object");
+    let duplicate = format!("{}.x.y", header(r#"{"alg":"RS256","alg":"none"}"#));
+    assert!(
+        is_jose_shaped(&duplicate),
+        "duplicates are refused later, not introspected"
+    );
+    // 16 bytes: base64 padding "==" is tolerated by the shape test (strict parsing refuses it).
+    let padded = format!("{}==.x.y", header(r#"{"alg": "RS256"}"#));
+    assert!(is_jose_shaped(&padded));
+    for opaque in [
+        "2YotnFZFEjr1zCsicMWpAA",
+        "abc.def.ghi",
+        &header(r#"{"alg":"RS256"}"#),
+        &format!("{}.x.y", header("[1,2]")),
+        &format!("{}.x.y", header("\"a string\"")),
+        "",
+        ".",
+    ] {
+        assert!(!is_jose_shaped(opaque), "{opaque}");
+    }
+}

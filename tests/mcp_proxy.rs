@@ -2,6 +2,8 @@
 //! upstream, all on 127.0.0.1:0. Covers RFC 9728 metadata, challenges, RFC 8707 audience
 //! binding, tool-level rules (header- and body-based, two protocol revisions), and
 //! streamable HTTP passing through untouched (202, SSE answers, long GET streams, DELETE).
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -3,14 +3,19 @@
 //! FastMCP) behind scopegate, with the development issuer as authorization server. All on
 //! 127.0.0.1 with free ports. Fails with the install command when the packages are missing,
 //! unless SCOPEGATE_SKIP_PYTHON_INTEROP=1.
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
+
+mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use scopegate::dev::{DevIssuer, DevIssuerConfig};
+use common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
+use scopegate::dev::DevIssuerConfig;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -120,30 +125,6 @@ impl Drop for Proc {
     }
 }
 
-const CONFIG: &str = r#"
-[listener]
-address = "127.0.0.1:0"
-[admin]
-address = "127.0.0.1:0"
-[upstream]
-url = "{upstream}"
-[[issuer]]
-url = "{issuer}"
-audiences = ["{resource}"]
-[[route]]
-name = "mcp"
-path = "/mcp"
-mcp = true
-scopes = ["mcp"]
-[[route.mcp_rule]]
-method = "tools/call"
-name = "delete_*"
-scopes = ["write"]
-[mcp]
-resource = "{resource}"
-resource_name = "notes"
-"#;
-
 fn events(lines: &[String]) -> Vec<Value> {
     lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
@@ -171,31 +152,25 @@ async fn official_python_sdk_client_and_server_through_scopegate() {
             panic!("the MCP server did not start:\n{stderr}");
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(Instant::now() < deadline, "the MCP server never accepted connections");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually_some("the MCP server accepts connections", || async {
+        TcpStream::connect(("127.0.0.1", port)).await.ok()
+    })
+    .await;
 
-    let issuer = DevIssuer::start(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        DevIssuerConfig::default(),
-    )
-    .await
-    .unwrap();
+    let issuer = common::dev_issuer(DevIssuerConfig::default()).await;
     let data = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let resource = format!("http://{}/mcp", data.local_addr().unwrap());
-    let text = CONFIG
-        .replace("{upstream}", &format!("http://127.0.0.1:{port}"))
-        .replace("{issuer}", issuer.issuer())
-        .replace("{resource}", &resource);
-    let config = scopegate::config::Config::from_toml(&text, "test.toml").unwrap();
+    let config = ConfigBuilder::new(&format!("http://127.0.0.1:{port}"))
+        .issuer(IssuerBuilder::new(issuer.issuer(), &[&resource]))
+        .route(RouteBuilder::new("mcp", "/mcp").mcp().scopes(&["mcp"]).mcp_rule(
+            "tools/call",
+            Some("delete_*"),
+            &["write"],
+        ))
+        .mcp(&resource, "notes")
+        .build();
     let proxy = scopegate::server::start_with_listeners(config, data, TcpListener::bind("127.0.0.1:0").await.unwrap());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !proxy.app.is_ready() {
-        assert!(Instant::now() < deadline, "issuer keys never loaded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually("the issuer's keys are loaded", || proxy.app.is_ready()).await;
     let metadata_url = format!("http://{}/.well-known/oauth-protected-resource/mcp", proxy.addr);
 
     for (mode, scenario) in [

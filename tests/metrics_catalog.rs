@@ -2,6 +2,8 @@
 //! real traffic through a proxy (a JWT issuer, an introspecting issuer, an upstream that
 //! also times out, breaks the protocol and goes away) exports every documented family and
 //! moves every counter and histogram.
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -9,7 +11,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{IntrospectionClient, client, config, dev_issuer, eventually, scrape_metrics};
+use common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
+use common::{IntrospectionClient, client, dev_issuer, eventually, scrape_metrics};
 use scopegate::dev::{AccessTokenRequest, DevIssuerConfig, Fault};
 use scopegate::gateway::Gateway;
 use scopegate::metrics::Metrics;
@@ -117,37 +120,6 @@ async fn raw_upstream() -> (String, tokio::task::JoinHandle<()>) {
     (url, task)
 }
 
-const CONFIG: &str = r#"
-[listener]
-address = "127.0.0.1:0"
-[admin]
-address = "127.0.0.1:0"
-[upstream]
-url = "{upstream}"
-response_header_timeout = "500ms"
-[[issuer]]
-url = "{issuer}"
-audiences = ["https://api.test"]
-fetch_timeout = "2s"
-[[issuer]]
-url = "{opaque}"
-audiences = ["https://api.test"]
-token_validation = "introspection"
-[issuer.introspection]
-client_id = "{client_id}"
-client_secret_file = "{secret_file}"
-timeout = "500ms"
-negative_ttl = "1h"
-[[route]]
-name = "pub"
-path = "/pub/**"
-public = true
-[[route]]
-name = "read"
-path = "/read/**"
-scopes = ["read"]
-"#;
-
 #[tokio::test]
 async fn traffic_exports_every_documented_family() {
     let jwt_issuer = dev_issuer(DevIssuerConfig::default()).await;
@@ -159,21 +131,22 @@ async fn traffic_exports_every_documented_family() {
     .await;
     let registered = IntrospectionClient::register(&opaque, "client_secret_basic");
     let (upstream_url, upstream_task) = raw_upstream().await;
-    let template = CONFIG
-        .replace("{opaque}", opaque.issuer())
-        .replace("{client_id}", &registered.client_id)
-        .replace("{secret_file}", registered.secret_file.to_str().unwrap());
+    let builder = ConfigBuilder::new(&upstream_url)
+        .set("upstream.response_header_timeout", "500ms")
+        .issuer(IssuerBuilder::new(jwt_issuer.issuer(), &[AUDIENCE]).set("fetch_timeout", "2s"))
+        .issuer(
+            IssuerBuilder::new(opaque.issuer(), &[AUDIENCE])
+                .introspection(&registered.client_id, &registered.secret_file)
+                .set("introspection.timeout", "500ms")
+                .set("introspection.negative_ttl", "1h"),
+        )
+        .route(RouteBuilder::new("pub", "/pub/**").public())
+        .route(RouteBuilder::new("read", "/read/**").scopes(&["read"]));
     // Served from a file, so that reloads (good and bad) can move the reload counter.
-    let config_text = template
-        .replace("{upstream}", &upstream_url)
-        .replace("{issuer}", jwt_issuer.issuer());
+    let config_text = builder.toml();
     let config_file = registered.secret_file.with_extension("toml");
     std::fs::write(&config_file, &config_text).unwrap();
-    let gateway = Gateway::new(
-        config(&template, &upstream_url, jwt_issuer.issuer()),
-        Metrics::new(),
-        Some(config_file.clone()),
-    );
+    let gateway = Gateway::new(builder.build(), Metrics::new(), Some(config_file.clone()));
     let proxy = scopegate::server::serve(
         gateway,
         TcpListener::bind("127.0.0.1:0").await.unwrap(),

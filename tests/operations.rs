@@ -1,5 +1,7 @@
 //! Operating scopegate: live reload (API, file, ConfigMap-style symlink swap), rejected
 //! reloads, dry-run rollout.
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
 use common::*;
 use serde_json::Value;
 
@@ -38,55 +39,33 @@ const APP: (&str, &str) = ("app", "app-secret");
 const INTROSPECTION_SECRET: &str = "scopegate-secret";
 const REDIRECT_URI: &str = "https://app.scopegate.test/callback";
 
-const ROUTES: &str = r#"
-[[route]]
-name = "read"
-path = "/read/**"
-scopes = ["read"]
-[[route]]
-name = "write"
-path = "/write/**"
-scopes = ["write"]
-"#;
+/// The routes every proxy here protects; `write` implies `read`.
+fn with_routes(builder: ConfigBuilder) -> ConfigBuilder {
+    builder
+        .implies("write", &["read"])
+        .route(RouteBuilder::new("read", "/read/**").scopes(&["read"]))
+        .route(RouteBuilder::new("write", "/write/**").scopes(&["write"]))
+}
 
-const JWT_CONFIG: &str = r#"
-[listener]
-address = "127.0.0.1:0"
-[admin]
-address = "127.0.0.1:0"
-[upstream]
-url = "{upstream}"
-[scopes.implies]
-write = ["read"]
-[[issuer]]
-url = "{issuer}"
-audiences = ["https://api.scopegate.test", "https://api-es.scopegate.test"]
-algorithms = ["RS256", "ES256"]
-require_typ = true
-fetch_timeout = "2s"
-"#;
+fn jwt_config(upstream: &str, issuer: &str) -> ConfigBuilder {
+    with_routes(ConfigBuilder::new(upstream)).issuer(
+        IssuerBuilder::new(issuer, &["https://api.scopegate.test", "https://api-es.scopegate.test"])
+            .algorithms(&["RS256", "ES256"])
+            .set("require_typ", true)
+            .set("fetch_timeout", "2s"),
+    )
+}
 
-const INTROSPECTION_CONFIG: &str = r#"
-[listener]
-address = "127.0.0.1:0"
-[admin]
-address = "127.0.0.1:0"
-[upstream]
-url = "{upstream}"
-[scopes.implies]
-write = ["read"]
-[[issuer]]
-url = "{issuer}"
-audiences = ["https://opaque.scopegate.test"]
-token_validation = "introspection"
-fetch_timeout = "2s"
-[issuer.introspection]
-client_id = "scopegate"
-client_secret_file = "{secret_file}"
-auth_method = "client_secret_basic"
-positive_ttl = "1s"
-negative_ttl = "1s"
-"#;
+fn introspection_config(upstream: &str, issuer: &str, secret_file: &std::path::Path) -> ConfigBuilder {
+    with_routes(ConfigBuilder::new(upstream)).issuer(
+        IssuerBuilder::new(issuer, &["https://opaque.scopegate.test"])
+            .introspection("scopegate", secret_file)
+            .set("fetch_timeout", "2s")
+            .set("introspection.auth_method", "client_secret_basic")
+            .set("introspection.positive_ttl", "1s")
+            .set("introspection.negative_ttl", "1s"),
+    )
+}
 
 fn thirdparty_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -375,22 +354,6 @@ fn jwt_parts(token: &str) -> (Value, Value) {
     (decode(), decode())
 }
 
-fn challenge(r: &reqwest::Response) -> String {
-    r.headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
-}
-
-/// Polls a condition that a background task will make true, bounded at 15 s.
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 struct Proxy {
     running: scopegate::server::Running,
     upstream: Upstream,
@@ -399,8 +362,7 @@ struct Proxy {
 impl Proxy {
     async fn jwt(issuer: &AuthServer) -> Proxy {
         let upstream = Upstream::start().await;
-        let template = format!("{JWT_CONFIG}{ROUTES}");
-        let running = start_proxy(config(&template, &upstream.url(), &issuer.issuer)).await;
+        let running = start_proxy(jwt_config(&upstream.url(), &issuer.issuer).build()).await;
         eventually("scopegate loaded the keys of oidc-provider", || running.app.is_ready()).await;
         Proxy { running, upstream }
     }
@@ -543,23 +505,18 @@ impl Drop for SecretFile {
 
 async fn introspection_proxy(auth: &AuthServer, secret: &SecretFile) -> Proxy {
     let upstream = Upstream::start().await;
-    let template = format!("{INTROSPECTION_CONFIG}{ROUTES}")
-        .replace("{secret_file}", &secret.0.to_string_lossy().replace('\\', "\\\\"));
-    let running = start_proxy(config(&template, &upstream.url(), &auth.issuer)).await;
+    let running = start_proxy(introspection_config(&upstream.url(), &auth.issuer, &secret.0).build()).await;
     Proxy { running, upstream }
 }
 
 /// Retries a request with a known-good token until scopegate has what it needs from the
 /// authorization server (503 before that), bounded.
 async fn until_served(proxy: &Proxy, token: &str) -> reqwest::Response {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    eventually_some("scopegate has what it needs from oidc-provider", || async {
         let r = proxy.get("/read/items", Some(token)).await;
-        if r.status() != 503 || Instant::now() > deadline {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (r.status() != 503).then_some(r)
+    })
+    .await
 }
 
 #[tokio::test]

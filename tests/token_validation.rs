@@ -1,5 +1,7 @@
 //! Local JWT validation end to end: the development authorization server, the proxy and a
 //! counting upstream, all on 127.0.0.1:0. Every hostile token is minted here.
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -8,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::weak_rsa::WeakRsaKey;
 use common::*;
 use scopegate::dev::{
     AccessTokenRequest, DevIssuer, DevIssuerConfig, Endpoint, SigningKey, b64url, mint, mint_segments, mint_unsigned,
@@ -87,7 +90,7 @@ async fn world(timing: Timing) -> World {
     let ec_key = SigningKey::generate_ec_p256("ec-1").unwrap();
     issuer.publish_extra_jwk(ec_key.public_jwk());
     // Keys that must be skipped: a 1024-bit RSA key and a symmetric key.
-    issuer.publish_extra_jwk(SigningKey::generate_rsa("weak-rsa", 1024).unwrap().public_jwk());
+    issuer.publish_extra_jwk(WeakRsaKey::load("weak-rsa").public_jwk());
     issuer.publish_extra_jwk(SigningKey::hmac("oct-1", b"0123456789abcdef0123456789abcdef").public_jwk());
     let upstream = Upstream::start().await;
     let template = CONFIG
@@ -341,11 +344,7 @@ async fn hostile_token_matrix() {
         ("ES256 r = s = 0", zero_sig),
         (
             "RS256 by a 1024-bit key in the JWKS",
-            mint(
-                &json!({"alg": "RS256", "typ": "at+jwt", "kid": "weak-rsa"}),
-                &c,
-                &SigningKey::generate_rsa("weak-rsa", 1024).unwrap(),
-            ),
+            WeakRsaKey::load("weak-rsa").mint(&json!({"alg": "RS256", "typ": "at+jwt", "kid": "weak-rsa"}), &c),
         ),
         (
             "ES256 token against an RSA kid",

@@ -8,10 +8,10 @@ use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
-use super::handlers::{Params, authenticate, json_response, no_store, oauth_error};
+use super::client_auth::{Params, authenticate};
 use super::keys::{b64url, random_token};
 use super::registration::valid_resource;
-use super::server::Resp;
+use super::respond::{Resp, json_response, no_store, oauth_error, response};
 use super::state::{
     AccessGrant, CodeRecord, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN, RefreshTemplate,
     RegisteredClient, Shared, lock, now_unix, token_key,
@@ -49,7 +49,7 @@ fn append_query(uri: &str, pairs: &[(&str, &str)]) -> String {
 }
 
 fn redirect(location: &str) -> Resp {
-    let mut resp = super::handlers::response(StatusCode::FOUND, "text/plain", Default::default());
+    let mut resp = response(StatusCode::FOUND, "text/plain", Default::default());
     if let Ok(v) = HeaderValue::from_str(location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }

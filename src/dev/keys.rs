@@ -10,8 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-use super::DevError;
-use super::weak_rsa::WeakRsaKey;
+use super::error::DevError;
 
 /// base64url without padding (RFC 7515 §2).
 pub fn b64url(bytes: &[u8]) -> String {
@@ -50,15 +49,9 @@ impl KeyAlg {
     }
 }
 
-enum RsaSigner {
-    AwsLc(RsaKeyPair),
-    /// Sub-2048-bit keys, which aws-lc refuses; see `weak_rsa`.
-    Builtin(WeakRsaKey),
-}
-
 #[allow(clippy::large_enum_variant)] // lives behind an Arc
 enum Material {
-    Rsa { signer: RsaSigner, n: Vec<u8>, e: Vec<u8> },
+    Rsa { pair: RsaKeyPair, n: Vec<u8>, e: Vec<u8> },
     Ec { pair: EcdsaKeyPair, x: Vec<u8>, y: Vec<u8> },
     Hmac { key: hmac::Key, secret: Vec<u8> },
 }
@@ -85,39 +78,24 @@ impl SigningKey {
         }
     }
 
-    /// Generate an RSA key. 2048, 3072, 4096 and 8192 bits use aws-lc.
+    /// Generate an RSA key of 2048, 3072, 4096 or 8192 bits.
     ///
-    /// aws-lc refuses to generate *or sign with* keys under 2048 bits, so
-    /// 512..=1984-bit keys (multiples of 64, e.g. the 1024-bit "weak key" of
-    /// hostile tests) come from a small built-in, non-constant-time RSA
-    /// implementation meant only for tests.
+    /// aws-lc refuses to generate or sign with keys under 2048 bits, and so does this
+    /// issuer: tests that need a hostile small key bring their own.
     pub fn generate_rsa(kid: &str, bits: usize) -> Result<Self, DevError> {
         let size = match bits {
-            2048 => Some(KeySize::Rsa2048),
-            3072 => Some(KeySize::Rsa3072),
-            4096 => Some(KeySize::Rsa4096),
-            8192 => Some(KeySize::Rsa8192),
-            _ => None,
+            2048 => KeySize::Rsa2048,
+            3072 => KeySize::Rsa3072,
+            4096 => KeySize::Rsa4096,
+            8192 => KeySize::Rsa8192,
+            _ => {
+                return Err(DevError::Unsupported(format!(
+                    "RSA keys of 2048, 3072, 4096 or 8192 bits, not {bits}"
+                )));
+            }
         };
-        match size {
-            Some(size) => {
-                let pair =
-                    RsaKeyPair::generate(size).map_err(|_| DevError::Crypto("RSA key generation failed".into()))?;
-                Ok(Self::from_rsa_pair(kid, pair))
-            }
-            None => {
-                let weak = WeakRsaKey::generate(bits)?;
-                let (n, e) = (weak.modulus(), weak.exponent());
-                Ok(Self::new(
-                    kid,
-                    Material::Rsa {
-                        signer: RsaSigner::Builtin(weak),
-                        n,
-                        e,
-                    },
-                ))
-            }
-        }
+        let pair = RsaKeyPair::generate(size).map_err(|_| DevError::Crypto("RSA key generation failed".into()))?;
+        Ok(Self::from_rsa_pair(kid, pair))
     }
 
     /// Load an RSA private key (PKCS#8 DER, 2048..=8192 bits).
@@ -131,14 +109,7 @@ impl SigningKey {
         let public = pair.public_key();
         let n = public.modulus().big_endian_without_leading_zero().to_vec();
         let e = public.exponent().big_endian_without_leading_zero().to_vec();
-        Self::new(
-            kid,
-            Material::Rsa {
-                signer: RsaSigner::AwsLc(pair),
-                n,
-                e,
-            },
-        )
+        Self::new(kid, Material::Rsa { pair, n, e })
     }
 
     /// Generate an ECDSA P-256 key.
@@ -240,10 +211,7 @@ impl SigningKey {
     /// fixed-width r||s, or HMAC-SHA256.
     pub fn sign(&self, signing_input: &[u8]) -> Vec<u8> {
         match &self.inner.1 {
-            Material::Rsa {
-                signer: RsaSigner::AwsLc(pair),
-                ..
-            } => {
+            Material::Rsa { pair, .. } => {
                 let mut sig = vec![0u8; pair.public_modulus_len()];
                 pair.sign(
                     &signature::RSA_PKCS1_SHA256,
@@ -254,10 +222,6 @@ impl SigningKey {
                 .expect("RSA signing with a validated key and a correctly sized buffer succeeds");
                 sig
             }
-            Material::Rsa {
-                signer: RsaSigner::Builtin(weak),
-                ..
-            } => weak.sign_pkcs1_sha256(signing_input),
             Material::Ec { pair, .. } => pair
                 .sign(&rand::SystemRandom::new(), signing_input)
                 .expect("ECDSA signing with a validated key succeeds")
@@ -311,14 +275,11 @@ impl SigningKey {
         Some(pem)
     }
 
-    /// PKCS#8 DER of an aws-lc backed private key (RSA ≥ 2048 or EC), for
+    /// PKCS#8 DER of an RSA or EC private key, for
     /// use with other JWT libraries (e.g. `EncodingKey::from_ec_der`).
     pub fn private_key_pkcs8_der(&self) -> Option<Vec<u8>> {
         match &self.inner.1 {
-            Material::Rsa {
-                signer: RsaSigner::AwsLc(pair),
-                ..
-            } => pair.as_der().ok().map(|d| d.as_ref().to_vec()),
+            Material::Rsa { pair, .. } => pair.as_der().ok().map(|d| d.as_ref().to_vec()),
             Material::Ec { pair, .. } => pair.to_pkcs8v1().ok().map(|d| d.as_ref().to_vec()),
             _ => None,
         }
@@ -398,10 +359,10 @@ mod tests {
     }
 
     #[test]
-    fn weak_rsa_key_is_generatable() {
-        let key = SigningKey::generate_rsa("weak", 1024).unwrap();
-        assert_eq!(key.rsa_bits(), Some(1024));
-        assert_eq!(key.public_jwk()["kty"], "RSA");
-        assert_eq!(key.sign(b"x").len(), 128);
+    fn rsa_keys_under_2048_bits_are_refused() {
+        assert!(matches!(
+            SigningKey::generate_rsa("weak", 1024),
+            Err(DevError::Unsupported(_))
+        ));
     }
 }

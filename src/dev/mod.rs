@@ -19,43 +19,29 @@
 //! otherwise.
 //!
 //! [`mint`] builds arbitrary (including hostile) compact JWS tokens for tests.
+//!
+//! Compiled only with the `dev` cargo feature (on by default); the production build
+//! (`--no-default-features`, the container image) leaves all of it out.
 
+// Imports run one way: server → handlers → flows → (client_auth, registration) →
+// (respond, state) → (config, mint) → keys → error; `cli` and `demo` sit on top.
 pub mod cli;
+mod client_auth;
+mod config;
 pub mod demo;
+mod error;
 mod flows;
 mod handlers;
 mod keys;
 mod mint;
 mod registration;
+mod respond;
 mod server;
 mod state;
-mod weak_rsa;
 
+pub use config::{DevIssuerConfig, Endpoint, Fault};
+pub use error::DevError;
 pub use keys::{KeyAlg, SigningKey, b64url};
 pub use mint::{AccessTokenRequest, mint, mint_segments, mint_unsigned, sign_segments};
-pub use server::{DevIssuer, DevIssuerConfig, Endpoint, Fault};
+pub use server::DevIssuer;
 pub use state::{ClientRegistration, RegisteredClient};
-
-/// Errors of the development issuer.
-#[derive(Debug, thiserror::Error)]
-pub enum DevError {
-    /// Socket or other I/O failure.
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
-    /// The listener is bound to a non-loopback address and
-    /// `allow_non_loopback` is off.
-    #[error(
-        "refusing to serve the development issuer on non-loopback address {0} \
-         (set allow_non_loopback to override)"
-    )]
-    NonLoopback(std::net::SocketAddr),
-    /// Key generation, loading or signing failed.
-    #[error("crypto error: {0}")]
-    Crypto(String),
-    /// A requested feature or parameter is not supported.
-    #[error("unsupported: {0}")]
-    Unsupported(String),
-    /// Invalid configuration.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-}

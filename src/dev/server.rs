@@ -1,144 +1,27 @@
-//! The development issuer's handle, configuration and HTTP plumbing.
+//! The development issuer's handle and its accept loop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
+use hyper::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::DevError;
+use super::config::{DevIssuerConfig, Endpoint, Fault};
+use super::error::DevError;
 use super::handlers;
-use super::keys::{KeyAlg, SigningKey};
+use super::keys::SigningKey;
 use super::mint::AccessTokenRequest;
-use super::state::{AccessGrant, ClientRegistration, KeyRing, RegisteredClient, Shared, Store, build_client, lock};
-
-/// Configuration of a [`DevIssuer`].
-#[derive(Clone, Debug)]
-pub struct DevIssuerConfig {
-    /// Issuer identifier; default `http://<bound addr>` (no trailing slash).
-    /// Endpoints are advertised under it, so it should have no path.
-    pub issuer: Option<String>,
-    /// The auto-approved subject of authorization-code grants.
-    pub dev_user: String,
-    /// Scopes supported besides `read`, `write`, `mcp` (and `openid`).
-    pub extra_scopes: Vec<String>,
-    /// Access-token lifetime.
-    pub access_token_ttl: Duration,
-    /// Refresh-token lifetime.
-    pub refresh_token_ttl: Duration,
-    /// Issue random opaque access tokens (only introspection resolves them)
-    /// instead of RFC 9068 JWTs.
-    pub opaque_access_tokens: bool,
-    /// How long a rotated-out key stays in the JWKS.
-    pub key_grace: Duration,
-    /// Algorithm of generated signing keys.
-    pub signing_alg: KeyAlg,
-    /// Serve on a non-loopback address.
-    pub allow_non_loopback: bool,
-    /// `Cache-Control` value for the JWKS response.
-    pub jwks_cache_control: Option<String>,
-    /// `aud` of tokens requested without an RFC 8707 `resource`; default:
-    /// the issuer.
-    pub default_audience: Option<String>,
-    /// Answer development-only endpoints (`POST /dev/rotate`).
-    pub dev_endpoints: bool,
-}
-
-impl Default for DevIssuerConfig {
-    fn default() -> Self {
-        Self {
-            issuer: None,
-            dev_user: "dev-user".into(),
-            extra_scopes: Vec::new(),
-            access_token_ttl: Duration::from_secs(300),
-            refresh_token_ttl: Duration::from_secs(86_400),
-            opaque_access_tokens: false,
-            key_grace: Duration::from_secs(600),
-            signing_alg: KeyAlg::RS256,
-            allow_non_loopback: false,
-            jwks_cache_control: None,
-            default_audience: None,
-            dev_endpoints: false,
-        }
-    }
-}
-
-/// Endpoints with request counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    /// `/.well-known/oauth-authorization-server`
-    Metadata,
-    /// `/.well-known/openid-configuration`
-    OidcMetadata,
-    /// `/oauth/jwks` and `/.well-known/jwks.json`
-    Jwks,
-    /// `/oauth/register`
-    Register,
-    /// `/oauth/authorize`
-    Authorize,
-    /// `/oauth/token`
-    Token,
-    /// `/oauth/introspect`
-    Introspect,
-    /// `/oauth/revoke`
-    Revoke,
-    /// `/oauth/userinfo`
-    Userinfo,
-}
-
-pub(crate) const ENDPOINT_COUNT: usize = 9;
-
-impl Endpoint {
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Whether [`Fault`] injection applies to this endpoint.
-    pub(crate) fn faultable(self) -> bool {
-        matches!(
-            self,
-            Endpoint::Metadata | Endpoint::OidcMetadata | Endpoint::Jwks | Endpoint::Introspect
-        )
-    }
-}
-
-/// Injected failure of the discovery, JWKS and introspection endpoints.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Fault {
-    /// Answer normally.
-    #[default]
-    None,
-    /// Answer with this HTTP status and a JSON error body.
-    Status(u16),
-    /// Answer 200 with an HTML page instead of JSON.
-    Html,
-    /// Wait this long, then answer normally.
-    Delay(Duration),
-    /// Close the connection without answering.
-    CloseConnection,
-}
-
-/// Service error that makes hyper drop the connection without a response.
-#[derive(Debug)]
-pub(crate) struct CloseConnection;
-
-impl std::fmt::Display for CloseConnection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("injected connection close")
-    }
-}
-
-impl std::error::Error for CloseConnection {}
+use super::state::{
+    AccessGrant, ClientRegistration, KeyRing, RegisteredClient, Shared, Store, build_client, lock, rotate,
+};
 
 struct Running {
     stop: oneshot::Sender<()>,
@@ -365,24 +248,6 @@ impl DevIssuer {
     }
 }
 
-pub(crate) fn rotate(shared: &Shared) -> String {
-    let alg = shared.config.signing_alg;
-    let kid = Shared::new_kid(alg);
-    let key = match SigningKey::generate(&kid, alg) {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::error!(error = %e, "key rotation failed; keeping the current key");
-            return lock(&shared.keys).current.kid().to_owned();
-        }
-    };
-    let mut ring = lock(&shared.keys);
-    let old = std::mem::replace(&mut ring.current, key);
-    ring.retired.push((old, Instant::now()));
-    let grace = shared.config.key_grace;
-    ring.retired.retain(|(_, at)| at.elapsed() < grace);
-    kid
-}
-
 fn spawn_accept_loop(shared: Arc<Shared>, listener: TcpListener) -> Running {
     let (stop, mut stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -422,9 +287,3 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
         tracing::debug!(error = %e, "dev issuer connection ended");
     }
 }
-
-/// A complete response body.
-pub(crate) type Resp = Response<Full<Bytes>>;
-
-/// Result of a request handler: a response or a deliberate connection drop.
-pub(crate) type HandlerResult = Result<Resp, CloseConnection>;

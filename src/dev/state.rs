@@ -11,9 +11,9 @@ use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::config::{DevIssuerConfig, ENDPOINT_COUNT, Fault};
 use super::keys::{KeyAlg, SigningKey, random_token};
 use super::mint::mint;
-use super::server::{DevIssuerConfig, ENDPOINT_COUNT, Fault};
 
 /// Upper bound of every token/code/client map; the oldest entries go first.
 pub(crate) const MAX_ENTRIES: usize = 100_000;
@@ -457,6 +457,26 @@ impl Shared {
     pub(crate) fn access_ttl_secs(&self) -> i64 {
         i64::try_from(self.config.access_token_ttl.as_secs()).unwrap_or(i64::MAX)
     }
+}
+
+/// Generate a new signing key and make it current; the old one stays in the JWKS for
+/// `key_grace`. Returns the new kid, or the current one when generation fails.
+pub(crate) fn rotate(shared: &Shared) -> String {
+    let alg = shared.config.signing_alg;
+    let kid = Shared::new_kid(alg);
+    let key = match SigningKey::generate(&kid, alg) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(error = %e, "key rotation failed; keeping the current key");
+            return lock(&shared.keys).current.kid().to_owned();
+        }
+    };
+    let mut ring = lock(&shared.keys);
+    let old = std::mem::replace(&mut ring.current, key);
+    ring.retired.push((old, Instant::now()));
+    let grace = shared.config.key_grace;
+    ring.retired.retain(|(_, at)| at.elapsed() < grace);
+    kid
 }
 
 /// Fields a refresh token carries across rotations.

@@ -9,6 +9,10 @@ use crate::config::problems::Issues;
 use crate::http_client::is_acceptable_remote_url;
 use crate::token::jwk::Algorithm;
 
+mod introspection;
+use introspection::compile_introspection;
+pub use introspection::{ClientAuthMethod, FileIntrospection, IntrospectionConfig, Secret};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileIssuer {
@@ -34,6 +38,9 @@ pub struct FileIssuer {
     pub jwks_refresh_max: String,
     #[serde(default = "defaults::unknown_kid_cooldown")]
     pub unknown_kid_cooldown: String,
+    /// A `kid` seen again before any fetch looked for it may fetch once per this interval.
+    #[serde(default = "defaults::unknown_kid_recheck_interval")]
+    pub unknown_kid_recheck_interval: String,
     #[serde(default = "defaults::max_stale")]
     pub max_stale: String,
     #[serde(default = "defaults::fetch_timeout")]
@@ -56,54 +63,6 @@ pub enum TokenValidation {
     Jwt,
     Introspection,
     Auto,
-}
-
-/// `[issuer.introspection]`: the RFC 7662 client.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileIntrospection {
-    /// Overrides the discovered `introspection_endpoint`.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    pub client_id: String,
-    /// Secrets never live in the config file itself: name a file or an environment variable.
-    #[serde(default)]
-    pub client_secret_file: Option<String>,
-    #[serde(default)]
-    pub client_secret_env: Option<String>,
-    #[serde(default)]
-    pub auth_method: ClientAuthMethod,
-    #[serde(default = "defaults::introspection_timeout")]
-    pub timeout: String,
-    #[serde(default = "defaults::introspection_connect_timeout")]
-    pub connect_timeout: String,
-    #[serde(default = "defaults::introspection_max_response_bytes")]
-    pub max_response_bytes: String,
-    /// Longest time an active answer is reused (also capped by the token's `exp`).
-    #[serde(default = "defaults::positive_ttl")]
-    pub positive_ttl: String,
-    /// How long an inactive answer is reused.
-    #[serde(default = "defaults::negative_ttl")]
-    pub negative_ttl: String,
-    /// Reject active answers without an `aud` naming one of the issuer's audiences.
-    #[serde(default = "defaults::yes")]
-    pub require_audience: bool,
-    /// Introspection calls in flight at once; further misses wait for a slot.
-    #[serde(default = "defaults::max_concurrent")]
-    pub max_concurrent: usize,
-    /// During an outage, keep allowing tokens that were active at most this long ago.
-    /// Off ("0s") by default: a revoked token would be accepted for this long.
-    #[serde(default = "defaults::serve_stale_for")]
-    pub serve_stale_for: String,
-}
-
-/// RFC 7591 §2 names of the client authentication methods scopegate can use.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientAuthMethod {
-    #[default]
-    ClientSecretBasic,
-    ClientSecretPost,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +108,9 @@ mod defaults {
     pub fn unknown_kid_cooldown() -> String {
         "30s".into()
     }
+    pub fn unknown_kid_recheck_interval() -> String {
+        "1s".into()
+    }
     pub fn max_stale() -> String {
         "6h".into()
     }
@@ -167,60 +129,6 @@ mod defaults {
     pub fn cache_ttl() -> String {
         "5m".into()
     }
-    pub fn introspection_timeout() -> String {
-        "2s".into()
-    }
-    pub fn introspection_connect_timeout() -> String {
-        "1s".into()
-    }
-    pub fn introspection_max_response_bytes() -> String {
-        "64KiB".into()
-    }
-    pub fn positive_ttl() -> String {
-        "60s".into()
-    }
-    pub fn negative_ttl() -> String {
-        "5s".into()
-    }
-    pub fn max_concurrent() -> usize {
-        64
-    }
-    pub fn serve_stale_for() -> String {
-        "0s".into()
-    }
-}
-
-/// A client secret read from a file or the environment; never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
-/// A compiled `[issuer.introspection]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IntrospectionConfig {
-    pub endpoint: Option<reqwest::Url>,
-    pub client_id: String,
-    pub client_secret: Secret,
-    pub auth_method: ClientAuthMethod,
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub max_response_bytes: usize,
-    pub positive_ttl: Duration,
-    pub negative_ttl: Duration,
-    pub require_audience: bool,
-    pub max_concurrent: usize,
-    pub serve_stale_for: Duration,
 }
 
 /// One trusted authorization server.
@@ -236,6 +144,7 @@ pub struct IssuerConfig {
     pub jwks_refresh_min: Duration,
     pub jwks_refresh_max: Duration,
     pub unknown_kid_cooldown: Duration,
+    pub unknown_kid_recheck_interval: Duration,
     pub max_stale: Duration,
     pub fetch_timeout: Duration,
     pub max_response_bytes: usize,
@@ -351,6 +260,17 @@ fn compile_issuer(at: &str, file: &FileIssuer, issues: &mut Issues) -> IssuerCon
         );
     }
     let max_response_bytes = issues.size(&format!("{at}.max_response_bytes"), &file.max_response_bytes, 256 << 10);
+    let recheck = issues.duration(
+        &format!("{at}.unknown_kid_recheck_interval"),
+        &file.unknown_kid_recheck_interval,
+        Duration::from_secs(1),
+    );
+    if recheck < Duration::from_millis(100) {
+        issues.push(
+            format!("{at}.unknown_kid_recheck_interval"),
+            "must be at least 100ms: each interval a repeated unknown kid may cost one JWKS fetch",
+        );
+    }
     let introspection = file
         .introspection
         .as_ref()
@@ -382,6 +302,7 @@ fn compile_issuer(at: &str, file: &FileIssuer, issues: &mut Issues) -> IssuerCon
             &file.unknown_kid_cooldown,
             Duration::from_secs(30),
         ),
+        unknown_kid_recheck_interval: recheck,
         max_stale: issues.duration(
             &format!("{at}.max_stale"),
             &file.max_stale,
@@ -398,131 +319,5 @@ fn compile_issuer(at: &str, file: &FileIssuer, issues: &mut Issues) -> IssuerCon
     }
 }
 
-fn compile_introspection(at: &str, file: &FileIntrospection, issues: &mut Issues) -> IntrospectionConfig {
-    let endpoint = file.endpoint.as_ref().and_then(|text| match reqwest::Url::parse(text) {
-        Ok(url) if is_acceptable_remote_url(&url) => Some(url),
-        _ => {
-            issues.push(
-                format!("{at}.endpoint"),
-                "must be an https URL (http only for loopback hosts)",
-            );
-            None
-        }
-    });
-    if file.client_id.is_empty() {
-        issues.push(format!("{at}.client_id"), "must not be empty");
-    }
-    let client_secret = match (&file.client_secret_file, &file.client_secret_env) {
-        (Some(path), None) => match std::fs::read_to_string(path) {
-            Ok(text) if !text.trim().is_empty() => Secret(text.trim().to_string()),
-            Ok(_) => {
-                issues.push(format!("{at}.client_secret_file"), format!("{path:?} is empty"));
-                Secret(String::new())
-            }
-            Err(e) => {
-                issues.push(format!("{at}.client_secret_file"), format!("cannot read {path:?}: {e}"));
-                Secret(String::new())
-            }
-        },
-        (None, Some(var)) => match std::env::var(var) {
-            Ok(value) if !value.is_empty() => Secret(value),
-            _ => {
-                issues.push(
-                    format!("{at}.client_secret_env"),
-                    format!("environment variable {var:?} is not set or empty"),
-                );
-                Secret(String::new())
-            }
-        },
-        _ => {
-            issues.push(
-                format!("{at}.client_secret_file"),
-                "set exactly one of client_secret_file or client_secret_env (secrets are never written inline)",
-            );
-            Secret(String::new())
-        }
-    };
-    if file.max_concurrent == 0 {
-        issues.push(format!("{at}.max_concurrent"), "must be at least 1");
-    }
-    IntrospectionConfig {
-        endpoint,
-        client_id: file.client_id.clone(),
-        client_secret,
-        auth_method: file.auth_method,
-        timeout: issues.duration(&format!("{at}.timeout"), &file.timeout, Duration::from_secs(2)),
-        connect_timeout: issues.duration(
-            &format!("{at}.connect_timeout"),
-            &file.connect_timeout,
-            Duration::from_secs(1),
-        ),
-        max_response_bytes: issues.size(&format!("{at}.max_response_bytes"), &file.max_response_bytes, 64 << 10)
-            as usize,
-        positive_ttl: issues.duration(
-            &format!("{at}.positive_ttl"),
-            &file.positive_ttl,
-            Duration::from_secs(60),
-        ),
-        negative_ttl: issues.duration(
-            &format!("{at}.negative_ttl"),
-            &file.negative_ttl,
-            Duration::from_secs(5),
-        ),
-        require_audience: file.require_audience,
-        max_concurrent: file.max_concurrent.max(1),
-        serve_stale_for: issues.duration(&format!("{at}.serve_stale_for"), &file.serve_stale_for, Duration::ZERO),
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use crate::config::{Config, ConfigError};
-
-    const BASE: &str = "[listener]\naddress = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://127.0.0.1:1\"\n";
-
-    #[test]
-    fn introspection_issuer_compiles_with_a_secret_file() {
-        let dir = std::env::temp_dir().join(format!("scopegate-secret-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let secret = dir.join("secret");
-        std::fs::write(&secret, "s3cret\n").unwrap();
-        let text = format!(
-            "{BASE}[[issuer]]\nurl = \"https://as.example\"\naudiences = [\"api\"]\ntoken_validation = \"auto\"\n\
-             [issuer.introspection]\nclient_id = \"sg\"\nclient_secret_file = \"{}\"\npositive_ttl = \"30s\"\n",
-            secret.display()
-        );
-        let config = Config::from_toml(&text, "t").unwrap();
-        let introspection = config.tokens.issuers[0].introspection.as_ref().unwrap();
-        assert_eq!(introspection.client_secret.expose(), "s3cret");
-        assert!(
-            !format!("{introspection:?}").contains("s3cret"),
-            "secrets never reach Debug output"
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn introspection_mistakes_are_reported() {
-        let text = format!(
-            "{BASE}[[issuer]]\nurl = \"http://as.example\"\naudiences = [\"api\"]\ntoken_validation = \"introspection\"\n"
-        );
-        let Err(ConfigError::Invalid(issues)) = Config::from_toml(&text, "t") else {
-            panic!()
-        };
-        let text: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
-        assert!(text.iter().any(|i| i.starts_with("issuer[0].url")), "{text:?}");
-        assert!(
-            text.iter().any(|i| i.starts_with("issuer[0].token_validation")),
-            "{text:?}"
-        );
-        let text = format!(
-            "{BASE}[[issuer]]\nurl = \"https://as.example\"\naudiences = [\"api\"]\ntoken_validation = \"introspection\"\n\
-             [issuer.introspection]\nclient_id = \"sg\"\nclient_secret_env = \"SCOPEGATE_TEST_UNSET_VARIABLE\"\n"
-        );
-        let Err(ConfigError::Invalid(issues)) = Config::from_toml(&text, "t") else {
-            panic!()
-        };
-        assert_eq!(issues[0].path, "issuer[0].introspection.client_secret_env");
-    }
-}
+mod tests;

@@ -82,7 +82,7 @@ pub enum InvalidReason {
     Jws(TokenError),
     /// What introspection said (RFC 7662 §2.2), or found unacceptable in its answer.
     Inactive(InactiveReason),
-    /// A JWS naming no configured issuer, with no issuer to introspect it.
+    /// A JOSE-shaped token naming no configured issuer (it is never introspected).
     UnknownIssuer,
     /// A valid token issued for another resource (RFC 8707).
     WrongResource,
@@ -126,6 +126,8 @@ pub enum InactiveReason {
     Expired,
     /// `nbf` is in the future.
     NotYetValid,
+    /// `iat` is in the future.
+    IssuedInFuture,
     /// `token_type` is not an access token type (RFC 6749 §7.1).
     WrongTokenType,
     /// A member has the wrong JSON type.
@@ -140,6 +142,7 @@ impl InactiveReason {
             InactiveReason::WrongAudience => "wrong_audience",
             InactiveReason::Expired => "expired",
             InactiveReason::NotYetValid => "not_yet_valid",
+            InactiveReason::IssuedInFuture => "issued_in_future",
             InactiveReason::WrongTokenType => "wrong_token_type",
             InactiveReason::InvalidClaim => "invalid_claim",
         }
@@ -164,6 +167,8 @@ pub enum UnavailableReason {
     NoIntrospectionEndpoint,
     /// Every introspection slot stayed busy for the call timeout.
     IntrospectionSaturated,
+    /// The client address used up its budget of introspections for never-seen tokens.
+    IntrospectionRateLimited,
     /// The introspection call failed in transport or timed out.
     IntrospectionUnreachable,
     /// The introspection endpoint answered a status other than 200.
@@ -188,6 +193,7 @@ impl UnavailableReason {
             UnavailableReason::DiscoveryFailed => "discovery_failed",
             UnavailableReason::NoIntrospectionEndpoint => "no_introspection_endpoint",
             UnavailableReason::IntrospectionSaturated => "introspection_saturated",
+            UnavailableReason::IntrospectionRateLimited => "introspection_rate_limited",
             UnavailableReason::IntrospectionUnreachable => "introspection_unreachable",
             UnavailableReason::IntrospectionErrorStatus => "introspection_error_status",
             UnavailableReason::IntrospectionNotJson => "introspection_not_json",
@@ -220,6 +226,10 @@ mod tests {
         assert_eq!(
             AuthError::from(UnavailableReason::IntrospectionSaturated).reason(),
             "introspection_saturated"
+        );
+        assert_eq!(
+            AuthError::from(UnavailableReason::IntrospectionRateLimited).reason(),
+            "introspection_rate_limited"
         );
     }
 

@@ -4,8 +4,17 @@
 //! Any answer that is not a well-formed JSON introspection response — a transport error, a
 //! timeout, a non-200 status, HTML, a missing `active` — is an outage (503), never an
 //! inactive token and never an allow.
+//!
+//! Every random string an unauthenticated client sends as a token would cost one
+//! authorization-server call, so calls are budgeted: at most `max_concurrent` in flight, of
+//! which tokens never seen active may use `new_token_max_concurrent` (the rest stays for
+//! re-validating tokens that were active before), and each client address may cause
+//! `client_new_tokens_per_second` calls for never-seen tokens (bursts of
+//! `client_new_token_burst`). Over its budget a client is answered 503 with `Retry-After`
+//! at once, without a call; other clients' new tokens still find a free slot.
 
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -17,7 +26,49 @@ use crate::metrics::Metrics;
 use crate::token::config::{ClientAuthMethod, IntrospectionConfig, IssuerConfig};
 use crate::token::discovery::IssuerDiscovery;
 use crate::token::error::{AuthError, InactiveReason, UnavailableReason};
+use crate::token::jws::{TokenError, check_time_claims};
 use crate::token::principal::Principal;
+
+/// Client addresses whose new-token budget is remembered; beyond that, the least recently
+/// seen are forgotten (and start again with a full bucket).
+const CLIENTS_REMEMBERED: u64 = 65_536;
+
+/// Whether the token was answered active before (by its digest): re-validations use the
+/// shared budget, tokens never seen active the smaller new-token budget and their client's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    SeenActive,
+    New { client: Option<IpAddr> },
+}
+
+/// A token bucket: `rate` per second, up to `burst` at once.
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, rate: f64, burst: f64, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.updated).as_secs_f64() * rate;
+        self.tokens = (self.tokens + refill).min(burst);
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The budget key of a client address: IPv4 addresses one by one, IPv6 by /64 (one
+/// subscriber's usual allocation, so rotating addresses within it does not help).
+fn client_key(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
+}
 
 /// What the authorization server said about a token.
 #[derive(Debug, Clone)]
@@ -35,7 +86,13 @@ pub struct Introspector {
     /// Where the endpoint comes from unless configured (shared with the key set).
     discovery: Arc<IssuerDiscovery>,
     client: reqwest::Client,
+    leeway: Duration,
+    /// Calls in flight, for every token.
     slots: Semaphore,
+    /// Calls in flight for tokens never seen active (taken before a shared slot).
+    new_token_slots: Semaphore,
+    /// Each client address's budget for never-seen tokens.
+    clients: moka::sync::Cache<IpAddr, Arc<Mutex<Bucket>>>,
     metrics: Metrics,
 }
 
@@ -51,10 +108,19 @@ impl Introspector {
         metrics: Metrics,
     ) -> Introspector {
         let client = http_client_with_connect_timeout(config.timeout, config.connect_timeout);
+        // A bucket left alone this long is full again: forgetting it changes nothing.
+        let refill = f64::from(config.client_new_token_burst) / f64::from(config.client_new_tokens_per_second.max(1));
         Introspector {
             issuer: issuer.issuer.clone(),
             audiences: issuer.audiences.clone(),
+            leeway: issuer.leeway,
             slots: Semaphore::new(config.max_concurrent),
+            new_token_slots: Semaphore::new(config.new_token_max_concurrent),
+            clients: moka::sync::Cache::builder()
+                .max_capacity(CLIENTS_REMEMBERED)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
+                .time_to_idle(Duration::from_secs_f64(refill.ceil() + 1.0))
+                .build(),
             discovery,
             config,
             client,
@@ -89,15 +155,47 @@ impl Introspector {
         })
     }
 
-    /// Asks the authorization server about `token`.
+    /// Whether `client` may cause one more call for a never-seen token now.
+    fn client_may_call(&self, client: IpAddr) -> bool {
+        let rate = self.config.client_new_tokens_per_second;
+        if rate == 0 {
+            return true;
+        }
+        let burst = f64::from(self.config.client_new_token_burst);
+        let now = Instant::now();
+        let bucket = self.clients.get_with(client_key(client), || {
+            Arc::new(Mutex::new(Bucket {
+                tokens: burst,
+                updated: now,
+            }))
+        });
+        let mut bucket = bucket.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        bucket.take(f64::from(rate), burst, now)
+    }
+
+    /// Asks the authorization server about `token`, within the budget `admission` names.
     ///
     /// # Errors
-    /// [`AuthError::Unavailable`] when no trustworthy answer could be had.
-    pub async fn introspect(&self, token: &str, now: u64) -> Result<Answer, AuthError> {
+    /// [`AuthError::Unavailable`] when no trustworthy answer could be had, or the client is
+    /// over its budget for new tokens.
+    pub async fn introspect(&self, token: &str, now: u64, admission: Admission) -> Result<Answer, AuthError> {
         let endpoint = self.endpoint().await?;
+        if let Admission::New { client: Some(client) } = admission
+            && !self.client_may_call(client)
+        {
+            return Err(unavailable(UnavailableReason::IntrospectionRateLimited));
+        }
         // Bounded concurrency: a flood of new tokens queues here instead of overwhelming the
-        // authorization server; a caller that waits past the call timeout gets a 503.
-        let _slot = tokio::time::timeout(self.config.timeout, self.slots.acquire())
+        // authorization server or the re-validation of known tokens; a caller that waits past
+        // the call timeout gets a 503.
+        let slots = async {
+            let new_token_slot = match admission {
+                Admission::New { .. } => Some(self.new_token_slots.acquire().await?),
+                Admission::SeenActive => None,
+            };
+            Ok::<_, tokio::sync::AcquireError>((new_token_slot, self.slots.acquire().await?))
+        };
+        let _slots = tokio::time::timeout(self.config.timeout, slots)
             .await
             .map_err(|_| unavailable(UnavailableReason::IntrospectionSaturated))?
             .map_err(|_| unavailable(UnavailableReason::IntrospectionSaturated))?;
@@ -106,8 +204,13 @@ impl Introspector {
         self.metrics
             .introspection_duration
             .observe(started.elapsed().as_secs_f64());
-        let answer =
-            result.and_then(|body| interpret(&body, &self.issuer, &self.audiences, self.config.require_audience, now));
+        let expected = Expected {
+            issuer: &self.issuer,
+            audiences: &self.audiences,
+            require_audience: self.config.require_audience,
+            leeway: self.leeway,
+        };
+        let answer = result.and_then(|body| interpret(&body, &expected, now));
         let label = match &answer {
             Ok(Answer::Active(_)) => "active",
             Ok(Answer::Inactive(_)) => "inactive",
@@ -189,42 +292,33 @@ pub fn introspection_request(
         .body(body)
 }
 
+/// What an introspection answer must fit.
+pub struct Expected<'a> {
+    pub issuer: &'a str,
+    pub audiences: &'a [String],
+    /// Reject active answers without an `aud` naming one of `audiences`.
+    pub require_audience: bool,
+    /// Clock-skew allowance for `exp`, `nbf`, `iat` (the issuer's, as for its JWTs).
+    pub leeway: Duration,
+}
+
 /// Turns an RFC 7662 §2.2 response into an answer. `active` is required; other members are
-/// checked where present, and one that does not fit makes the token inactive for us.
-pub fn interpret(
-    body: &Map<String, Value>,
-    issuer: &str,
-    audiences: &[String],
-    require_audience: bool,
-    now: u64,
-) -> Result<Answer, AuthError> {
+/// checked where present, and one that does not fit makes the token inactive for us. The
+/// time members are read and checked exactly as a JWT's are.
+pub fn interpret(body: &Map<String, Value>, expected: &Expected<'_>, now: u64) -> Result<Answer, AuthError> {
     match body.get("active") {
         Some(Value::Bool(true)) => {}
         Some(Value::Bool(false)) => return Ok(Answer::Inactive(InactiveReason::Inactive)),
         _ => return Err(unavailable(UnavailableReason::IntrospectionMalformed)),
     }
     let string = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_string);
-    let number = |name: &str| {
-        body.get(name)
-            .and_then(Value::as_f64)
-            .filter(|n| n.is_finite() && *n >= 0.0)
-    };
-    if body.get("iss").is_some() && string("iss").as_deref() != Some(issuer) {
+    if body.get("iss").is_some() && string("iss").as_deref() != Some(expected.issuer) {
         return Ok(Answer::Inactive(InactiveReason::WrongIssuer));
     }
-    let exp = match body.get("exp") {
-        None => None,
-        Some(_) => match number("exp") {
-            Some(exp) => Some(exp as u64),
-            None => return Ok(Answer::Inactive(InactiveReason::InvalidClaim)),
-        },
+    let exp = match check_time_claims(body, now, expected.leeway) {
+        Ok(times) => times.exp,
+        Err(error) => return Ok(Answer::Inactive(inactive_for(error))),
     };
-    if exp.is_some_and(|exp| now > exp) {
-        return Ok(Answer::Inactive(InactiveReason::Expired));
-    }
-    if number("nbf").is_some_and(|nbf| nbf as u64 > now) {
-        return Ok(Answer::Inactive(InactiveReason::NotYetValid));
-    }
     // RFC 7662 §2.2: token_type as in RFC 6749 §7.1; refresh tokens are not access tokens.
     if let Some(kind) = body.get("token_type") {
         let ok = kind
@@ -242,7 +336,7 @@ pub fn interpret(
         }
         Some(_) => return Ok(Answer::Inactive(InactiveReason::InvalidClaim)),
     };
-    if (require_audience || !aud.is_empty()) && !aud.iter().any(|a| audiences.contains(a)) {
+    if (expected.require_audience || !aud.is_empty()) && !aud.iter().any(|a| expected.audiences.contains(a)) {
         return Ok(Answer::Inactive(InactiveReason::WrongAudience));
     }
     let scopes = match body.get("scope") {
@@ -251,7 +345,7 @@ pub fn interpret(
         Some(_) => return Ok(Answer::Inactive(InactiveReason::InvalidClaim)),
     };
     Ok(Answer::Active(Arc::new(Principal {
-        issuer: issuer.to_string(),
+        issuer: expected.issuer.to_string(),
         subject: string("sub"),
         client_id: string("client_id"),
         scopes,
@@ -261,6 +355,16 @@ pub fn interpret(
     })))
 }
 
+/// The introspection reason for a time claim a JWT would be refused for.
+fn inactive_for(error: TokenError) -> InactiveReason {
+    match error {
+        TokenError::Expired => InactiveReason::Expired,
+        TokenError::NotYetValid => InactiveReason::NotYetValid,
+        TokenError::IssuedInFuture => InactiveReason::IssuedInFuture,
+        _ => InactiveReason::InvalidClaim,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -268,13 +372,14 @@ mod tests {
     use serde_json::json;
 
     fn check(body: Value) -> Result<Answer, AuthError> {
-        interpret(
-            body.as_object().unwrap(),
-            "https://as",
-            &["api".to_string()],
-            true,
-            1000,
-        )
+        let audiences = ["api".to_string()];
+        let expected = Expected {
+            issuer: "https://as",
+            audiences: &audiences,
+            require_audience: true,
+            leeway: Duration::ZERO,
+        };
+        interpret(body.as_object().unwrap(), &expected, 1000)
     }
 
     fn inactive_reason(body: Value) -> &'static str {
@@ -317,6 +422,19 @@ mod tests {
             inactive_reason(json!({"active": true, "aud": "api", "exp": "2000"})),
             "invalid_claim"
         );
+        for (member, value, reason) in [
+            ("nbf", json!(2000), "not_yet_valid"),
+            ("nbf", json!("2000"), "invalid_claim"),
+            ("nbf", json!("1"), "invalid_claim"),
+            ("nbf", Value::Null, "invalid_claim"),
+            ("iat", json!(2000), "issued_in_future"),
+            ("iat", json!("900"), "invalid_claim"),
+            ("exp", json!(-1), "invalid_claim"),
+        ] {
+            let mut body = json!({"active": true, "aud": "api"});
+            body[member] = value;
+            assert_eq!(inactive_reason(body), reason, "{member}");
+        }
         assert_eq!(
             inactive_reason(json!({"active": true, "aud": "api", "token_type": "refresh_token"})),
             "wrong_token_type"

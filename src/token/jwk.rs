@@ -1,3 +1,4 @@
+// Long file: every JWK rule (RFC 7517, 7518, 8037: key types, sizes, curves, what is skipped and why) in one reviewable place.
 //! JSON Web Key Sets (RFC 7517) reduced to the public signature-verification keys scopegate uses.
 //!
 //! Only asymmetric signature algorithms are supported (RFC 7518 §3.3–§3.5, RFC 8037 §3.1).
@@ -413,6 +414,11 @@ impl KeySet {
     /// Whether a usable key has this `kid`.
     pub fn contains_kid(&self, kid: &str) -> bool {
         self.kids().any(|k| k == kid)
+    }
+
+    /// Whether the set holds exactly this key: one whose RFC 7638 thumbprint is `thumbprint`.
+    pub fn contains_thumbprint(&self, thumbprint: &str) -> bool {
+        self.keys.iter().any(|k| k.thumbprint == thumbprint)
     }
 
     /// Selects the key(s) for a token with header `kid` and `alg`.

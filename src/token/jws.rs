@@ -1,3 +1,4 @@
+// Long file: every compact-JWS header and JWT claim rule (RFC 7515, 7519, 9068) in one reviewable place.
 //! Compact JWS parsing and verification (RFC 7515) and JWT access-token claim validation
 //! (RFC 7519, RFC 9068).
 //!
@@ -26,6 +27,9 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
@@ -311,6 +315,7 @@ impl UnverifiedJws<'_> {
         Ok(VerifiedToken {
             claims,
             kid: key.kid().map(str::to_owned),
+            thumbprint: key.thumbprint().to_owned(),
             alg,
         })
     }
@@ -385,6 +390,9 @@ pub struct VerifiedToken {
     pub claims: Claims,
     /// `kid` of the key that verified it.
     pub kid: Option<String>,
+    /// RFC 7638 thumbprint of the key that verified it: a cached result stands only while
+    /// the key set still holds this exact key (a `kid` can be reused for new material).
+    pub thumbprint: String,
     /// The signature algorithm.
     pub alg: Algorithm,
 }
@@ -506,19 +514,11 @@ fn full_media_type(typ: &str) -> String {
 fn validate_claims(raw: &Map<String, Value>, policy: &VerifyPolicy, now: u64) -> Result<Claims, TokenError> {
     let iss = check_issuer(raw, &policy.issuer)?;
     let aud = check_audience(raw, &policy.audiences)?;
-    let leeway = policy.leeway.as_secs();
-    let exp = numeric_date(raw.get("exp").ok_or(TokenError::MissingClaim)?, Round::Down)?;
-    if now > exp.saturating_add(leeway) {
-        return Err(TokenError::Expired);
+    if !raw.contains_key("exp") {
+        return Err(TokenError::MissingClaim);
     }
-    let nbf = optional_numeric_date(raw, "nbf")?;
-    if nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
-        return Err(TokenError::NotYetValid);
-    }
-    let iat = optional_numeric_date(raw, "iat")?;
-    if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
-        return Err(TokenError::IssuedInFuture);
-    }
+    let TimeClaims { exp, nbf, iat } = check_time_claims(raw, now, policy.leeway)?;
+    let exp = exp.ok_or(TokenError::MissingClaim)?;
     let sub = optional_claim_string(raw, "sub")?;
     let client_id = match optional_claim_string(raw, "client_id")? {
         Some(client_id) => Some(client_id),
@@ -590,8 +590,76 @@ fn numeric_date(value: &Value, round: Round) -> Result<u64, TokenError> {
     }
 }
 
-fn optional_numeric_date(raw: &Map<String, Value>, name: &str) -> Result<Option<u64>, TokenError> {
-    raw.get(name).map(|value| numeric_date(value, Round::Up)).transpose()
+fn optional_numeric_date(raw: &Map<String, Value>, name: &str, round: Round) -> Result<Option<u64>, TokenError> {
+    raw.get(name).map(|value| numeric_date(value, round)).transpose()
+}
+
+/// The time claims of a token, each a NumericDate when present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeClaims {
+    pub exp: Option<u64>,
+    pub nbf: Option<u64>,
+    pub iat: Option<u64>,
+}
+
+/// Reads and checks `exp`, `nbf` and `iat` (RFC 7519 §4.1.4–§4.1.6) with `leeway` for clock
+/// skew. JWT claims and introspection answers (RFC 7662 §2.2 uses the same members and
+/// NumericDate) both come through here, so a member is never ignored on one path for a type
+/// that is refused on the other: anything but a non-negative finite number is
+/// [`TokenError::InvalidClaim`], `null` included. Whether `exp` is required is the caller's
+/// rule.
+pub(crate) fn check_time_claims(
+    raw: &Map<String, Value>,
+    now: u64,
+    leeway: Duration,
+) -> Result<TimeClaims, TokenError> {
+    let leeway = leeway.as_secs();
+    let exp = optional_numeric_date(raw, "exp", Round::Down)?;
+    if exp.is_some_and(|exp| now > exp.saturating_add(leeway)) {
+        return Err(TokenError::Expired);
+    }
+    let nbf = optional_numeric_date(raw, "nbf", Round::Up)?;
+    if nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
+        return Err(TokenError::NotYetValid);
+    }
+    let iat = optional_numeric_date(raw, "iat", Round::Up)?;
+    if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+        return Err(TokenError::IssuedInFuture);
+    }
+    Ok(TimeClaims { exp, nbf, iat })
+}
+
+/// Whether `token` is a compact JOSE object rather than an opaque token: its first
+/// `.`-separated segment is base64url of a JSON object (RFC 7515 §7.1; a JWE, RFC 7516 §7.1,
+/// has the same first segment and five segments in all). Such a token is always judged
+/// locally, never sent to introspection (DESIGN §4 "Token kind"): a broken or forged JWT
+/// must cost no authorization-server call, and one authorization server must never be
+/// shown another's tokens. The test is deliberately lenient (padding, the standard
+/// alphabet, non-canonical trailing bits, duplicate members are all accepted here): the
+/// strict rules apply when the token is parsed, and anything that looks like a JOSE header
+/// is refused there rather than introspected.
+pub fn is_jose_shaped(token: &str) -> bool {
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::URL_SAFE,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let Some((header, _)) = token.split_once('.') else {
+        return false;
+    };
+    let header: String = header
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            other => other,
+        })
+        .collect();
+    LENIENT
+        .decode(header)
+        .ok()
+        .is_some_and(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).is_ok())
 }
 
 fn optional_claim_string(raw: &Map<String, Value>, name: &str) -> Result<Option<String>, TokenError> {

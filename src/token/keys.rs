@@ -1,9 +1,19 @@
 //! Per-issuer verification keys: JWKS fetches (from the configured `jwks_uri` or the one the
 //! issuer's shared discovery found), background refresh, single-flight
-//! refetch on an unknown `kid` with a cool-down, and bounded staleness through outages.
+//! refetch on an unknown `kid`, and bounded staleness through outages.
 //!
 //! Readers load the current [`KeyState`] without locking; fetches publish a new one. The
 //! only lock guards the handle of the fetch in flight and is never held across an await.
+//!
+//! An unknown `kid` may mean a key rotation or a forged token; the two cannot be told apart
+//! before a fetch, so fetches are budgeted (see [`IssuerKeys::refresh_for_unknown_kid`]):
+//! a `kid` seen for the first time may fetch once per `unknown_kid_cooldown`; a `kid` seen
+//! again before any fetch has looked for it may fetch once per
+//! `unknown_kid_recheck_interval`; a `kid` that a fetch started after its first sighting did
+//! not contain is refused without fetching until it is forgotten. A flood of made-up `kid`s
+//! thus costs one fetch per cool-down (or one per recheck interval if it repeats its
+//! `kid`s), while a real rotation is seen by the next request carrying the new `kid`, or by
+//! any fetch the flood causes, within the recheck interval.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -24,7 +34,26 @@ use crate::token::jwk::KeySet;
 pub struct KeyState {
     pub keys: KeySet,
     pub fetched_at: Instant,
+    /// When the fetch that produced this set began: a `kid` first seen before then and not in
+    /// the set was looked for and is not published.
+    requested_at: Instant,
     max_age: Option<Duration>,
+}
+
+/// `kid`s not in the key set, remembered (by SHA-256) for one cool-down each. Least recently
+/// used entries go first, so a flood of new `kid`s cannot keep a real one from being
+/// remembered between its first and second sighting.
+const UNKNOWN_KIDS_REMEMBERED: u64 = 4096;
+
+/// What a request carrying an unknown `kid` may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UnknownKid {
+    /// First sighting: fetch if the cool-down allows.
+    FirstSeen,
+    /// Seen before, and no fetch has looked for it since: fetch if the recheck interval allows.
+    SeenAgain,
+    /// A fetch started after the first sighting did not contain it.
+    NotPublished,
 }
 
 type SharedFetch = Shared<BoxFuture<'static, Result<(), FetchError>>>;
@@ -37,6 +66,10 @@ pub struct IssuerKeys {
     in_flight: Mutex<Option<SharedFetch>>,
     /// Milliseconds since `epoch` of the last on-demand fetch (unknown kid or stale keys).
     last_on_demand: AtomicU64,
+    /// Milliseconds since `epoch` of the last fetch for a `kid` seen again.
+    last_recheck: AtomicU64,
+    /// When each recently seen unknown `kid` (by SHA-256) was first seen.
+    unknown_kids: moka::sync::Cache<[u8; 32], Instant>,
     epoch: Instant,
     metrics: Metrics,
     /// Set once a refresh loop runs for these keys (they may outlive a config reload).
@@ -45,12 +78,19 @@ pub struct IssuerKeys {
 
 impl IssuerKeys {
     pub fn new(config: IssuerConfig, discovery: Arc<IssuerDiscovery>, metrics: Metrics) -> Arc<IssuerKeys> {
+        let remember_for = config.unknown_kid_cooldown.max(Duration::from_secs(1));
         Arc::new(IssuerKeys {
             config,
             discovery,
             state: ArcSwapOption::empty(),
             in_flight: Mutex::new(None),
             last_on_demand: AtomicU64::new(0),
+            last_recheck: AtomicU64::new(0),
+            unknown_kids: moka::sync::Cache::builder()
+                .max_capacity(UNKNOWN_KIDS_REMEMBERED)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
+                .time_to_live(remember_for)
+                .build(),
             epoch: Instant::now(),
             metrics,
             refreshing: AtomicBool::new(false),
@@ -107,22 +147,60 @@ impl IssuerKeys {
         fetch.await
     }
 
-    /// A fetch triggered by a request (unknown `kid`, missing or stale keys): at most one
-    /// per `unknown_kid_cooldown`, so a flood of made-up `kid`s cannot amplify into a flood
-    /// of JWKS requests. Returns whether fresh keys were loaded.
+    /// A fetch triggered by a request (missing or stale keys, a `kid` seen for the first
+    /// time): at most one per `unknown_kid_cooldown`, so a flood of made-up `kid`s cannot
+    /// amplify into a flood of JWKS requests. Returns whether fresh keys were loaded.
     pub async fn refresh_on_demand(self: &Arc<Self>) -> bool {
+        self.refresh_within(&self.last_on_demand, self.config.unknown_kid_cooldown)
+            .await
+    }
+
+    /// The fetch a token whose `kid` is not in `checked` (the set it was verified against)
+    /// may cause; see the module documentation. Returns whether fresh keys were loaded.
+    pub async fn refresh_for_unknown_kid(self: &Arc<Self>, kid: Option<&str>, checked: &KeyState) -> bool {
+        match self.sighting(kid, checked) {
+            UnknownKid::FirstSeen => self.refresh_on_demand().await,
+            UnknownKid::SeenAgain => {
+                let interval = self
+                    .config
+                    .unknown_kid_recheck_interval
+                    .min(self.config.unknown_kid_cooldown);
+                self.refresh_within(&self.last_recheck, interval).await
+            }
+            UnknownKid::NotPublished => false,
+        }
+    }
+
+    fn sighting(&self, kid: Option<&str>, checked: &KeyState) -> UnknownKid {
+        // A token without `kid` that no key verified is remembered under the empty name.
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, kid.unwrap_or_default().as_bytes());
+        let mut name = [0u8; 32];
+        name.copy_from_slice(digest.as_ref());
+        let now = Instant::now();
+        let first_seen = self.unknown_kids.get_with(name, || now);
+        if first_seen == now {
+            UnknownKid::FirstSeen
+        } else if checked.requested_at > first_seen {
+            UnknownKid::NotPublished
+        } else {
+            UnknownKid::SeenAgain
+        }
+    }
+
+    /// Fetches unless `last` (milliseconds since `epoch`) is less than `gap` ago; otherwise
+    /// shares the fetch in flight, if any. Returns whether fresh keys were loaded.
+    async fn refresh_within(self: &Arc<Self>, last: &AtomicU64, gap: Duration) -> bool {
         let now = self.epoch.elapsed().as_millis() as u64;
-        let cooldown = self.config.unknown_kid_cooldown.as_millis() as u64;
-        let last = self.last_on_demand.load(Ordering::Acquire);
-        let due = last == 0 || now.saturating_sub(last) >= cooldown;
+        let gap = gap.as_millis() as u64;
+        let previous = last.load(Ordering::Acquire);
+        let due = previous == 0 || now.saturating_sub(previous) >= gap;
         if !due
-            || self
-                .last_on_demand
-                .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Acquire)
+            || last
+                .compare_exchange(previous, now.max(1), Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
         {
-            // Someone else fetches (or fetched) within this cool-down: share their result
-            // if it is still in flight, otherwise answer with what we have.
+            // Someone else fetches (or fetched) within this gap: share their result if it is
+            // still in flight, otherwise answer with what we have.
             let in_flight = self
                 .in_flight
                 .lock()
@@ -157,6 +235,7 @@ impl IssuerKeys {
     }
 
     async fn fetch_keys(&self) -> Result<(), FetchError> {
+        let requested_at = Instant::now();
         let jwks_uri = match &self.config.jwks_uri {
             Some(uri) => uri,
             None => self
@@ -182,6 +261,7 @@ impl IssuerKeys {
         self.state.store(Some(Arc::new(KeyState {
             keys,
             fetched_at: Instant::now(),
+            requested_at,
             max_age: fetched.max_age,
         })));
         Ok(())

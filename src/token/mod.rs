@@ -1,3 +1,4 @@
+// Long file: the Authenticator is one path through both token kinds, their caches and budgets; its helpers live in the submodules below it.
 //! Bearer tokens: extraction, local JWT verification against cached JWKS, and the
 //! verified-token cache.
 //!
@@ -29,6 +30,7 @@ pub mod keys;
 pub mod principal;
 pub mod revocation;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +41,7 @@ use moka::future::Cache;
 use crate::metrics::Metrics;
 use crate::token::config::{IssuerConfig, TokenConfig, TokenValidation};
 use crate::token::discovery::IssuerDiscovery;
-use crate::token::introspect::{Answer, Introspector};
+use crate::token::introspect::{Admission, Answer, Introspector};
 use crate::token::jws::{TokenError, UnverifiedJws, VerifyPolicy};
 use crate::token::keys::IssuerKeys;
 use crate::token::revocation::{Revocations, RevocationsFull};
@@ -52,7 +54,8 @@ pub use crate::token::principal::Principal;
 struct CachedToken {
     principal: Arc<Principal>,
     issuer: usize,
-    kid: Option<String>,
+    /// RFC 7638 thumbprint of the key that verified the token (DESIGN §4 "Caches").
+    thumbprint: String,
     /// The cache entry lives no longer than the token (and the configured TTL).
     ttl: Duration,
     /// The same deadline on the authenticator's [`Clock`] (time since the Unix epoch).
@@ -111,6 +114,9 @@ pub struct Authenticator {
     /// Last active answers and when they were given (on the [`Clock`]), for the optional
     /// outage window (`serve_stale_for`).
     last_active: Cache<[u8; 32], (Arc<Principal>, usize, Duration)>,
+    /// Tokens introspection answered active within the last day: their re-validation does not
+    /// count against the budget for never-seen tokens.
+    seen_active: Cache<[u8; 32], ()>,
     cache_ttl: Duration,
     max_token_bytes: usize,
     retained_claims: Vec<String>,
@@ -129,6 +135,9 @@ pub struct Revoked {
     /// The token is refused until then (since the Unix epoch, on the authenticator's clock).
     pub until: Duration,
 }
+
+/// How long a token answered active counts as known to introspection budgets.
+const SEEN_ACTIVE_FOR: Duration = Duration::from_secs(24 * 3600);
 
 /// SHA-256 of the token: the cache key, and (first 8 hex digits) the log fingerprint.
 pub fn token_digest(token: &str) -> [u8; 32] {
@@ -235,6 +244,10 @@ impl Authenticator {
                 .max_capacity(config.introspection_cache_max_entries)
                 .time_to_live(stale_window)
                 .build(),
+            seen_active: Cache::builder()
+                .max_capacity(config.introspection_cache_max_entries)
+                .time_to_live(SEEN_ACTIVE_FOR)
+                .build(),
             cache_ttl: config.cache_ttl,
             max_token_bytes: config.max_token_bytes,
             retained_claims: config.retained_claims.clone(),
@@ -327,6 +340,8 @@ impl Authenticator {
             self.answers.remove(digest).await.is_some(),
             self.last_active.remove(digest).await.is_some(),
         ];
+        // Not an answer: only what makes a token known to the introspection budget.
+        self.seen_active.invalidate(digest).await;
         Ok(Revoked {
             evicted: evicted.into_iter().filter(|removed| *removed).count(),
             until,
@@ -364,14 +379,31 @@ impl Authenticator {
         self.cache.run_pending_tasks().await;
         self.answers.run_pending_tasks().await;
         self.last_active.run_pending_tasks().await;
+        self.seen_active.run_pending_tasks().await;
     }
 
-    /// Verifies a bearer token, from the cache when it can.
+    /// Verifies a bearer token, from the cache when it can, with no client address to hold
+    /// to a budget (see [`Authenticator::authenticate_from`]).
+    ///
+    /// # Errors
+    /// As [`Authenticator::authenticate_from`].
+    pub async fn authenticate(&self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, AuthError> {
+        self.authenticate_from(token, digest, None).await
+    }
+
+    /// Verifies a bearer token sent from `client`, from the cache when it can. An opaque token
+    /// never seen active counts against `client`'s introspection budget.
     ///
     /// # Errors
     /// [`AuthError::Invalid`] for any token that is not acceptable, [`AuthError::Unavailable`]
-    /// when the issuer's keys or answer cannot be had (the token may be fine: 503, never 401).
-    pub async fn authenticate(&self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, AuthError> {
+    /// when the issuer's keys or answer cannot be had (the token may be fine: 503, never 401)
+    /// or the client is over its introspection budget.
+    pub async fn authenticate_from(
+        &self,
+        token: &str,
+        digest: &[u8; 32],
+        client: Option<IpAddr>,
+    ) -> Result<Arc<Principal>, AuthError> {
         if self.revocations.is_revoked(digest, self.now()) {
             return Err(InvalidReason::Revoked.into());
         }
@@ -411,13 +443,22 @@ impl Authenticator {
                     .cache_lookups
                     .with_label_values(&["introspection", "miss"])
                     .inc();
+                let admission = if self.seen_active.contains_key(digest) {
+                    Admission::SeenActive
+                } else {
+                    Admission::New { client }
+                };
+                // Concurrent misses for one token share one call, charged to the first caller.
                 let result = self
                     .answers
-                    .try_get_with(*digest, self.introspect_uncached(token, index))
+                    .try_get_with(*digest, self.introspect_uncached(token, index, admission))
                     .await
                     .map_err(|e| *e);
                 match result {
                     Ok(cached) => {
+                        if matches!(cached.answer, Answer::Active(_)) {
+                            self.seen_active.insert(*digest, ()).await;
+                        }
                         let keeps_stale = self.issuers[index]
                             .introspector
                             .as_ref()
@@ -438,38 +479,47 @@ impl Authenticator {
         }
     }
 
-    /// Picks the validation path (DESIGN §4 "Token kind"): a well-formed JWS naming a
-    /// configured issuer that verifies locally is verified here; anything else goes to
-    /// introspection when an issuer offers it.
+    /// Picks the validation path (DESIGN §4 "Token kind"). A token in JOSE compact form is
+    /// judged by the issuer its `iss` names exactly: verified locally, or introspected by
+    /// that issuer when it introspects all its tokens; refused (401) when it is malformed,
+    /// encrypted (JWE: scopegate holds no decryption key, and introspecting it would show
+    /// it to a server that may not have issued it) or names no configured issuer. Only a
+    /// token that is not JOSE-shaped is opaque, and goes to introspection when an issuer
+    /// offers it. So a forged or broken JWT costs no authorization-server call, and no
+    /// server is ever shown another's tokens.
     fn route<'t>(&self, token: &'t str) -> Route<'t> {
-        match jws::parse(token, self.max_token_bytes) {
-            Ok(parsed) => {
-                let named = parsed
-                    .issuer()
-                    .and_then(|iss| self.issuers.iter().position(|i| i.policy.issuer == iss));
-                match (named, self.opaque_issuer) {
-                    (Some(index), _) if self.issuers[index].mode == TokenValidation::Introspection => {
-                        Route::Introspect(index)
-                    }
-                    (Some(index), _) => Route::Local(index, parsed),
-                    (None, Some(index)) => Route::Introspect(index),
-                    (None, None) => Route::UnknownIssuer,
-                }
-            }
-            Err(error) => match self.opaque_issuer {
+        if !jws::is_jose_shaped(token) {
+            return match self.opaque_issuer {
                 Some(index) => Route::Introspect(index),
-                None => Route::Reject(error),
-            },
+                None => Route::Reject(TokenError::Malformed),
+            };
+        }
+        let parsed = match jws::parse(token, self.max_token_bytes) {
+            Ok(parsed) => parsed,
+            Err(error) => return Route::Reject(error),
+        };
+        let named = parsed
+            .issuer()
+            .and_then(|iss| self.issuers.iter().position(|i| i.policy.issuer == iss));
+        match named {
+            Some(index) if self.issuers[index].mode == TokenValidation::Introspection => Route::Introspect(index),
+            Some(index) => Route::Local(index, parsed),
+            None => Route::UnknownIssuer,
         }
     }
 
-    async fn introspect_uncached(&self, token: &str, index: usize) -> Result<CachedAnswer, AuthError> {
+    async fn introspect_uncached(
+        &self,
+        token: &str,
+        index: usize,
+        admission: Admission,
+    ) -> Result<CachedAnswer, AuthError> {
         let introspector = self.issuers[index]
             .introspector
             .as_ref()
             .ok_or(UnavailableReason::NoIntrospection)?;
         let now = self.now();
-        let answer = match introspector.introspect(token, now.as_secs()).await? {
+        let answer = match introspector.introspect(token, now.as_secs(), admission).await? {
             Answer::Active(principal) => Answer::Active(Arc::new(Principal {
                 claims: self.retain(principal.claims.clone()),
                 ..(*principal).clone()
@@ -498,13 +548,15 @@ impl Authenticator {
         (now.saturating_sub(seen) <= window && now.as_secs() <= principal.expires_at).then_some(principal)
     }
 
-    /// A cached result stands while its issuer's keys are usable, its key is still
-    /// published, the token has not expired and the entry's TTL has not run out.
+    /// A cached result stands while its issuer's keys are usable, the exact key that
+    /// verified it is still published (by RFC 7638 thumbprint: a `kid` may be reused for new
+    /// material, and a key may have no `kid`), the token has not expired and the entry's TTL
+    /// has not run out.
     fn still_valid(&self, hit: &CachedToken) -> Result<Option<Arc<Principal>>, AuthError> {
         let issuer = &self.issuers[hit.issuer];
         let Some(keys) = &issuer.keys else { return Ok(None) };
         let state = keys.current()?;
-        let key_present = hit.kid.as_deref().is_none_or(|kid| state.keys.contains_kid(kid));
+        let key_present = state.keys.contains_thumbprint(&hit.thumbprint);
         let now = self.now();
         let unexpired = now < hit.valid_until
             && now.as_secs() <= hit.principal.expires_at.saturating_add(issuer.policy.leeway.as_secs());
@@ -527,10 +579,10 @@ impl Authenticator {
         self.metrics.signature_verifications.inc();
         let verified = match parsed.verify(&state.keys, &issuer.policy, self.now().as_secs()) {
             Err(TokenError::UnknownKey) => {
-                // Refetch (at most once per cool-down), then use whatever key set is newest:
+                // Refetch within the unknown-kid budget, then use whatever key set is newest:
                 // another request or the background loop may have loaded the new key
-                // already, in which case the cool-down must not turn a valid token away.
-                let refreshed = keys.refresh_on_demand().await;
+                // already, in which case the budget must not turn a valid token away.
+                let refreshed = keys.refresh_for_unknown_kid(parsed.kid(), &state).await;
                 let latest = keys.current()?;
                 if refreshed || !Arc::ptr_eq(&latest, &state) {
                     self.metrics.signature_verifications.inc();
@@ -549,7 +601,7 @@ impl Authenticator {
             ttl,
             valid_until: now.saturating_add(ttl),
             issuer: index,
-            kid: verified.kid,
+            thumbprint: verified.thumbprint,
             principal: Arc::new(Principal {
                 issuer: claims.iss,
                 subject: claims.sub,

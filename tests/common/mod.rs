@@ -2,6 +2,9 @@
 //! and a raw HTTP/1.1 client for requests that ordinary clients refuse to send.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod builder;
+pub mod weak_rsa;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -265,19 +268,48 @@ pub fn peak_rss_kib() -> Option<u64> {
 }
 
 /// Starts a development authorization server on 127.0.0.1:0.
+#[cfg(feature = "dev")]
 pub async fn dev_issuer(config: scopegate::dev::DevIssuerConfig) -> scopegate::dev::DevIssuer {
     scopegate::dev::DevIssuer::start(TcpListener::bind("127.0.0.1:0").await.unwrap(), config)
         .await
         .unwrap()
 }
 
-/// Polls a condition that a background task will make true, bounded at 10 s.
+/// How long `eventually` waits for a background task before the test fails.
+const EVENTUALLY: Duration = Duration::from_secs(15);
+
+/// Polls a condition that a background task will make true, bounded at 15 s.
 pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + EVENTUALLY;
     while !condition() {
         assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Polls an asynchronous check (a metrics scrape, a request) until it yields a value,
+/// bounded at 15 s; returns that value.
+pub async fn eventually_some<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = std::time::Instant::now() + EVENTUALLY;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `WWW-Authenticate` header of a response, or "" (see [`builder::bearer_params`] to
+/// read its parameters).
+pub fn challenge(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
 }
 
 /// A confidential client registered for scopegate's introspection calls; its secret lives
@@ -288,6 +320,7 @@ pub struct IntrospectionClient {
     pub secret_file: std::path::PathBuf,
 }
 
+#[cfg(feature = "dev")]
 impl IntrospectionClient {
     pub fn register(issuer: &scopegate::dev::DevIssuer, auth_method: &str) -> IntrospectionClient {
         let client = issuer.register_client(scopegate::dev::ClientRegistration {

@@ -1,0 +1,111 @@
+//! What a development issuer is started with, and the endpoints it counts and can fault.
+
+use std::time::Duration;
+
+use super::keys::KeyAlg;
+
+/// Configuration of a [`DevIssuer`](super::DevIssuer).
+#[derive(Clone, Debug)]
+pub struct DevIssuerConfig {
+    /// Issuer identifier; default `http://<bound addr>` (no trailing slash).
+    /// Endpoints are advertised under it, so it should have no path.
+    pub issuer: Option<String>,
+    /// The auto-approved subject of authorization-code grants.
+    pub dev_user: String,
+    /// Scopes supported besides `read`, `write`, `mcp` (and `openid`).
+    pub extra_scopes: Vec<String>,
+    /// Access-token lifetime.
+    pub access_token_ttl: Duration,
+    /// Refresh-token lifetime.
+    pub refresh_token_ttl: Duration,
+    /// Issue random opaque access tokens (only introspection resolves them)
+    /// instead of RFC 9068 JWTs.
+    pub opaque_access_tokens: bool,
+    /// How long a rotated-out key stays in the JWKS.
+    pub key_grace: Duration,
+    /// Algorithm of generated signing keys.
+    pub signing_alg: KeyAlg,
+    /// Serve on a non-loopback address.
+    pub allow_non_loopback: bool,
+    /// `Cache-Control` value for the JWKS response.
+    pub jwks_cache_control: Option<String>,
+    /// `aud` of tokens requested without an RFC 8707 `resource`; default:
+    /// the issuer.
+    pub default_audience: Option<String>,
+    /// Answer development-only endpoints (`POST /dev/rotate`).
+    pub dev_endpoints: bool,
+}
+
+impl Default for DevIssuerConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            dev_user: "dev-user".into(),
+            extra_scopes: Vec::new(),
+            access_token_ttl: Duration::from_secs(300),
+            refresh_token_ttl: Duration::from_secs(86_400),
+            opaque_access_tokens: false,
+            key_grace: Duration::from_secs(600),
+            signing_alg: KeyAlg::RS256,
+            allow_non_loopback: false,
+            jwks_cache_control: None,
+            default_audience: None,
+            dev_endpoints: false,
+        }
+    }
+}
+
+/// Endpoints with request counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `/.well-known/oauth-authorization-server`
+    Metadata,
+    /// `/.well-known/openid-configuration`
+    OidcMetadata,
+    /// `/oauth/jwks` and `/.well-known/jwks.json`
+    Jwks,
+    /// `/oauth/register`
+    Register,
+    /// `/oauth/authorize`
+    Authorize,
+    /// `/oauth/token`
+    Token,
+    /// `/oauth/introspect`
+    Introspect,
+    /// `/oauth/revoke`
+    Revoke,
+    /// `/oauth/userinfo`
+    Userinfo,
+}
+
+pub(crate) const ENDPOINT_COUNT: usize = 9;
+
+impl Endpoint {
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Whether [`Fault`] injection applies to this endpoint.
+    pub(crate) fn faultable(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Metadata | Endpoint::OidcMetadata | Endpoint::Jwks | Endpoint::Introspect
+        )
+    }
+}
+
+/// Injected failure of the discovery, JWKS and introspection endpoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer normally.
+    #[default]
+    None,
+    /// Answer with this HTTP status and a JSON error body.
+    Status(u16),
+    /// Answer 200 with an HTML page instead of JSON.
+    Html,
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+    /// Close the connection without answering.
+    CloseConnection,
+}

@@ -1,0 +1,48 @@
+//! Building the development issuer's responses: content type, JSON and RFC 6749 error
+//! bodies, `no-store`. Shared by the endpoint handlers and the grant flows.
+
+use bytes::Bytes;
+use http::StatusCode;
+use http::header::{self, HeaderValue};
+use http_body_util::Full;
+use hyper::Response;
+use serde_json::{Value, json};
+
+/// A complete response body.
+pub(crate) type Resp = Response<Full<Bytes>>;
+
+pub(crate) fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Resp {
+    let mut resp = Resp::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Resp {
+    let bytes = serde_json::to_vec(body).expect("a JSON value serializes");
+    response(status, "application/json", bytes.into())
+}
+
+/// RFC 6749 §5.2 style error body.
+pub(crate) fn oauth_error(status: StatusCode, code: &str, description: &str) -> Resp {
+    json_response(status, &json!({"error": code, "error_description": description}))
+}
+
+/// Add `Cache-Control: no-store` and `Pragma: no-cache`.
+pub(crate) fn no_store(mut resp: Resp) -> Resp {
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// 401 `invalid_client` with a Basic challenge.
+pub(crate) fn invalid_client(description: &str) -> Resp {
+    let mut resp = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"scopegate-dev\""),
+    );
+    no_store(resp)
+}
