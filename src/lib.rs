@@ -4,12 +4,14 @@
 //!
 //! Module map, in request order:
 //! - [`config`] — TOML file → validated [`config::Config`] (every problem at once); the
-//!   sections it owns. [`config::problems`] (the problem list) and [`config::units`]
-//!   (durations and sizes as the file spells them) are the leaf every section's compiler
-//!   reports into; each section's file types live beside the code that compiles them
-//!   ([`policy::file`], [`token::config`], [`mcp::config`]).
+//!   sections it owns ([`config::network`]: listener, admin, upstream).
+//!   [`config::problems`] (the problem list) and [`config::units`] (durations and sizes as
+//!   the file spells them) are the leaf every section's compiler reports into; each
+//!   section's file types live beside the code that compiles them ([`policy::file`],
+//!   [`token::config`], [`mcp::config`]).
 //! - [`server`] — data and admin listeners, limits, graceful drain; [`connection`] —
-//!   per-connection activity, idle timeouts and the slot a WebSocket tunnel keeps.
+//!   accepting under a connection cap, per-connection activity, the idle and
+//!   response-progress timeouts, and the slot a WebSocket tunnel keeps.
 //! - [`gateway`] — the current config generation ([`gateway::App`]) behind one swap point;
 //!   live reload.
 //! - [`proxy`] — the request path: decide → rewrite → forward → record.
