@@ -70,7 +70,9 @@ impl ProxyError {
                 StatusCode::UNAUTHORIZED
             }
             ProxyError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            ProxyError::Auth(AuthError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Auth(AuthError::Unavailable(_)) | ProxyError::Upstream(UpstreamError::Saturated) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Upstream(UpstreamError::Unreachable | UpstreamError::Failed) => StatusCode::BAD_GATEWAY,
             ProxyError::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -146,6 +148,11 @@ impl ProxyError {
             ProxyError::Upstream(UpstreamError::Timeout) => {
                 ("gateway_timeout", "the upstream did not answer in time", None)
             }
+            ProxyError::Upstream(UpstreamError::Saturated) => (
+                "temporarily_unavailable",
+                "too many requests are in flight to the upstream; retry later",
+                None,
+            ),
             ProxyError::Upstream(_) => ("bad_gateway", "the upstream did not answer", None),
         };
         let body = serde_json::json!({ "error": error, "error_description": description }).to_string();

@@ -25,6 +25,8 @@ pub enum UpstreamError {
     Timeout,
     /// Reset or malformed exchange, or a protocol switch nobody asked for (502).
     Failed,
+    /// Not sent: `upstream.max_concurrent_requests` requests were in flight (503).
+    Saturated,
 }
 
 impl UpstreamError {
@@ -34,6 +36,7 @@ impl UpstreamError {
             UpstreamError::Unreachable => "upstream_unreachable",
             UpstreamError::Timeout => "upstream_timeout",
             UpstreamError::Failed => "upstream_failed",
+            UpstreamError::Saturated => "upstream_saturated",
         }
     }
 
@@ -43,6 +46,7 @@ impl UpstreamError {
             UpstreamError::Unreachable => "connect",
             UpstreamError::Timeout => "timeout",
             UpstreamError::Failed => "protocol",
+            UpstreamError::Saturated => "saturated",
         }
     }
 }

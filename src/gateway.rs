@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::admission::UpstreamSlots;
 use crate::config::{Config, ConfigError};
 use crate::forward::UpstreamClient;
 use crate::metrics::Metrics;
@@ -27,6 +28,8 @@ pub struct App {
     pub config: Config,
     pub metrics: Metrics,
     pub upstream: UpstreamClient,
+    /// The cap on requests in flight to the upstream, kept across reloads while its size is.
+    pub upstream_slots: Arc<UpstreamSlots>,
     pub auth: Arc<Authenticator>,
     pub mcp: crate::mcp::McpRuntime,
 }
@@ -35,8 +38,10 @@ impl App {
     pub fn new(config: Config, metrics: Metrics) -> App {
         let upstream = UpstreamClient::new(&config.upstream);
         let auth = Arc::new(Authenticator::new(&config.tokens, metrics.clone()));
+        auth.revocations().set_limits(config.admin.revocations);
         let mcp = crate::mcp::McpRuntime::new(&config.mcp);
         App {
+            upstream_slots: UpstreamSlots::new(config.upstream.max_concurrent_requests),
             config,
             metrics,
             upstream,
@@ -132,10 +137,26 @@ impl Gateway {
         if config.listener.max_connections != old.config.listener.max_connections {
             restart_required.push("listener.max_connections");
         }
+        // The admin listener's limits are fixed when it starts; its revocation bounds are not.
+        let (admin, old_admin) = (&config.admin, &old.config.admin);
+        if (admin.max_connections, admin.header_read_timeout, admin.idle_timeout)
+            != (
+                old_admin.max_connections,
+                old_admin.header_read_timeout,
+                old_admin.idle_timeout,
+            )
+        {
+            restart_required.push("admin.max_connections, admin.header_read_timeout, admin.idle_timeout");
+        }
         let upstream = if config.upstream == old.config.upstream {
             old.upstream.clone()
         } else {
             UpstreamClient::new(&config.upstream)
+        };
+        let upstream_slots = if config.upstream.max_concurrent_requests == old.upstream_slots.size() {
+            Arc::clone(&old.upstream_slots)
+        } else {
+            UpstreamSlots::new(config.upstream.max_concurrent_requests)
         };
         let auth = if config.tokens == old.config.tokens {
             Arc::clone(&old.auth)
@@ -146,6 +167,7 @@ impl Gateway {
                 Some(&old.auth),
             ))
         };
+        auth.revocations().set_limits(config.admin.revocations);
         let new_refreshers = auth.spawn_refreshers();
         let mut refreshers = self.lock_refreshers();
         refreshers.retain(|handle| !handle.is_finished());
@@ -165,6 +187,7 @@ impl Gateway {
             config,
             metrics: self.metrics.clone(),
             upstream,
+            upstream_slots,
             auth,
         }));
         ReloadReport {

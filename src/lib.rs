@@ -4,12 +4,14 @@
 //!
 //! Module map, in request order:
 //! - [`config`] — TOML file → validated [`config::Config`] (every problem at once); the
-//!   sections it owns. [`config::problems`] (the problem list) and [`config::units`]
-//!   (durations and sizes as the file spells them) are the leaf every section's compiler
-//!   reports into; each section's file types live beside the code that compiles them
-//!   ([`policy::file`], [`token::config`], [`mcp::config`]).
+//!   sections it owns ([`config::network`]: listener, admin, upstream).
+//!   [`config::problems`] (the problem list) and [`config::units`] (durations and sizes as
+//!   the file spells them) are the leaf every section's compiler reports into; each
+//!   section's file types live beside the code that compiles them ([`policy::file`],
+//!   [`token::config`], [`mcp::config`]).
 //! - [`server`] — data and admin listeners, limits, graceful drain; [`connection`] —
-//!   per-connection activity, idle timeouts and the slot a WebSocket tunnel keeps.
+//!   accepting under a connection cap, per-connection activity, the idle and
+//!   response-progress timeouts, and the slot a WebSocket tunnel keeps.
 //! - [`gateway`] — the current config generation ([`gateway::App`]) behind one swap point;
 //!   live reload.
 //! - [`proxy`] — the request path: decide → rewrite → forward → record.
@@ -24,8 +26,9 @@
 //!   authentication answers besides a principal.
 //! - [`http_client`] — bounded fetches from an authorization server (client, size-capped
 //!   GETs, metadata discovery); a leaf shared by the token layer, MCP and `check --online`.
-//! - [`forward`] — header rewriting and the pooled upstream client; [`identity`] — the
-//!   identity headers it sets, never altered silently ([`identity::encoding`]), and `[identity]`.
+//! - [`forward`] — header rewriting and the pooled upstream client; [`admission`] — the cap
+//!   on requests in flight to the upstream; [`identity`] — the identity headers it sets,
+//!   never altered silently ([`identity::encoding`]), and `[identity]`.
 //! - [`error`] — the one error → response mapping; [`body`] — the one body type.
 //! - [`mcp`] — MCP routes: RFC 9728 metadata, RFC 8707 audience binding, tool-level scopes;
 //!   [`mcp::config`] compiles `[mcp]` and the MCP parts of routes.
@@ -38,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admission;
 pub mod body;
 pub mod canonical;
 pub mod config;

@@ -13,6 +13,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use crate::admission::hold_slot;
 use crate::body::{ProxyBody, full_body, stream_body};
 use crate::config::Config;
 use crate::decision::{Decision, Head, Inputs, Target};
@@ -172,6 +173,7 @@ async fn forward(
     upstream_req: Request<ProxyBody>,
     client_upgrade: Option<ClientUpgrade>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let slot = app.upstream_slots.try_take()?;
     let mut response = app.upstream.send(upstream_req).await?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // Only a switch the client asked for, to the protocol it named, is passed on.
@@ -180,12 +182,16 @@ async fn forward(
         };
         rewrite_response(&mut response, &app.config.identity);
         let idle = client.lease.idle_timeout;
-        splice_upgrade(client.on_upgrade, hyper::upgrade::on(&mut response), idle, client.lease);
+        let held = (client.lease, slot);
+        splice_upgrade(client.on_upgrade, hyper::upgrade::on(&mut response), idle, held);
         return Ok(response.map(stream_body));
     }
     rewrite_response(&mut response, &app.config.identity);
     let identity = app.config.identity.clone();
-    Ok(response.map(|body| clean_trailers(body, move |trailers| strip_identity(trailers, &identity))))
+    Ok(response.map(|body| {
+        let body = clean_trailers(body, move |trailers| strip_identity(trailers, &identity));
+        hold_slot(body, slot)
+    }))
 }
 
 /// The one access-log event and metric update of a request, written when it is dropped:

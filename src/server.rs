@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -14,7 +13,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::Config;
-use crate::connection::{Activity, ActivityGuard, ConnectionLease, TrackedBody, inactivity};
+use crate::connection::{
+    Activity, ActivityGuard, ConnectionLease, Inactive, InactivityLimits, TrackedBody, accept_within, inactivity,
+};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::proxy::handle;
@@ -88,7 +89,10 @@ fn connection_builder(limits: &crate::config::ListenerConfig) -> auto::Builder<T
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes as u32);
+        .max_header_list_size(limits.max_header_bytes as u32)
+        // Each stream may hold an upstream request: this bounds what one connection can
+        // ask of the upstream at once (RFC 9113 §5.1.2; streams beyond it are refused).
+        .max_concurrent_streams(limits.http2_max_concurrent_streams);
     builder
 }
 
@@ -99,22 +103,10 @@ async fn serve_data(listener: TcpListener, app: Arc<Gateway>, shutdown: impl Fut
     let mut drain_timeout = app.app().config.listener.drain_timeout;
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+        let (stream, peer, permit) = tokio::select! {
+            accepted = accept_within(&listener, &slots) => match accepted {
+                Some(accepted) => accepted,
+                None => break,
             },
             () = &mut shutdown => break,
         };
@@ -144,6 +136,11 @@ async fn serve_data(listener: TcpListener, app: Arc<Gateway>, shutdown: impl Fut
                 .into_owned(),
         );
         let metrics = app.metrics.clone();
+        let inactivity_limits = InactivityLimits {
+            first_request: limits.header_read_timeout,
+            idle: limits.idle_timeout,
+            response_progress: limits.response_progress_timeout,
+        };
         tokio::spawn(async move {
             let _lease = lease;
             metrics.open_connections.inc();
@@ -153,9 +150,14 @@ async fn serve_data(listener: TcpListener, app: Arc<Gateway>, shutdown: impl Fut
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
                     }
                 }
-                () = inactivity(activity, limits.header_read_timeout, limits.idle_timeout) => {
-                    tracing::debug!(%peer, "closing inactive connection");
-                }
+                why = inactivity(activity, inactivity_limits) => match why {
+                    Inactive::Idle => tracing::debug!(%peer, "closing inactive connection"),
+                    // Dropping the connection drops its responses and their upstream requests.
+                    Inactive::Stalled => tracing::info!(
+                        %peer,
+                        "closing connection: the client took no response bytes within listener.response_progress_timeout"
+                    ),
+                },
             }
             metrics.open_connections.dec();
         });

@@ -6,8 +6,11 @@
 //! - [`problems`] and [`units`]: the leaf every section's compiler reports into. Sections
 //!   compile beside their own code ([`crate::policy::file`], [`crate::token::config`],
 //!   [`crate::mcp::config`]); this module imports them, never the reverse.
+//! - [`network`]: `[listener]`, `[admin]` and `[upstream]`, the sections that bound
+//!   connections, streams and upstream requests.
 
 pub mod document;
+pub mod network;
 pub mod problems;
 pub mod units;
 
@@ -29,6 +32,8 @@ use crate::mcp::config::{FileMcp, McpConfig};
 use crate::policy::{EnforcementMode, FileRoute, RouteSpec, RouteTable, ScopeImplications};
 use crate::token::config::{FileIssuer, FileTokenSettings, TokenConfig};
 use document::{Document, Section};
+pub use network::{AdminConfig, FileAdmin, FileListener, FileUpstream, ListenerConfig, UpstreamConfig};
+use network::{compile_admin, compile_listener, compile_upstream, parse_socket_addr};
 use problems::Issues;
 pub use problems::{ConfigError, ConfigIssue};
 
@@ -57,59 +62,6 @@ pub struct FileConfig {
     pub reload: FileReload,
     /// MCP resource-server settings (RFC 9728 metadata, audience binding, tool scopes).
     pub mcp: Option<FileMcp>,
-}
-
-/// `Default` is an empty, invalid section: only a stand-in while a file whose `[listener]`
-/// is missing or unreadable is compiled for its other problems.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileListener {
-    pub address: String,
-    #[serde(default = "defaults::header_read_timeout")]
-    pub header_read_timeout: String,
-    #[serde(default = "defaults::max_header_bytes")]
-    pub max_header_bytes: String,
-    #[serde(default = "defaults::idle_timeout")]
-    pub idle_timeout: String,
-    #[serde(default = "defaults::max_connections")]
-    pub max_connections: usize,
-    #[serde(default = "defaults::drain_timeout")]
-    pub drain_timeout: String,
-    /// Longest pause inside a request body; "0s" turns the limit off.
-    #[serde(default = "defaults::request_body_idle_timeout")]
-    pub request_body_idle_timeout: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileAdmin {
-    #[serde(default = "defaults::admin_address")]
-    pub address: String,
-}
-
-impl Default for FileAdmin {
-    fn default() -> Self {
-        Self {
-            address: defaults::admin_address(),
-        }
-    }
-}
-
-/// `Default` is an empty, invalid section, a stand-in like [`FileListener`]'s.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileUpstream {
-    pub url: String,
-    #[serde(default = "defaults::connect_timeout")]
-    pub connect_timeout: String,
-    #[serde(default = "defaults::response_header_timeout")]
-    pub response_header_timeout: String,
-    #[serde(default = "defaults::pool_idle_timeout")]
-    pub pool_idle_timeout: String,
-    #[serde(default = "defaults::pool_max_idle_per_host")]
-    pub pool_max_idle_per_host: usize,
-    #[serde(default)]
-    pub http2_prior_knowledge: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,39 +180,6 @@ pub enum LogFormat {
 }
 
 mod defaults {
-    pub fn header_read_timeout() -> String {
-        "10s".into()
-    }
-    pub fn max_header_bytes() -> String {
-        "32KiB".into()
-    }
-    pub fn idle_timeout() -> String {
-        "60s".into()
-    }
-    pub fn max_connections() -> usize {
-        10_000
-    }
-    pub fn drain_timeout() -> String {
-        "30s".into()
-    }
-    pub fn request_body_idle_timeout() -> String {
-        "60s".into()
-    }
-    pub fn admin_address() -> String {
-        "127.0.0.1:9901".into()
-    }
-    pub fn connect_timeout() -> String {
-        "2s".into()
-    }
-    pub fn response_header_timeout() -> String {
-        "30s".into()
-    }
-    pub fn pool_idle_timeout() -> String {
-        "90s".into()
-    }
-    pub fn pool_max_idle_per_host() -> usize {
-        64
-    }
     pub fn realm() -> String {
         "scopegate".into()
     }
@@ -287,6 +206,7 @@ mod defaults {
 pub struct Config {
     pub listener: ListenerConfig,
     pub admin_address: SocketAddr,
+    pub admin: AdminConfig,
     pub upstream: UpstreamConfig,
     pub forwarding: ForwardingConfig,
     pub auth: AuthConfig,
@@ -298,30 +218,6 @@ pub struct Config {
     /// First 12 hex digits of the SHA-256 of the file text: which config is loaded.
     pub source_hash: String,
     pub mcp: McpConfig,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListenerConfig {
-    pub address: SocketAddr,
-    pub header_read_timeout: Duration,
-    pub max_header_bytes: usize,
-    pub idle_timeout: Duration,
-    pub max_connections: usize,
-    pub drain_timeout: Duration,
-    /// `None`: request bodies may pause for any time.
-    pub request_body_idle_timeout: Option<Duration>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamConfig {
-    /// Scheme and authority of the upstream; requests keep their own path and query.
-    pub scheme: http::uri::Scheme,
-    pub authority: http::uri::Authority,
-    pub connect_timeout: Duration,
-    pub response_header_timeout: Duration,
-    pub pool_idle_timeout: Duration,
-    pub pool_max_idle_per_host: usize,
-    pub http2_prior_knowledge: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -499,6 +395,7 @@ impl FileConfig {
         let admin_address = unread.step(&["admin"], issues, |issues| {
             parse_socket_addr(issues, "admin.address", &self.admin.address)
         });
+        let admin = unread.step(&["admin"], issues, |issues| compile_admin(&self.admin, issues));
         unread.step(&["admin", "listener"], issues, |issues| {
             if admin_address == listener.address && admin_address.port() != 0 {
                 issues.push(
@@ -568,6 +465,7 @@ impl FileConfig {
         Ok(Config {
             listener,
             admin_address,
+            admin,
             upstream,
             forwarding,
             auth,
@@ -582,109 +480,6 @@ impl FileConfig {
             source_hash: String::new(),
             mcp,
         })
-    }
-}
-
-fn parse_socket_addr(issues: &mut Issues, path: &str, text: &str) -> SocketAddr {
-    text.parse().unwrap_or_else(|_| {
-        issues.push(
-            path,
-            format!("{text:?} is not an IP:port address, e.g. \"127.0.0.1:8080\" or \"[::]:8080\""),
-        );
-        SocketAddr::from(([127, 0, 0, 1], 0))
-    })
-}
-
-fn compile_listener(file: &FileListener, issues: &mut Issues) -> ListenerConfig {
-    let max_header_bytes = issues.size("listener.max_header_bytes", &file.max_header_bytes, 32 << 10);
-    if !(1024..=1 << 20).contains(&max_header_bytes) {
-        issues.push("listener.max_header_bytes", "must be between 1KiB and 1MiB");
-    }
-    if file.max_connections == 0 {
-        issues.push("listener.max_connections", "must be at least 1");
-    }
-    let header_read_timeout = issues.duration(
-        "listener.header_read_timeout",
-        &file.header_read_timeout,
-        Duration::from_secs(10),
-    );
-    if header_read_timeout.is_zero() {
-        issues.push(
-            "listener.header_read_timeout",
-            "must be greater than zero: without it a client can hold a connection open by sending headers slowly",
-        );
-    }
-    ListenerConfig {
-        address: parse_socket_addr(issues, "listener.address", &file.address),
-        header_read_timeout,
-        max_header_bytes: max_header_bytes as usize,
-        idle_timeout: match issues.duration("listener.idle_timeout", &file.idle_timeout, Duration::from_secs(60)) {
-            idle if idle.is_zero() => {
-                issues.push("listener.idle_timeout", "must be greater than zero");
-                Duration::from_secs(60)
-            }
-            idle => idle,
-        },
-        max_connections: file.max_connections.max(1),
-        drain_timeout: issues.duration("listener.drain_timeout", &file.drain_timeout, Duration::from_secs(30)),
-        request_body_idle_timeout: Some(issues.duration(
-            "listener.request_body_idle_timeout",
-            &file.request_body_idle_timeout,
-            Duration::from_secs(60),
-        ))
-        .filter(|idle| !idle.is_zero()),
-    }
-}
-
-fn compile_upstream(file: &FileUpstream, issues: &mut Issues) -> UpstreamConfig {
-    let (scheme, authority) = match file.url.parse::<Uri>() {
-        Ok(uri) => match (uri.scheme(), uri.authority()) {
-            (Some(scheme), Some(authority)) if scheme == &http::uri::Scheme::HTTP => {
-                if uri.path() != "/" && !uri.path().is_empty() {
-                    issues.push(
-                        "upstream.url",
-                        "must not have a path: requests are forwarded with their own path",
-                    );
-                }
-                (scheme.clone(), authority.clone())
-            }
-            (Some(_), Some(authority)) => {
-                issues.push(
-                    "upstream.url",
-                    "only http:// upstreams are supported (the upstream is the pod's own container on localhost)",
-                );
-                (http::uri::Scheme::HTTP, authority.clone())
-            }
-            _ => {
-                issues.push("upstream.url", "must be an absolute URL like \"http://127.0.0.1:3000\"");
-                (http::uri::Scheme::HTTP, http::uri::Authority::from_static("127.0.0.1"))
-            }
-        },
-        Err(e) => {
-            issues.push("upstream.url", format!("{:?} is not a URL: {e}", file.url));
-            (http::uri::Scheme::HTTP, http::uri::Authority::from_static("127.0.0.1"))
-        }
-    };
-    UpstreamConfig {
-        scheme,
-        authority,
-        connect_timeout: issues.duration(
-            "upstream.connect_timeout",
-            &file.connect_timeout,
-            Duration::from_secs(2),
-        ),
-        response_header_timeout: issues.duration(
-            "upstream.response_header_timeout",
-            &file.response_header_timeout,
-            Duration::from_secs(30),
-        ),
-        pool_idle_timeout: issues.duration(
-            "upstream.pool_idle_timeout",
-            &file.pool_idle_timeout,
-            Duration::from_secs(90),
-        ),
-        pool_max_idle_per_host: file.pool_max_idle_per_host,
-        http2_prior_knowledge: file.http2_prior_knowledge,
     }
 }
 

@@ -86,6 +86,8 @@ pub enum InvalidReason {
     UnknownIssuer,
     /// A valid token issued for another resource (RFC 8707).
     WrongResource,
+    /// Revoked through the admin plane (`POST /cache/evict`) and not yet expired.
+    Revoked,
 }
 
 impl InvalidReason {
@@ -95,6 +97,7 @@ impl InvalidReason {
             InvalidReason::Inactive(reason) => reason.label(),
             InvalidReason::UnknownIssuer => "unknown_issuer",
             InvalidReason::WrongResource => "wrong_resource",
+            InvalidReason::Revoked => "revoked",
         }
     }
 
@@ -105,6 +108,7 @@ impl InvalidReason {
             InvalidReason::Inactive(_) => "the token is not active",
             InvalidReason::UnknownIssuer => "the token was not issued by a trusted issuer",
             InvalidReason::WrongResource => "the token was not issued for this resource",
+            InvalidReason::Revoked => "the token has been revoked",
         }
     }
 }

@@ -12,6 +12,7 @@
 //!   once, for its keys and its introspection alike (the fetches are in
 //!   [`crate::http_client`]).
 //! - [`introspect`] asks the authorization server about opaque tokens (RFC 7662).
+//! - [`revocation`] keeps pushed revocations until the token expires.
 //! - [`principal`] is what a verified token says; [`error`] every other answer, typed;
 //!   [`clock`] the time every expiry check reads.
 //! - [`Authenticator`] ties them together with caches keyed by the token's SHA-256. It sits
@@ -27,6 +28,7 @@ pub mod jwk;
 pub mod jws;
 pub mod keys;
 pub mod principal;
+pub mod revocation;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -42,6 +44,7 @@ use crate::token::discovery::IssuerDiscovery;
 use crate::token::introspect::{Admission, Answer, Introspector};
 use crate::token::jws::{TokenError, UnverifiedJws, VerifyPolicy};
 use crate::token::keys::IssuerKeys;
+use crate::token::revocation::{Revocations, RevocationsFull};
 
 pub use crate::token::clock::Clock;
 pub use crate::token::error::{AuthError, InvalidReason, UnavailableReason};
@@ -119,6 +122,18 @@ pub struct Authenticator {
     retained_claims: Vec<String>,
     metrics: Metrics,
     clock: ArcSwap<Clock>,
+    /// Pushed revocations, consulted before anything else; shared with the authenticators
+    /// a reload builds from this one.
+    revocations: Arc<Revocations>,
+}
+
+/// What a pushed revocation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revoked {
+    /// Cached answers for the token that were dropped (0 when none was cached).
+    pub evicted: usize,
+    /// The token is refused until then (since the Unix epoch, on the authenticator's clock).
+    pub until: Duration,
 }
 
 /// How long a token answered active counts as known to introspection budgets.
@@ -239,6 +254,7 @@ impl Authenticator {
             metrics,
             // A reload keeps judging time by the clock it was given.
             clock: ArcSwap::from_pointee(previous.map(Authenticator::clock).unwrap_or_default()),
+            revocations: previous.map(|p| Arc::clone(&p.revocations)).unwrap_or_default(),
         }
     }
 
@@ -302,12 +318,60 @@ impl Authenticator {
         }
     }
 
-    /// Forgets everything cached about a token (pushed revocation).
-    pub async fn evict(&self, digest: &[u8; 32]) {
-        self.cache.invalidate(digest).await;
-        self.answers.invalidate(digest).await;
-        self.last_active.invalidate(digest).await;
+    /// The pushed revocations this authenticator honours.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+
+    /// Refuses a token from now until it expires, and forgets everything cached about it
+    /// (pushed revocation). `token`, when the caller has it, lets a JWT's verified `exp`
+    /// bound how long the revocation is kept; otherwise a cached answer's expiry does, or
+    /// the configured maximum.
+    ///
+    /// # Errors
+    /// [`RevocationsFull`] when the revocation set is full: nothing was revoked or evicted.
+    pub async fn revoke(&self, token: Option<&str>, digest: &[u8; 32]) -> Result<Revoked, RevocationsFull> {
+        let expires_at = self.known_expiry(token, digest).await;
+        // Recorded before the caches are emptied: an answer stored after this point (an
+        // introspection that was in flight) is refused all the same.
+        let until = self.revocations.revoke(digest, expires_at, self.now())?;
+        let evicted = [
+            self.cache.remove(digest).await.is_some(),
+            self.answers.remove(digest).await.is_some(),
+            self.last_active.remove(digest).await.is_some(),
+        ];
+        // Not an answer: only what makes a token known to the introspection budget.
         self.seen_active.invalidate(digest).await;
+        Ok(Revoked {
+            evicted: evicted.into_iter().filter(|removed| *removed).count(),
+            until,
+        })
+    }
+
+    /// The latest time a token could still be accepted, when it can be known without asking
+    /// an authorization server: from a cached answer, or by verifying a JWT locally.
+    async fn known_expiry(&self, token: Option<&str>, digest: &[u8; 32]) -> Option<Duration> {
+        let slack = self.issuers.iter().map(|i| i.policy.leeway).max().unwrap_or_default() + Duration::from_secs(1);
+        let cached = match self.cache.get(digest).await {
+            Some(hit) => Some(hit.principal.expires_at),
+            None => match self.answers.get(digest).await.map(|hit| hit.answer) {
+                Some(Answer::Active(principal)) => Some(principal.expires_at),
+                _ => None,
+            },
+        };
+        let verified = match (cached, token.map(|token| self.route(token))) {
+            (None, Some(Route::Local(index, parsed))) => self
+                .verify_uncached(&parsed, index)
+                .await
+                .ok()
+                .map(|entry| entry.principal.expires_at),
+            _ => None,
+        };
+        // An introspection answer without `exp` is kept as expiring never: not a known expiry.
+        cached
+            .or(verified)
+            .filter(|exp| *exp != u64::MAX)
+            .map(|exp| Duration::from_secs(exp).saturating_add(slack))
     }
 
     /// Runs moka's pending maintenance so entry counts are exact (tests, metrics).
@@ -340,6 +404,9 @@ impl Authenticator {
         digest: &[u8; 32],
         client: Option<IpAddr>,
     ) -> Result<Arc<Principal>, AuthError> {
+        if self.revocations.is_revoked(digest, self.now()) {
+            return Err(InvalidReason::Revoked.into());
+        }
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge.into());
         }
