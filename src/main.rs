@@ -122,6 +122,9 @@ fn check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
                     "issuer {}  audiences {:?}  algorithms {:?}",
                     issuer.issuer, issuer.audiences, algs
                 );
+                if let Some(caution) = issuer.typ_caution() {
+                    println!("  note: {caution}");
+                }
             }
             println!();
             print!("{}", config.routes.describe());

@@ -114,3 +114,32 @@ fn missing_config_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
 }
+
+/// Runs `scopegate check` on a recipe from the README, with a listener and an upstream added
+/// where it has none; returns what it printed to stdout.
+fn check_recipe(name: &str) -> String {
+    let recipe = std::fs::read_to_string(format!("{}/tests/recipes/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let dir = std::env::temp_dir().join(format!("scopegate-cli-recipe-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("recipe.toml");
+    let head = "[listener]\naddress = \"127.0.0.1:8080\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n";
+    let head = if recipe.contains("[listener]") { "" } else { head };
+    std::fs::write(&path, format!("{head}{recipe}")).unwrap();
+    let out = scopegate().args(["check", "--config"]).arg(&path).output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[test]
+fn check_notes_issuers_whose_id_tokens_only_the_audience_keeps_out() {
+    let keycloak = check_recipe("keycloak");
+    assert!(
+        keycloak.contains("note: accepts typ at+jwt, JWT") && keycloak.contains("never a client id"),
+        "{keycloak}"
+    );
+    assert!(check_recipe("okta").contains("note: accepts any typ"));
+    let minimal = check_recipe("minimal");
+    assert!(!minimal.contains("note:"), "at+jwt only: {minimal}");
+}

@@ -171,7 +171,8 @@ fn policy() -> VerifyPolicy {
         audiences: vec!["api".to_owned(), "other-api".to_owned()],
         algorithms: Algorithm::ALL.to_vec(),
         leeway: Duration::from_secs(60),
-        require_typ: Some("at+jwt".to_owned()),
+        accepted_typ: vec!["at+jwt".to_owned()],
+        scope_claims: vec!["scope".to_owned(), "scp".to_owned()],
         max_token_bytes: 8192,
     }
 }
@@ -253,6 +254,57 @@ fn scp_string_and_azp_fallback() {
 }
 
 #[test]
+fn scopes_come_from_the_configured_claims_only() {
+    let mut c = claims();
+    c["roles"] = json!(["Orders.Read", "Orders.Write"]);
+    c["permissions"] = json!("read:orders");
+    let mut p = policy();
+    p.scope_claims = vec!["roles".to_owned(), "permissions".to_owned()];
+    let t = token("ES256", "ec-1", &c);
+    let v = jws::verify(&t, &key_set(), &p, NOW).unwrap();
+    assert_eq!(
+        v.claims.scopes,
+        ["Orders.Read", "Orders.Write", "read:orders"],
+        "scope is not read"
+    );
+    assert_eq!(
+        check(&t).unwrap().claims.scopes,
+        ["read", "write"],
+        "roles is not read by default"
+    );
+    for bad in [json!([["nested"]]), json!(["a b"]), json!({"r": 1}), json!(7)] {
+        c["roles"] = bad.clone();
+        let t = token("ES256", "ec-1", &c);
+        assert_eq!(
+            jws::verify(&t, &key_set(), &p, NOW).err(),
+            Some(TokenError::InvalidClaim),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn any_of_several_typ_values_is_accepted() {
+    let mut p = policy();
+    p.accepted_typ = vec!["at+jwt".to_owned(), "JWT".to_owned()];
+    for typ in ["at+jwt", "JWT", "jwt", "application/jwt"] {
+        let t = token_with(&json!({"alg": "ES256", "kid": "ec-1", "typ": typ}), &claims());
+        assert!(jws::verify(&t, &key_set(), &p, NOW).is_ok(), "{typ}");
+    }
+    for header in [
+        json!({"alg": "ES256", "kid": "ec-1", "typ": "id+jwt"}),
+        json!({"alg": "ES256", "kid": "ec-1"}),
+    ] {
+        let t = token_with(&header, &claims());
+        assert_eq!(
+            jws::verify(&t, &key_set(), &p, NOW).err(),
+            Some(TokenError::WrongType),
+            "{header}"
+        );
+    }
+}
+
+#[test]
 fn token_without_kid_tries_each_compatible_key() {
     let k = keys();
     let (set, warnings) = jwks(&[
@@ -277,7 +329,7 @@ fn typ_comparison_is_media_type_aware() {
         assert!(check(&t).is_ok(), "{typ}");
     }
     let mut p = policy();
-    p.require_typ = None;
+    p.accepted_typ = Vec::new();
     let t = token_with(&json!({"alg": "ES256", "kid": "ec-1"}), &claims());
     assert!(jws::verify(&t, &key_set(), &p, NOW).is_ok());
 }

@@ -271,7 +271,7 @@ fn principal_from_claims(
 ) -> Option<Arc<Principal>> {
     use serde_json::Value;
     let issuer = claims.get("iss").and_then(Value::as_str)?;
-    config.tokens.issuers.iter().find(|i| i.issuer == issuer)?;
+    let configured = config.tokens.issuers.iter().find(|i| i.issuer == issuer)?;
     let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
     let list = |value: Option<&Value>| -> Vec<String> {
         match value {
@@ -280,8 +280,11 @@ fn principal_from_claims(
             _ => Vec::new(),
         }
     };
-    let mut scopes = list(claims.get("scope"));
-    scopes.extend(list(claims.get("scp")));
+    let scopes = configured
+        .scope_claims
+        .iter()
+        .flat_map(|name| list(claims.get(name)))
+        .collect();
     Some(Arc::new(Principal {
         issuer: issuer.to_string(),
         subject: text("sub"),

@@ -10,8 +10,10 @@ use crate::http_client::is_acceptable_remote_url;
 use crate::token::jwk::Algorithm;
 
 mod introspection;
+mod token_shape;
 use introspection::compile_introspection;
 pub use introspection::{ClientAuthMethod, FileIntrospection, IntrospectionConfig, Secret};
+use token_shape::{compile_accepted_typ, compile_scope_claims, typ_caution};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,9 +26,18 @@ pub struct FileIssuer {
     pub algorithms: Vec<String>,
     #[serde(default = "defaults::leeway")]
     pub leeway: String,
-    /// RFC 9068 §2.1: require `typ: at+jwt`, so an ID token is never taken as an access token.
-    #[serde(default = "defaults::yes")]
-    pub require_typ: bool,
+    /// RFC 9068 §2.1: require `typ: at+jwt`, so an ID token is never taken as an access token
+    /// (default true; false accepts any `typ`). Shorthand for `accepted_typ`; not both.
+    #[serde(default)]
+    pub require_typ: Option<bool>,
+    /// The `typ` headers accepted, compared as media types, e.g. `["at+jwt", "JWT"]` for
+    /// providers that sign access tokens as plain `JWT`.
+    #[serde(default)]
+    pub accepted_typ: Option<Vec<String>>,
+    /// The claims scopes are read from: `scope` (a space-delimited string), or any other
+    /// claim holding such a string or an array of strings (`scp`, `roles`, `permissions`).
+    #[serde(default = "defaults::scope_claims")]
+    pub scope_claims: Vec<String>,
     /// Overrides the `jwks_uri` from discovery; with `discovery = false` it is required.
     #[serde(default)]
     pub jwks_uri: Option<String>,
@@ -93,6 +104,9 @@ mod defaults {
     pub fn algorithms() -> Vec<String> {
         vec!["RS256".into(), "ES256".into()]
     }
+    pub fn scope_claims() -> Vec<String> {
+        crate::token::jws::DEFAULT_SCOPE_CLAIMS.map(str::to_owned).to_vec()
+    }
     pub fn leeway() -> String {
         "30s".into()
     }
@@ -138,7 +152,10 @@ pub struct IssuerConfig {
     pub audiences: Vec<String>,
     pub algorithms: Vec<Algorithm>,
     pub leeway: Duration,
-    pub require_typ: bool,
+    /// Accepted `typ` headers (media types); empty: any, or none.
+    pub accepted_typ: Vec<String>,
+    /// Claims scopes are read from, in order.
+    pub scope_claims: Vec<String>,
     pub jwks_uri: Option<reqwest::Url>,
     pub discovery: bool,
     pub jwks_refresh_min: Duration,
@@ -150,6 +167,14 @@ pub struct IssuerConfig {
     pub max_response_bytes: usize,
     pub token_validation: TokenValidation,
     pub introspection: Option<IntrospectionConfig>,
+}
+
+impl IssuerConfig {
+    /// A note for `check` when this issuer accepts tokens other than `at+jwt`: its ID tokens
+    /// are then kept out by the audience alone.
+    pub fn typ_caution(&self) -> Option<String> {
+        typ_caution(&self.accepted_typ)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -292,7 +317,8 @@ fn compile_issuer(at: &str, file: &FileIssuer, issues: &mut Issues) -> IssuerCon
         audiences: file.audiences.clone(),
         algorithms,
         leeway,
-        require_typ: file.require_typ,
+        accepted_typ: compile_accepted_typ(at, file.require_typ, file.accepted_typ.as_deref(), issues),
+        scope_claims: compile_scope_claims(at, &file.scope_claims, issues),
         jwks_uri,
         discovery: file.discovery,
         jwks_refresh_min: refresh_min,

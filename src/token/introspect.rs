@@ -328,6 +328,14 @@ pub fn interpret(body: &Map<String, Value>, expected: &Expected<'_>, now: u64) -
             return Ok(Answer::Inactive(InactiveReason::WrongTokenType));
         }
     }
+    // Ory Hydra answers for refresh tokens too, with token_type "Bearer" and token_use
+    // "refresh_token": a refresh token is never a bearer credential (RFC 6749 §1.5).
+    if body
+        .get("token_use")
+        .is_some_and(|use_| use_.as_str() != Some("access_token"))
+    {
+        return Ok(Answer::Inactive(InactiveReason::WrongTokenType));
+    }
     let aud: Vec<String> = match body.get("aud") {
         None => Vec::new(),
         Some(Value::String(a)) => vec![a.clone()],
@@ -439,6 +447,17 @@ mod tests {
             inactive_reason(json!({"active": true, "aud": "api", "token_type": "refresh_token"})),
             "wrong_token_type"
         );
+        assert_eq!(
+            inactive_reason(
+                json!({"active": true, "aud": "api", "token_type": "Bearer", "token_use": "refresh_token"})
+            ),
+            "wrong_token_type",
+            "Hydra's refresh tokens"
+        );
+        assert!(matches!(
+            check(json!({"active": true, "aud": "api", "token_type": "Bearer", "token_use": "access_token"})),
+            Ok(Answer::Active(_))
+        ));
         assert_eq!(
             inactive_reason(json!({"active": true, "aud": "api", "scope": ["read"]})),
             "invalid_claim"

@@ -20,7 +20,8 @@
 //!    [`TokenError::UnknownKey`], a key that cannot be used with `alg` is
 //!    [`TokenError::KeyMismatch`].
 //! 5. Signature (RFC 7518 §3): see `VerifyingKey::verify`.
-//! 6. Type (RFC 9068 §2.1, RFC 8725 §3.11): optional required `typ`.
+//! 6. Type (RFC 9068 §2.1, RFC 8725 §3.11): `typ` one of the accepted media types, when
+//!    any are configured.
 //! 7. Claims (RFC 7519 §4.1, RFC 9068 §2.2): see [`verify`].
 
 use std::collections::HashSet;
@@ -37,6 +38,10 @@ use super::jwk::{Algorithm, KeyLookup, KeySet, VerifyingKey, b64url_decode};
 
 /// Default bound on the size of a bearer token, in bytes.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The claims scopes are read from unless an issuer names others: RFC 9068 §2.2.3 `scope`
+/// and the common vendor `scp`.
+pub const DEFAULT_SCOPE_CLAIMS: [&str; 2] = ["scope", "scp"];
 
 /// Why a token was rejected.
 ///
@@ -310,7 +315,7 @@ impl UnverifiedJws<'_> {
             self.signing_input.as_bytes(),
             &self.signature,
         )?;
-        check_typ(&self.header, policy.require_typ.as_deref())?;
+        check_typ(&self.header, &policy.accepted_typ)?;
         let claims = validate_claims(&self.claims, policy, now_unix_secs)?;
         Ok(VerifiedToken {
             claims,
@@ -332,22 +337,26 @@ pub struct VerifyPolicy {
     pub algorithms: Vec<Algorithm>,
     /// Clock-skew allowance for `exp`, `nbf`, `iat` (whole seconds are used).
     pub leeway: Duration,
-    /// Required `typ` header, e.g. `at+jwt` (RFC 9068 §2.1), compared as a media type.
-    pub require_typ: Option<String>,
+    /// Accepted `typ` headers, e.g. `at+jwt` (RFC 9068 §2.1), compared as media types. Empty:
+    /// any `typ`, or none, is accepted.
+    pub accepted_typ: Vec<String>,
+    /// Claims that carry scopes, read in this order (see [`collect_scopes`]).
+    pub scope_claims: Vec<String>,
     /// Longest accepted token, in bytes.
     pub max_token_bytes: usize,
 }
 
 impl VerifyPolicy {
-    /// A policy with every supported algorithm, 60 s leeway, no `typ` requirement and
-    /// [`DEFAULT_MAX_TOKEN_BYTES`].
+    /// A policy with every supported algorithm, 60 s leeway, no `typ` requirement, scopes in
+    /// `scope` and `scp`, and [`DEFAULT_MAX_TOKEN_BYTES`].
     pub fn new(issuer: impl Into<String>, audiences: Vec<String>) -> Self {
         VerifyPolicy {
             issuer: issuer.into(),
             audiences,
             algorithms: Algorithm::ALL.to_vec(),
             leeway: Duration::from_secs(60),
-            require_typ: None,
+            accepted_typ: Vec::new(),
+            scope_claims: DEFAULT_SCOPE_CLAIMS.map(str::to_owned).to_vec(),
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
         }
     }
@@ -370,7 +379,8 @@ pub struct Claims {
     pub iat: Option<u64>,
     /// `client_id` (RFC 9068 §2.2), else `azp`.
     pub client_id: Option<String>,
-    /// Union of `scope` (RFC 8693 §4.2) and `scp`, de-duplicated, in first-seen order.
+    /// Union of the policy's scope claims (by default `scope`, RFC 8693 §4.2, and `scp`),
+    /// de-duplicated, in first-seen order.
     pub scopes: Vec<String>,
     /// Every claim.
     pub raw: Map<String, Value>,
@@ -433,8 +443,8 @@ pub fn verify_signature(
 /// * `exp` (§4.1.4): required NumericDate; expired when `now > exp + leeway`.
 /// * `nbf` (§4.1.5): optional NumericDate; not yet valid when `now + leeway < nbf`.
 /// * `iat` (§4.1.6): optional NumericDate; rejected when `iat > now + leeway`.
-/// * `sub`, `client_id`, `azp`: strings when present; `scope` a space-delimited string,
-///   `scp` a string or array of strings (RFC 6749 §3.3 scope tokens).
+/// * `sub`, `client_id`, `azp`: strings when present; the policy's scope claims as
+///   [`collect_scopes`] reads them.
 ///
 /// NumericDate (RFC 7519 §2) is a non-negative finite JSON number; fractions are rounded in
 /// the stricter direction (`exp` down, `nbf`/`iat` up).
@@ -492,17 +502,19 @@ fn verify_with_keys<'k>(
 
 /// RFC 7515 §4.1.9: `typ` is a media type, compared case-insensitively, with `application/`
 /// implied when it contains no `/` (so `at+jwt` equals `application/at+jwt`, RFC 9068 §2.1).
-fn check_typ(header: &Header, required: Option<&str>) -> Result<(), TokenError> {
-    let Some(required) = required else {
+/// An empty `accepted` list accepts any `typ`, or none.
+fn check_typ(header: &Header, accepted: &[String]) -> Result<(), TokenError> {
+    if accepted.is_empty() {
         return Ok(());
-    };
-    match header.typ() {
-        Some(typ) if full_media_type(typ) == full_media_type(required) => Ok(()),
+    }
+    match header.typ().map(full_media_type) {
+        Some(typ) if accepted.iter().any(|a| full_media_type(a) == typ) => Ok(()),
         _ => Err(TokenError::WrongType),
     }
 }
 
-fn full_media_type(typ: &str) -> String {
+/// `typ` as a full, lower-case media type (RFC 7515 §4.1.9: `application/` implied).
+pub(crate) fn full_media_type(typ: &str) -> String {
     let lower = typ.trim().to_ascii_lowercase();
     if lower.contains('/') {
         lower
@@ -524,7 +536,7 @@ fn validate_claims(raw: &Map<String, Value>, policy: &VerifyPolicy, now: u64) ->
         Some(client_id) => Some(client_id),
         None => optional_claim_string(raw, "azp")?,
     };
-    let scopes = collect_scopes(raw)?;
+    let scopes = collect_scopes(raw, &policy.scope_claims)?;
     Ok(Claims {
         iss,
         sub,
@@ -670,24 +682,28 @@ fn optional_claim_string(raw: &Map<String, Value>, name: &str) -> Result<Option<
     }
 }
 
-/// `scope` (RFC 8693 §4.2, RFC 9068 §2.2.3): space-delimited string. `scp`: string or array of
-/// strings (common vendor form). Each scope token must match RFC 6749 §3.3 `1*NQCHAR`.
-fn collect_scopes(raw: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
+/// Reads scopes from each claim in `names` (absent ones are skipped). `scope` is a
+/// space-delimited string (RFC 8693 §4.2, RFC 9068 §2.2.3); any other claim — `scp`, Entra
+/// ID's `roles`, Auth0's `permissions` — may be such a string or an array of strings. Each
+/// scope token must match RFC 6749 §3.3 `1*NQCHAR`; anything else refuses the token, so a
+/// scope is never half-read.
+///
+/// # Errors
+/// [`TokenError::InvalidClaim`] for a claim of another JSON type or a token that is not
+/// `1*NQCHAR`.
+pub fn collect_scopes(raw: &Map<String, Value>, names: &[String]) -> Result<Vec<String>, TokenError> {
     let mut scopes = ScopeList::default();
-    match raw.get("scope") {
-        None => {}
-        Some(Value::String(list)) => scopes.push_delimited(list)?,
-        Some(_) => return Err(TokenError::InvalidClaim),
-    }
-    match raw.get("scp") {
-        None => {}
-        Some(Value::String(list)) => scopes.push_delimited(list)?,
-        Some(Value::Array(items)) => {
-            for item in items {
-                scopes.push_one(item.as_str().ok_or(TokenError::InvalidClaim)?)?;
+    for name in names {
+        match raw.get(name.as_str()) {
+            None => {}
+            Some(Value::String(list)) => scopes.push_delimited(list)?,
+            Some(Value::Array(items)) if name != "scope" => {
+                for item in items {
+                    scopes.push_one(item.as_str().ok_or(TokenError::InvalidClaim)?)?;
+                }
             }
+            Some(_) => return Err(TokenError::InvalidClaim),
         }
-        Some(_) => return Err(TokenError::InvalidClaim),
     }
     Ok(scopes.list)
 }

@@ -178,7 +178,8 @@ fn policy_for(config: &IssuerConfig, max_token_bytes: usize) -> VerifyPolicy {
         audiences: config.audiences.clone(),
         algorithms: config.algorithms.clone(),
         leeway: config.leeway,
-        require_typ: config.require_typ.then(|| "at+jwt".to_string()),
+        accepted_typ: config.accepted_typ.clone(),
+        scope_claims: config.scope_claims.clone(),
         max_token_bytes,
     }
 }

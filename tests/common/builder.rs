@@ -84,6 +84,35 @@ impl ConfigBuilder {
             .set("mcp.resource_name", resource_name)
     }
 
+    /// Adds a config fragment as a file holds it (e.g. a documented recipe): its tables are
+    /// merged key by key, its arrays of tables (`[[issuer]]`, `[[route]]`) appended.
+    pub fn merge_toml(mut self, text: &str) -> ConfigBuilder {
+        let fragment: Table = toml::from_str(text).unwrap_or_else(|e| panic!("fragment: {e}\n{text}"));
+        for (key, value) in fragment {
+            match (self.doc.get_mut(&key), value) {
+                (Some(Value::Table(ours)), Value::Table(theirs)) => ours.extend(theirs),
+                (Some(Value::Array(ours)), Value::Array(theirs)) => ours.extend(theirs),
+                (_, value) => {
+                    self.doc.insert(key, value);
+                }
+            }
+        }
+        self
+    }
+
+    /// Sets `key` (a dotted path) of the `index`th `[[issuer]]`.
+    pub fn set_issuer(mut self, index: usize, key: &str, value: impl Into<Value>) -> ConfigBuilder {
+        let issuer = self
+            .doc
+            .get_mut("issuer")
+            .and_then(Value::as_array_mut)
+            .and_then(|issuers| issuers.get_mut(index))
+            .and_then(Value::as_table_mut)
+            .unwrap_or_else(|| panic!("no issuer[{index}]"));
+        set_path(issuer, key, value.into());
+        self
+    }
+
     /// The config as a file would hold it.
     pub fn toml(&self) -> String {
         toml::to_string(&self.doc).expect("a table serializes")

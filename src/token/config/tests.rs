@@ -88,3 +88,73 @@ fn budgets_are_validated() {
         (10, 20)
     );
 }
+
+fn issuer_with(keys: &str) -> String {
+    format!("{BASE}[[issuer]]\nurl = \"https://as.example\"\naudiences = [\"api\"]\n{keys}")
+}
+
+fn problem_paths(keys: &str) -> Vec<String> {
+    let Err(ConfigError::Invalid(issues)) = Config::from_toml(&issuer_with(keys), "t") else {
+        panic!("{keys} should be refused")
+    };
+    issues.into_iter().map(|i| i.path).collect()
+}
+
+#[test]
+fn typ_settings_compile_to_one_list() {
+    let accepted = |keys: &str| {
+        Config::from_toml(&issuer_with(keys), "t").unwrap().tokens.issuers[0]
+            .accepted_typ
+            .clone()
+    };
+    assert_eq!(accepted(""), ["at+jwt"], "RFC 9068 by default");
+    assert_eq!(accepted("require_typ = true\n"), ["at+jwt"]);
+    assert!(accepted("require_typ = false\n").is_empty(), "false accepts any typ");
+    assert_eq!(accepted("accepted_typ = [\"at+jwt\", \"JWT\"]\n"), ["at+jwt", "JWT"]);
+}
+
+#[test]
+fn typ_mistakes_are_reported() {
+    let both = problem_paths("require_typ = true\naccepted_typ = [\"JWT\"]\n");
+    assert_eq!(both, ["issuer[0].accepted_typ"]);
+    assert_eq!(problem_paths("accepted_typ = []\n"), ["issuer[0].accepted_typ"]);
+    assert_eq!(
+        problem_paths("accepted_typ = [\"at+jwt\", \"at jwt\", \"application/AT+JWT\", \"\"]\n"),
+        [
+            "issuer[0].accepted_typ[1]",
+            "issuer[0].accepted_typ[2]",
+            "issuer[0].accepted_typ[3]"
+        ],
+        "not a media type, a duplicate as media types, empty"
+    );
+}
+
+#[test]
+fn typ_caution_names_the_id_token_risk() {
+    let caution = |keys: &str| Config::from_toml(&issuer_with(keys), "t").unwrap().tokens.issuers[0].typ_caution();
+    assert_eq!(caution(""), None);
+    assert_eq!(caution("accepted_typ = [\"application/at+jwt\"]\n"), None);
+    let jwt = caution("accepted_typ = [\"at+jwt\", \"JWT\"]\n").unwrap();
+    assert!(
+        jwt.contains("typ at+jwt, JWT") && jwt.contains("never a client id"),
+        "{jwt}"
+    );
+    assert!(caution("require_typ = false\n").unwrap().contains("any typ"));
+}
+
+#[test]
+fn scope_claims_default_and_are_validated() {
+    let config = Config::from_toml(&issuer_with(""), "t").unwrap();
+    assert_eq!(config.tokens.issuers[0].scope_claims, ["scope", "scp"]);
+    let config = Config::from_toml(&issuer_with("scope_claims = [\"scp\", \"roles\"]\n"), "t").unwrap();
+    assert_eq!(config.tokens.issuers[0].scope_claims, ["scp", "roles"]);
+    assert_eq!(problem_paths("scope_claims = []\n"), ["issuer[0].scope_claims"]);
+    assert_eq!(
+        problem_paths("scope_claims = [\"roles\", \"aud\", \"\", \"roles\"]\n"),
+        [
+            "issuer[0].scope_claims[1]",
+            "issuer[0].scope_claims[2]",
+            "issuer[0].scope_claims[3]"
+        ]
+    );
+}
