@@ -251,6 +251,9 @@ impl<'c> Decision<'c> {
                 Ok(())
             };
         }
+        if rules::is_encoded(head.headers) {
+            return Err(InspectionError::Encoded.into());
+        }
         let limit = config.mcp.max_body_bytes;
         if declared_length(head.headers).is_some_and(|len| len > limit as u64) {
             return Err(InspectionError::TooLarge.into());
