@@ -322,6 +322,9 @@ impl<'c> Decision<'c> {
                 Ok(())
             };
         }
+        if rules::is_encoded(head.headers) {
+            return Err(InspectionError::Encoded.into());
+        }
         let body = self
             .read_body(head, inputs, config.mcp.max_body_bytes, config.mcp.body_read_timeout)
             .await?;

@@ -1,7 +1,7 @@
 //! The one place where request-path failures become HTTP responses (DESIGN §2). No logging
 //! or metrics here: the record step of the request path does both, once per request.
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::{ProxyBody, full_body};
@@ -64,6 +64,7 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             ProxyError::Inspection(InspectionError::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Inspection(InspectionError::Encoded) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProxyError::Inspection(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Auth(AuthError::Missing | AuthError::Invalid(_)) | ProxyError::Identity(_) => {
@@ -136,6 +137,11 @@ impl ProxyError {
                 "the request body is larger than this route inspects",
                 None,
             ),
+            ProxyError::Inspection(InspectionError::Encoded) => (
+                "unsupported_media_type",
+                "this route inspects request bodies and accepts no content coding",
+                None,
+            ),
             ProxyError::Request(_) | ProxyError::Inspection(_) => {
                 ("bad_request", "the request is not acceptable", None)
             }
@@ -163,6 +169,10 @@ impl ProxyError {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             headers.insert(WWW_AUTHENTICATE, value);
+        }
+        if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            // RFC 9110 §12.5.3: a 415 for a content coding names the codings accepted.
+            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));

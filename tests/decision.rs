@@ -80,6 +80,10 @@ scopes = ["mcp"]
 method = "tools/call"
 name = "delete_*"
 scopes = ["write"]
+[[route.mcp_rule]]
+method = "resources/read"
+name = "file:///secret/*"
+scopes = ["write"]
 "#;
 
 struct World {
@@ -148,6 +152,10 @@ fn row(
 
 fn call(name: &str) -> String {
     format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{{}}}}}}"#)
+}
+
+fn read_resource(uri: &str) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{{"uri":"{uri}"}}}}"#)
 }
 
 fn raw(row: &Row) -> Vec<u8> {
@@ -283,6 +291,31 @@ async fn explain_and_the_proxy_decide_alike() {
             row("POST", "/mcp", Some(&mcp_only), Some(400), "mcp_header_mismatch"),
             vec![("Mcp-Method", "tools/call".into()), ("Mcp-Name", "read_note".into())],
             Some(call("delete_note")),
+        ),
+        with(
+            row("POST", "/mcp", Some(&mcp_only), Some(403), "insufficient_scope"),
+            vec![],
+            Some(read_resource("file://localhost/secret/key")),
+        ),
+        with(
+            row("POST", "/mcp", Some(&mcp_write), None, "ok"),
+            vec![],
+            Some(read_resource("file://localhost/secret/key")),
+        ),
+        with(
+            row("POST", "/mcp", Some(&mcp_write), Some(400), "mcp_uri_not_normal"),
+            vec![],
+            Some(read_resource("file:///public/../secret/key")),
+        ),
+        with(
+            row("POST", "/mcp", Some(&mcp_write), Some(400), "mcp_uri_not_normal"),
+            vec![],
+            Some(read_resource("file:///secret%2Fkey")),
+        ),
+        with(
+            row("POST", "/mcp", Some(&mcp_write), Some(415), "mcp_body_encoded"),
+            vec![("Content-Encoding", "gzip".into())],
+            Some(call("read_note")),
         ),
         // Another scheme is no bearer credential: the plain challenge (RFC 6750 §3.1).
         with(

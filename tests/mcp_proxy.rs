@@ -64,6 +64,10 @@ scopes = ["write"]
 [[route.mcp_rule]]
 method = "resources/*"
 scopes = ["read"]
+[[route.mcp_rule]]
+method = "resources/read"
+name = "file:///secret/*"
+scopes = ["write"]
 [mcp]
 resource = "{resource}"
 resource_name = "Notes MCP server"
@@ -679,4 +683,119 @@ async fn bodies_on_other_methods_cannot_slip_past_tool_rules() {
         assert_eq!(r.status(), 400, "{method}");
     }
     assert_eq!(w.upstream.requests(), 0);
+}
+
+fn read_resource(id: u64, uri: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "resources/read", "params": {"uri": uri}})
+}
+
+/// Sends a `resources/read` of `uri` and answers with its status and, for refusals, the
+/// JSON error of the body.
+async fn read_as(w: &World, token: &str, uri: &str) -> (u16, Value) {
+    let r = w.post(token, "2025-06-18", &[], &read_resource(1, uri)).await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn resource_uris_are_compared_in_normal_form() {
+    let w = World::start().await;
+    let reader = w.token("mcp read");
+    let (status, _) = read_as(&w, &reader, "file:///public/readme").await;
+    assert_eq!(status, 200);
+    assert_eq!(w.upstream.requests(), 1);
+    // Spellings of the guarded URI that RFC 3986 §6.2.2 and RFC 8089 make equal to it: the
+    // rule applies to them (403 with the rule's scope).
+    for uri in [
+        "file:///secret/key",
+        "file://localhost/secret/key",
+        "file://LOCALHOST/secret/key",
+        "FILE:///secret/key",
+        "file:///%73ecret/key",
+        "file:///secre%74/key",
+        "file:/secret/key",
+    ] {
+        let (status, _) = read_as(&w, &reader, uri).await;
+        assert_eq!(status, 403, "{uri}");
+    }
+    // Spellings whose meaning depends on the upstream (dot segments, empty segments, an
+    // encoded separator, another host, no scheme): refused before any rule is looked at.
+    for uri in [
+        "file:///public/../secret/key",
+        "file:///./secret/key",
+        "file:///public/%2e%2e/secret/key",
+        "file:///secret%2Fkey",
+        "file:///secret%2fkey",
+        "file:////secret/key",
+        "file:///secret//key",
+        "file:///secret%5Ckey",
+        "file://evil.test/secret/key",
+        "/secret/key",
+        "file:///secret/%zz",
+    ] {
+        let (status, body) = read_as(&w, &reader, uri).await;
+        assert_eq!(status, 400, "{uri}");
+        assert_eq!(body["error"], "bad_request", "{uri}");
+    }
+    assert_eq!(w.upstream.requests(), 1, "no refused read reached the upstream");
+
+    // With the rule's scope, a normal-but-unusual spelling is forwarded byte for byte.
+    let writer = w.token("mcp write");
+    let (status, _) = read_as(&w, &writer, "file://localhost/secret/key").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        w.upstream.last().body,
+        read_resource(1, "file://localhost/secret/key").to_string().into_bytes()
+    );
+    // `Mcp-Name` names the same resource when it is equal in normal form.
+    let headers = [("mcp-method", "resources/read"), ("mcp-name", "file:///secret/key")];
+    let r = w
+        .post(
+            &writer,
+            "2026-07-28",
+            &headers,
+            &read_resource(2, "file://localhost/secret/key"),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = w
+        .post(
+            &reader,
+            "2026-07-28",
+            &headers,
+            &read_resource(3, "file://localhost/secret/key"),
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(w.upstream.requests(), 3);
+}
+
+#[tokio::test]
+async fn encoded_bodies_are_refused_on_inspected_routes() {
+    let w = World::start().await;
+    let writer = w.token("mcp write");
+    let post_with = |coding: &'static str| {
+        client()
+            .post(w.url("/mcp"))
+            .bearer_auth(&writer)
+            .header("content-type", "application/json")
+            .header("content-encoding", coding)
+            .body(call(1, "add").to_string())
+            .send()
+    };
+    for coding in ["gzip", "br", "identity, gzip", "GZIP", "x-custom"] {
+        let r = post_with(coding).await.unwrap();
+        assert_eq!(r.status(), 415, "{coding}");
+        assert_eq!(
+            r.headers().get("accept-encoding").map(|v| v.to_str().unwrap()),
+            Some("identity"),
+            "{coding}"
+        );
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported_media_type");
+    }
+    assert_eq!(w.upstream.requests(), 0, "no encoded body reached the upstream");
+    // `identity` is no encoding at all (RFC 9110 §8.4.1).
+    let r = post_with("identity").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(w.upstream.requests(), 1);
 }

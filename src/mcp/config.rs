@@ -7,7 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::rules::{FileMcpRule, Glob, McpRule};
+use super::rules::{FileMcpRule, Glob, McpRule, URI_METHODS};
+use super::uri;
 use crate::config::problems::Issues;
 use crate::config::units::{parse_duration, parse_size};
 use crate::http_client::is_acceptable_remote_url;
@@ -338,6 +339,9 @@ fn compile_rule(at: &str, file: &FileMcpRule, issues: &mut Issues) -> Option<Mcp
             "list at least one scope; a rule without scopes does nothing",
         );
     }
+    if let Some(name) = &file.name {
+        check_resource_name(&format!("{at}.name"), &file.method, name, issues);
+    }
     let mut scopes = Vec::new();
     for (i, name) in file.scopes.iter().enumerate() {
         match Scope::parse(name) {
@@ -354,6 +358,27 @@ fn compile_rule(at: &str, file: &FileMcpRule, issues: &mut Issues) -> Option<Mcp
         name: file.name.as_deref().map(Glob::new),
         scopes,
     })
+}
+
+/// Requests' resource URIs are matched in normal form ([`uri`]), so a rule for them is only
+/// meaningful in normal form too: say how to write it, or that no request can match it.
+fn check_resource_name(at: &str, method: &str, name: &str, issues: &mut Issues) {
+    let method = Glob::new(method);
+    if !URI_METHODS.iter().any(|m| method.matches(m)) || uri::split_scheme(name).is_none() {
+        return;
+    }
+    match uri::normalize(name) {
+        Ok(normal) if normal != name => issues.push(
+            at,
+            format!("resource URIs are matched in normal form (RFC 3986 §6.2.2); write it as \"{normal}\""),
+        ),
+        Ok(_) => {}
+        Err(_) => issues.push(
+            at,
+            "no request can match it: resource URIs with dot or empty segments, an encoded '/', \
+             or a file: host other than localhost are refused (docs/security.md)",
+        ),
+    }
 }
 
 /// The RFC 9728 §2 document for one resource. `authorization_servers` are issuer identifiers

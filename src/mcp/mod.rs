@@ -9,12 +9,14 @@
 //!   resource ([`McpRoute::check_audience`]).
 //! - Tool-level scopes by JSON-RPC method and tool/prompt/resource name ([`rules`]), read
 //!   from a bounded buffer of the body and cross-checked with `Mcp-Method`/`Mcp-Name`
-//!   ([`authorize_calls`]). Only routes with rules buffer; every other MCP request (POST
+//!   (the inspection step of [`crate::decision`]); resource URIs are compared in normal form ([`uri`]), and an
+//!   encoded body is refused. Only routes with rules buffer; every other MCP request (POST
 //!   answered with JSON or SSE, GET streams, DELETE) is streamed untouched.
 
 pub mod config;
 pub mod metadata;
 pub mod rules;
+pub mod uri;
 
 use crate::token::Principal;
 use crate::token::error::{AuthError, InvalidReason};

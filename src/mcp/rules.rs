@@ -8,6 +8,7 @@ use base64::Engine;
 use http::HeaderMap;
 use serde::Deserialize;
 
+use super::uri;
 use crate::policy::scopes::Scope;
 
 /// `Mcp-Method`: the JSON-RPC method, sent by clients of the newest revisions.
@@ -100,6 +101,8 @@ pub enum InspectError {
     InvalidJsonRpc,
     /// `Mcp-Method`/`Mcp-Name` disagree with the body (or are repeated or unreadable).
     HeaderMismatch,
+    /// A resource URI that cannot be compared safely ([`uri`](super::uri)).
+    UriNotNormal,
 }
 
 impl InspectError {
@@ -107,6 +110,7 @@ impl InspectError {
         match self {
             InspectError::InvalidJsonRpc => "mcp_invalid_jsonrpc",
             InspectError::HeaderMismatch => "mcp_header_mismatch",
+            InspectError::UriNotNormal => "mcp_uri_not_normal",
         }
     }
 }
@@ -123,6 +127,9 @@ pub enum InspectionError {
     ReadTimeout,
     /// The body ended in an error (400).
     ReadFailed,
+    /// A `Content-Encoding` other than `identity` (415): the rules would judge bytes the
+    /// upstream decodes into something else.
+    Encoded,
     /// Not JSON-RPC, or at odds with its headers (400).
     Invalid(InspectError),
 }
@@ -135,6 +142,7 @@ impl InspectionError {
             InspectionError::TooLarge => "payload_too_large",
             InspectionError::ReadTimeout => "body_read_timeout",
             InspectionError::ReadFailed => "body_read_failed",
+            InspectionError::Encoded => "mcp_body_encoded",
             InspectionError::Invalid(e) => e.code(),
         }
     }
@@ -146,12 +154,24 @@ impl From<InspectError> for InspectionError {
     }
 }
 
+/// The methods whose target is a resource URI, named by `params.uri`.
+pub const URI_METHODS: &[&str] = &["resources/read", "resources/subscribe", "resources/unsubscribe"];
+
 /// The params key naming the target of a name-bearing method.
 fn name_key(method: &str) -> Option<&'static str> {
     match method {
         "tools/call" | "prompts/get" => Some("name"),
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Some("uri"),
+        m if URI_METHODS.contains(&m) => Some("uri"),
         _ => None,
+    }
+}
+
+/// The name rules compare: a resource URI in normal form, any other name as it is.
+fn comparable_name(method: &str, name: String) -> Result<String, InspectError> {
+    if name_key(method) == Some("uri") {
+        uri::normalize(&name).map_err(|_| InspectError::UriNotNormal)
+    } else {
+        Ok(name)
     }
 }
 
@@ -167,14 +187,15 @@ fn call_of(message: &serde_json::Value) -> Result<Option<Call>, InspectError> {
     };
     let method = method.as_str().ok_or(InspectError::InvalidJsonRpc)?.to_string();
     let name = match name_key(&method) {
-        Some(key) => Some(
+        Some(key) => Some(comparable_name(
+            &method,
             object
                 .get("params")
                 .and_then(|p| p.get(key))
                 .and_then(|v| v.as_str())
                 .ok_or(InspectError::InvalidJsonRpc)?
                 .to_string(),
-        ),
+        )?),
         None => None,
     };
     Ok(Some(Call { method, name }))
@@ -316,6 +337,16 @@ fn decode_header_value(text: &str) -> Option<String> {
     }
 }
 
+/// Whether the body carries a content coding (RFC 9110 §8.4) other than `identity`: the
+/// rules would read bytes the upstream decodes into other bytes.
+pub fn is_encoded(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .any(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"identity"))
+}
+
 /// The calls a request carries: the body is authoritative, and `Mcp-Method`/`Mcp-Name`,
 /// where sent, must name exactly what the body does (a header describes one message).
 pub fn calls_in_request(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Call>, InspectError> {
@@ -331,6 +362,11 @@ pub fn calls_in_request(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Call>, I
     if header_method.as_ref().is_some_and(|m| *m != call.method) {
         return Err(InspectError::HeaderMismatch);
     }
+    // A resource URI in the header agrees with the body's when their normal forms do.
+    let header_name = header_name
+        .map(|name| comparable_name(&call.method, name))
+        .transpose()
+        .map_err(|_| InspectError::HeaderMismatch)?;
     if header_name.is_some() && header_name != call.name {
         return Err(InspectError::HeaderMismatch);
     }

@@ -121,3 +121,38 @@ mcp = true
     let errors = compile("[[route]]\nname = \"mcp\"\npath = \"/mcp\"\nmcp = true\n").unwrap_err();
     assert!(errors.iter().any(|e| e.starts_with("route[0].mcp:")), "{errors:?}");
 }
+
+#[test]
+fn resource_rule_names_are_written_in_normal_form() {
+    let rules = |rules: &str| {
+        format!(
+            "[mcp]\nresource = \"https://mcp.example.com/mcp\"\nresource_name = \"x\"\n\
+             [[route]]\nname = \"mcp\"\npath = \"/mcp\"\nmcp = true\n{rules}"
+        )
+    };
+    let errors = compile(&rules(
+        r#"[[route.mcp_rule]]
+method = "resources/read"
+name = "file://localhost/secret/*"
+scopes = ["admin"]
+[[route.mcp_rule]]
+method = "resources/*"
+name = "file:///public/../secret/*"
+scopes = ["admin"]
+[[route.mcp_rule]]
+method = "tools/call"
+name = "file://localhost/not-a-resource"
+scopes = ["admin"]
+[[route.mcp_rule]]
+method = "*"
+name = "delete_*"
+scopes = ["admin"]
+"#,
+    ))
+    .unwrap_err();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].starts_with("route[0].mcp_rule[0].name:"), "{errors:?}");
+    assert!(errors[0].contains(r#"write it as "file:///secret/*""#), "{errors:?}");
+    assert!(errors[1].starts_with("route[0].mcp_rule[1].name:"), "{errors:?}");
+    assert!(errors[1].contains("no request can match it"), "{errors:?}");
+}
