@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use http::Uri;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
 use crate::canonical::CanonicalOptions;
 use crate::hygiene::MethodOverride;
@@ -31,7 +30,7 @@ pub use crate::identity::{FileIdentity, IdentityConfig};
 use crate::mcp::config::{FileMcp, McpConfig};
 use crate::policy::{EnforcementMode, FileRoute, RouteSpec, RouteTable, ScopeImplications};
 use crate::token::config::{FileIssuer, FileTokenSettings, TokenConfig};
-use document::{Document, Section};
+use document::{Document, Unread};
 pub use network::{AdminConfig, FileAdmin, FileListener, FileUpstream, ListenerConfig, UpstreamConfig};
 use network::{compile_admin, compile_listener, compile_upstream, parse_socket_addr};
 use problems::Issues;
@@ -292,73 +291,6 @@ const SECTIONS: [&str; 13] = [
     "mcp",
 ];
 
-/// Sections that are in the file but could not be read. Compile steps that read one of
-/// them run on stand-ins, and their problems are dropped: those would be about the
-/// stand-ins, not about the file.
-#[derive(Debug, Default)]
-struct Unread(Vec<&'static str>);
-
-impl Unread {
-    /// Reads an optional table; left out, it takes its defaults.
-    fn table<T: DeserializeOwned + Default>(
-        &mut self,
-        document: &Document<'_>,
-        name: &'static str,
-        issues: &mut Issues,
-    ) -> T {
-        self.settle(name, document.table(name, issues))
-    }
-
-    /// Reads an array of tables; left out, it is empty.
-    fn array<T: DeserializeOwned>(
-        &mut self,
-        document: &Document<'_>,
-        name: &'static str,
-        issues: &mut Issues,
-    ) -> Vec<T> {
-        self.settle(name, document.array(name, issues))
-    }
-
-    /// Reads a table the file must have; `example` is the least it must hold.
-    fn required<T: DeserializeOwned + Default>(
-        &mut self,
-        document: &Document<'_>,
-        name: &'static str,
-        example: &str,
-        issues: &mut Issues,
-    ) -> T {
-        let section = document.table(name, issues);
-        if let Section::Absent = section {
-            issues.push(
-                name,
-                format!("is missing: add a [{name}] table with at least {example}"),
-            );
-            self.0.push(name);
-        }
-        self.settle(name, section)
-    }
-
-    fn settle<T: Default>(&mut self, name: &'static str, section: Section<T>) -> T {
-        match section {
-            Section::Read(read) => read,
-            Section::Absent => T::default(),
-            Section::Unreadable => {
-                self.0.push(name);
-                T::default()
-            }
-        }
-    }
-
-    /// Runs one compile step that reads `sections`.
-    fn step<T>(&self, sections: &[&str], issues: &mut Issues, compile: impl FnOnce(&mut Issues) -> T) -> T {
-        if sections.iter().any(|name| self.0.contains(name)) {
-            compile(&mut Issues::default())
-        } else {
-            compile(issues)
-        }
-    }
-}
-
 impl FileConfig {
     /// Reads every section on its own, recording each one's problems.
     fn read(document: &Document<'_>, issues: &mut Issues) -> (FileConfig, Unread) {
@@ -510,42 +442,4 @@ fn compile_auth(file: FileAuth, issues: &mut Issues) -> AuthConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn example_config_compiles() {
-        let text = include_str!("../../config.example.toml");
-        let config = Config::from_toml(text, "config.example.toml").expect("config.example.toml must compile");
-        assert!(config.routes.len() >= 3);
-    }
-
-    #[test]
-    fn every_problem_is_reported_with_its_path() {
-        let text = r#"
-            [listener]
-            address = "not-an-address"
-            header_read_timeout = "10"
-            [upstream]
-            url = "http://127.0.0.1:3000"
-            [[route]]
-            name = "x"
-            path = "/a"
-            scopes = ["read data"]
-        "#;
-        let Err(ConfigError::Invalid(issues)) = Config::from_toml(text, "t.toml") else {
-            panic!("expected validation errors");
-        };
-        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
-        assert!(paths.contains(&"listener.address"), "{issues:?}");
-        assert!(paths.contains(&"listener.header_read_timeout"), "{issues:?}");
-        assert!(paths.contains(&"route[0].scopes[0]"), "{issues:?}");
-    }
-
-    #[test]
-    fn unknown_keys_are_rejected() {
-        let text = "[listener]\naddress = \"127.0.0.1:0\"\nadress = 1\n[upstream]\nurl = \"http://127.0.0.1:1\"\n";
-        let err = Config::from_toml(text, "t.toml").expect_err("typo must be rejected");
-        assert!(err.to_string().contains("adress"), "{err}");
-    }
-}
+mod tests;
