@@ -1,0 +1,137 @@
+//! Attacks on the request path, over real sockets: each is a request that is authorized as
+//! one thing and would have run upstream as another.
+#![cfg(feature = "dev")]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use scopegate::dev::{AccessTokenRequest, DevIssuerConfig};
+
+const CONFIG: &str = r#"
+[listener]
+address = "127.0.0.1:0"
+[admin]
+address = "127.0.0.1:0"
+[upstream]
+url = "{upstream}"
+[scopes.implies]
+admin = ["write"]
+write = ["read"]
+[[issuer]]
+url = "{issuer}"
+audiences = ["https://api.test"]
+[[route]]
+name = "items-write"
+path = "/items/**"
+methods = ["POST", "PUT"]
+scopes = ["write"]
+[[route]]
+name = "items-delete"
+path = "/items/**"
+methods = ["DELETE"]
+scopes = ["admin"]
+"#;
+
+/// The upstream, the proxy with keys loaded, and a token with the `write` scope.
+async fn setup() -> (Upstream, scopegate::server::Running, String) {
+    let issuer = dev_issuer(DevIssuerConfig::default()).await;
+    let upstream = Upstream::start().await;
+    let proxy = start_proxy(config(CONFIG, &upstream.url(), issuer.issuer())).await;
+    eventually("the proxy has keys", || proxy.app.is_ready()).await;
+    let write = issuer.mint_access_token(&AccessTokenRequest::new("write", &["https://api.test"]));
+    (upstream, proxy, write)
+}
+
+/// Rack (`Rack::Request#media_type`) and PHP (`SAPI.c`) take the media type up to the first
+/// `;`, `,` or space: both read these bodies as forms, so `_method` in them runs as DELETE.
+#[tokio::test]
+async fn a_form_body_hidden_behind_a_content_type_list_is_still_checked() {
+    let (upstream, proxy, write) = setup().await;
+    for content_type in [
+        "application/x-www-form-urlencoded, text/plain",
+        "application/x-www-form-urlencoded,text/plain",
+        "application/x-www-form-urlencoded text/plain",
+    ] {
+        let request = post("/items/1", &write, content_type, "_method=DELETE");
+        expect(&proxy, &upstream, &request, 400, false).await;
+    }
+    // A media type that merely starts with the form type's letters is another type.
+    let request = post(
+        "/items/1",
+        &write,
+        "application/x-www-form-urlencodedx",
+        "_method=DELETE",
+    );
+    expect(&proxy, &upstream, &request, 200, true).await;
+}
+
+/// PHP turns `.` and spaces in parameter names into `_` (and drops leading spaces) before
+/// Symfony and Laravel look for `_method`, so `.method=DELETE` is `_method=DELETE` to them.
+#[tokio::test]
+async fn override_names_are_compared_as_php_mangles_them() {
+    let (upstream, proxy, write) = setup().await;
+    for target in [
+        "/items/1?.method=DELETE",
+        "/items/1?%2Emethod=DELETE",
+        "/items/1?_method.=x&+.method=DELETE",
+    ] {
+        expect(&proxy, &upstream, &post(target, &write, "text/plain", ""), 400, false).await;
+    }
+    for body in [".method=DELETE", "a=1&%2emethod=DELETE", "%20.method=DELETE"] {
+        let request = post("/items/1", &write, "application/x-www-form-urlencoded", body);
+        expect(&proxy, &upstream, &request, 400, false).await;
+    }
+    // Other names that only look alike still pass.
+    let request = post(
+        "/items/1?x.method=1",
+        &write,
+        "application/x-www-form-urlencoded",
+        "method=x",
+    );
+    expect(&proxy, &upstream, &request, 200, true).await;
+}
+
+const MCP_UPGRADE: &str = r#"
+[listener]
+address = "127.0.0.1:0"
+[admin]
+address = "127.0.0.1:0"
+[upstream]
+url = "{upstream}"
+[[issuer]]
+url = "{issuer}"
+audiences = ["https://api.test/ws"]
+[[route]]
+name = "mcp"
+path = "/ws"
+mcp = true
+allow_upgrade = true
+scopes = ["mcp"]
+[[route.mcp_rule]]
+method = "tools/call"
+name = "delete_*"
+scopes = ["admin"]
+[mcp]
+resource = "https://api.test/ws"
+resource_name = "MCP"
+"#;
+
+/// After a protocol switch bytes flow unread, so a route whose JSON-RPC calls must be
+/// inspected can never be upgraded: the configuration is refused.
+#[test]
+fn an_inspected_mcp_route_cannot_allow_upgrades() {
+    let text = MCP_UPGRADE
+        .replace("{upstream}", "http://127.0.0.1:9")
+        .replace("{issuer}", "http://127.0.0.1:9");
+    let error = scopegate::config::Config::from_toml(&text, "test.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("allow_upgrade"), "{error}");
+    // Without tool rules nothing is inspected, and upgrades may be allowed.
+    let without_rules = text.replace(
+        "[[route.mcp_rule]]\nmethod = \"tools/call\"\nname = \"delete_*\"\nscopes = [\"admin\"]\n",
+        "",
+    );
+    scopegate::config::Config::from_toml(&without_rules, "test.toml").unwrap();
+}
