@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use scopegate::dev::{AccessTokenRequest, DevIssuerConfig};
+use scopegate::dev::{AccessTokenRequest, DevIssuer, DevIssuerConfig};
 
 const CONFIG: &str = r#"
 [listener]
@@ -33,21 +33,21 @@ methods = ["DELETE"]
 scopes = ["admin"]
 "#;
 
-/// The upstream, the proxy with keys loaded, and a token with the `write` scope.
-async fn setup() -> (Upstream, scopegate::server::Running, String) {
+/// The issuer, the upstream, the proxy with keys loaded, and a token with the `write` scope.
+async fn setup() -> (DevIssuer, Upstream, scopegate::server::Running, String) {
     let issuer = dev_issuer(DevIssuerConfig::default()).await;
     let upstream = Upstream::start().await;
     let proxy = start_proxy(config(CONFIG, &upstream.url(), issuer.issuer())).await;
     eventually("the proxy has keys", || proxy.app.is_ready()).await;
     let write = issuer.mint_access_token(&AccessTokenRequest::new("write", &["https://api.test"]));
-    (upstream, proxy, write)
+    (issuer, upstream, proxy, write)
 }
 
 /// Rack (`Rack::Request#media_type`) and PHP (`SAPI.c`) take the media type up to the first
 /// `;`, `,` or space: both read these bodies as forms, so `_method` in them runs as DELETE.
 #[tokio::test]
 async fn a_form_body_hidden_behind_a_content_type_list_is_still_checked() {
-    let (upstream, proxy, write) = setup().await;
+    let (_issuer, upstream, proxy, write) = setup().await;
     for content_type in [
         "application/x-www-form-urlencoded, text/plain",
         "application/x-www-form-urlencoded,text/plain",
@@ -70,7 +70,7 @@ async fn a_form_body_hidden_behind_a_content_type_list_is_still_checked() {
 /// Symfony and Laravel look for `_method`, so `.method=DELETE` is `_method=DELETE` to them.
 #[tokio::test]
 async fn override_names_are_compared_as_php_mangles_them() {
-    let (upstream, proxy, write) = setup().await;
+    let (_issuer, upstream, proxy, write) = setup().await;
     for target in [
         "/items/1?.method=DELETE",
         "/items/1?%2Emethod=DELETE",
@@ -134,4 +134,37 @@ fn an_inspected_mcp_route_cannot_allow_upgrades() {
         "",
     );
     scopegate::config::Config::from_toml(&without_rules, "test.toml").unwrap();
+}
+
+/// RFC 9449 §7.1: a DPoP- or mTLS-bound token (`cnf`) presented as a plain bearer token is a
+/// stolen copy replayed without its key; it is refused and never forwarded (DESIGN §7).
+#[tokio::test]
+async fn a_sender_constrained_token_is_not_a_bearer_token() {
+    let (issuer, upstream, proxy, _) = setup().await;
+    let mut request = AccessTokenRequest::new("write", &["https://api.test"]);
+    request.extra_claims.insert(
+        "cnf".into(),
+        serde_json::json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+    );
+    let bound = issuer.mint_access_token(&request);
+    let answer = expect(
+        &proxy,
+        &upstream,
+        &post("/items/1", &bound, "text/plain", ""),
+        401,
+        false,
+    )
+    .await;
+    assert!(answer.contains("error=\"invalid_token\""), "{answer}");
+    // The same token without the binding is fine.
+    request.extra_claims.clear();
+    let plain = issuer.mint_access_token(&request);
+    expect(
+        &proxy,
+        &upstream,
+        &post("/items/1", &plain, "text/plain", ""),
+        200,
+        true,
+    )
+    .await;
 }
