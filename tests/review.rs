@@ -168,3 +168,61 @@ async fn a_sender_constrained_token_is_not_a_bearer_token() {
     )
     .await;
 }
+
+/// DESIGN §4: a broken JWT never turns into a 503. While its issuer's keys cannot be had, a
+/// token that no key could make acceptable (`alg` none or HMAC, `crit`, expired, another
+/// audience) is still a 401; only a token that might be fine waits for the keys (503).
+#[tokio::test]
+async fn a_token_no_key_could_save_is_refused_during_a_key_outage() {
+    const NO_ISSUER: &str = "http://127.0.0.1:9";
+    let upstream = Upstream::start().await;
+    let proxy = start_proxy(config(CONFIG, &upstream.url(), NO_ISSUER)).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": NO_ISSUER, "aud": "https://api.test", "exp": now + 300, "scope": "write",
+    });
+    let token = |header: serde_json::Value, claims: &serde_json::Value| {
+        format!(
+            "{}.c2lnbmF0dXJl",
+            scopegate::dev::mint_unsigned(&header, claims).trim_end_matches('.')
+        )
+    };
+    let at = |alg: &str| serde_json::json!({"alg": alg, "typ": "at+jwt", "kid": "k"});
+    let mut expired = claims.clone();
+    expired["exp"] = serde_json::json!(now - 3600);
+    let mut elsewhere = claims.clone();
+    elsewhere["aud"] = serde_json::json!("https://other.test");
+    for hopeless in [
+        token(at("none"), &claims),
+        token(at("HS256"), &claims),
+        token(
+            serde_json::json!({"alg": "RS256", "typ": "at+jwt", "crit": ["x"], "x": 1}),
+            &claims,
+        ),
+        token(at("RS256"), &expired),
+        token(at("RS256"), &elsewhere),
+    ] {
+        let answer = expect(
+            &proxy,
+            &upstream,
+            &post("/items/1", &hopeless, "text/plain", ""),
+            401,
+            false,
+        )
+        .await;
+        assert!(answer.contains("error=\"invalid_token\""), "{answer}");
+    }
+    // A token that may well be fine is not judged without keys.
+    let hopeful = token(at("RS256"), &claims);
+    expect(
+        &proxy,
+        &upstream,
+        &post("/items/1", &hopeful, "text/plain", ""),
+        503,
+        false,
+    )
+    .await;
+}

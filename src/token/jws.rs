@@ -295,6 +295,22 @@ impl UnverifiedJws<'_> {
         &self.header
     }
 
+    /// The rules that need no key — header (`alg`, `crit`, `b64`), `typ` and claims — so
+    /// that a token breaking one is refused (401) while its issuer's keys cannot be had,
+    /// rather than answered 503 as if it might be fine (DESIGN §4 "Token kind"). Refusing
+    /// on an unverified claim is safe: no signature could make the token acceptable.
+    ///
+    /// # Errors
+    /// The first of those rules the token breaks.
+    pub fn check_without_keys(&self, policy: &VerifyPolicy, now_unix_secs: u64) -> Result<(), TokenError> {
+        if self.token_len > policy.max_token_bytes {
+            return Err(TokenError::TooLarge);
+        }
+        check_header(&self.header, &policy.algorithms)?;
+        check_typ(&self.header, policy.require_typ.as_deref())?;
+        validate_claims(&self.claims, policy, now_unix_secs).map(drop)
+    }
+
     /// Verifies signature, type and claims under `policy` (see [`verify`]).
     ///
     /// # Errors
