@@ -92,7 +92,8 @@ impl MethodOverride {
     /// Whether `pairs` (a query or a form body) name an override parameter. Names are
     /// decoded as forms are (`+`, percent-escapes), split on `&` and on `;` (which older
     /// Rack versions also split on), and compared case-insensitively, with or without a
-    /// `[...]` suffix (`_method[]`).
+    /// `[...]` suffix (`_method[]`), and as PHP registers them (`.method` is `_method` to
+    /// Symfony and Laravel).
     pub fn named_in(&self, pairs: &[u8]) -> bool {
         self.is_on()
             && pairs
@@ -101,7 +102,8 @@ impl MethodOverride {
                 .any(|(name, _)| {
                     let name = name.to_ascii_lowercase();
                     let base = name.split_once('[').map_or(name.as_str(), |(base, _)| base);
-                    self.parameters.iter().any(|p| p == base.trim())
+                    let base = php_variable_name(base.trim());
+                    self.parameters.iter().any(|p| php_variable_name(p) == base)
                 })
     }
 
@@ -115,9 +117,23 @@ impl MethodOverride {
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .any(|v| {
-                    v.split(';')
+                    // Rack (`Rack::MediaType`) and PHP (`SAPI.c`) end the media type at the
+                    // first `;`, `,` or space: `application/x-www-form-urlencoded, text/plain`
+                    // is a form to them, so it must be one here.
+                    v.trim_start()
+                        .split([';', ',', ' ', '\t'])
                         .next()
-                        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+                        .is_some_and(|media| media.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
                 })
     }
+}
+
+/// A parameter name as PHP registers it (`php_register_variable_ex`): leading spaces
+/// dropped, `.` and space turned into `_`. Symfony and Laravel read `_method` from what PHP
+/// registered, so `?.method=DELETE` overrides the method there.
+fn php_variable_name(name: &str) -> String {
+    name.trim_start_matches(' ')
+        .chars()
+        .map(|c| if matches!(c, '.' | ' ') { '_' } else { c })
+        .collect()
 }

@@ -53,21 +53,6 @@ async fn setup() -> (Upstream, scopegate::server::Running) {
     setup_with("", NO_ISSUER).await
 }
 
-/// Sends `request` and asserts the status, and whether it reached the upstream.
-async fn expect(
-    proxy: &scopegate::server::Running,
-    upstream: &Upstream,
-    request: &str,
-    status: u16,
-    forwarded: bool,
-) -> String {
-    let before = upstream.requests();
-    let answer = raw_request(proxy.addr, request.as_bytes()).await;
-    assert_eq!(status_of(&answer), status, "{request}\n→ {answer}");
-    assert_eq!(upstream.requests() > before, forwarded, "{request}\n→ {answer}");
-    answer
-}
-
 #[tokio::test]
 async fn http11_requests_need_exactly_one_host() {
     let (upstream, proxy) = setup().await;
@@ -227,14 +212,6 @@ async fn trusted_forwarded_headers_keep_the_uri_claims_but_never_the_method() {
     assert_eq!(seen.header("x-forwarded-uri"), Some("/pub/x"), "{seen:?}");
     assert_eq!(seen.header("x-forwarded-prefix"), Some("/api"), "{seen:?}");
     assert!(!seen.has_header("x-forwarded-method"), "{seen:?}");
-}
-
-fn post(target: &str, token: &str, content_type: &str, body: &str) -> String {
-    format!(
-        "POST {target} HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
 }
 
 #[tokio::test]

@@ -210,6 +210,14 @@ impl McpConfig {
                     "an MCP route cannot be public: MCP authorization needs the 401 challenge",
                 );
             }
+            if route.allow_upgrade && !route.mcp_rules.is_empty() {
+                // After a protocol switch the connection's bytes are spliced, never parsed:
+                // a tools/call sent over it would pass the rules unseen.
+                issues.push(
+                    format!("{at}.allow_upgrade"),
+                    "a route with mcp_rule cannot allow upgrades: calls sent after a protocol switch are never inspected",
+                );
+            }
             let resource = match &route.mcp_resource {
                 Some(text) => check_resource(issues, &format!("{at}.mcp_resource"), text).map(|_| text.clone()),
                 None => default_resource.as_ref().map(|_| file.resource.clone()),

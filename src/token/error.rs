@@ -130,6 +130,8 @@ pub enum InactiveReason {
     IssuedInFuture,
     /// `token_type` is not an access token type (RFC 6749 §7.1).
     WrongTokenType,
+    /// `cnf` binds the token to a key (RFC 7800): never accepted as a bearer token.
+    SenderConstrained,
     /// A member has the wrong JSON type.
     InvalidClaim,
 }
@@ -144,6 +146,7 @@ impl InactiveReason {
             InactiveReason::NotYetValid => "not_yet_valid",
             InactiveReason::IssuedInFuture => "issued_in_future",
             InactiveReason::WrongTokenType => "wrong_token_type",
+            InactiveReason::SenderConstrained => "sender_constrained",
             InactiveReason::InvalidClaim => "invalid_claim",
         }
     }

@@ -336,6 +336,11 @@ pub fn interpret(body: &Map<String, Value>, expected: &Expected<'_>, now: u64) -
     {
         return Ok(Answer::Inactive(InactiveReason::WrongTokenType));
     }
+    // RFC 7662 §2.2 `cnf` (RFC 9449 §6.2, RFC 8705 §3.2): bound to a key, so only good with a
+    // proof of possession that a bearer request does not carry.
+    if body.contains_key("cnf") {
+        return Ok(Answer::Inactive(InactiveReason::SenderConstrained));
+    }
     let aud: Vec<String> = match body.get("aud") {
         None => Vec::new(),
         Some(Value::String(a)) => vec![a.clone()],
@@ -461,6 +466,10 @@ mod tests {
         assert_eq!(
             inactive_reason(json!({"active": true, "aud": "api", "scope": ["read"]})),
             "invalid_claim"
+        );
+        assert_eq!(
+            inactive_reason(json!({"active": true, "aud": "api", "cnf": {"jkt": "0ZcOCORZNYy"}})),
+            "sender_constrained"
         );
     }
 

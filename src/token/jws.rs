@@ -80,11 +80,14 @@ pub enum TokenError {
     MissingClaim,
     /// A claim has the wrong JSON type or an invalid value.
     InvalidClaim,
+    /// A `cnf` claim binds the token to a key (RFC 7800): it is good only with a proof of
+    /// possession, which a bearer request does not carry.
+    SenderConstrained,
 }
 
 impl TokenError {
     /// Every variant (for tests and metric registration).
-    pub const ALL: [TokenError; 15] = [
+    pub const ALL: [TokenError; 16] = [
         TokenError::TooLarge,
         TokenError::Malformed,
         TokenError::UnsupportedAlgorithm,
@@ -100,6 +103,7 @@ impl TokenError {
         TokenError::IssuedInFuture,
         TokenError::MissingClaim,
         TokenError::InvalidClaim,
+        TokenError::SenderConstrained,
     ];
 
     /// Stable snake_case code.
@@ -120,6 +124,7 @@ impl TokenError {
             TokenError::IssuedInFuture => "issued_in_future",
             TokenError::MissingClaim => "missing_claim",
             TokenError::InvalidClaim => "invalid_claim",
+            TokenError::SenderConstrained => "sender_constrained",
         }
     }
 
@@ -142,6 +147,7 @@ impl TokenError {
             TokenError::IssuedInFuture => "The token issue time is in the future",
             TokenError::MissingClaim => "A required token claim is missing",
             TokenError::InvalidClaim => "A token claim has an invalid value",
+            TokenError::SenderConstrained => "The token is bound to a proof of possession",
         }
     }
 }
@@ -294,6 +300,22 @@ impl UnverifiedJws<'_> {
         &self.header
     }
 
+    /// The rules that need no key — header (`alg`, `crit`, `b64`), `typ` and claims — so
+    /// that a token breaking one is refused (401) while its issuer's keys cannot be had,
+    /// rather than answered 503 as if it might be fine (DESIGN §4 "Token kind"). Refusing
+    /// on an unverified claim is safe: no signature could make the token acceptable.
+    ///
+    /// # Errors
+    /// The first of those rules the token breaks.
+    pub fn check_without_keys(&self, policy: &VerifyPolicy, now_unix_secs: u64) -> Result<(), TokenError> {
+        if self.token_len > policy.max_token_bytes {
+            return Err(TokenError::TooLarge);
+        }
+        check_header(&self.header, &policy.algorithms)?;
+        check_typ(&self.header, &policy.accepted_typ)?;
+        validate_claims(&self.claims, policy, now_unix_secs).map(drop)
+    }
+
     /// Verifies signature, type and claims under `policy` (see [`verify`]).
     ///
     /// # Errors
@@ -443,6 +465,7 @@ pub fn verify_signature(
 /// * `exp` (§4.1.4): required NumericDate; expired when `now > exp + leeway`.
 /// * `nbf` (§4.1.5): optional NumericDate; not yet valid when `now + leeway < nbf`.
 /// * `iat` (§4.1.6): optional NumericDate; rejected when `iat > now + leeway`.
+/// * `cnf` (RFC 7800): absent; a sender-constrained token is never a bearer token.
 /// * `sub`, `client_id`, `azp`: strings when present; the policy's scope claims as
 ///   [`collect_scopes`] reads them.
 ///
@@ -531,6 +554,11 @@ fn validate_claims(raw: &Map<String, Value>, policy: &VerifyPolicy, now: u64) ->
     }
     let TimeClaims { exp, nbf, iat } = check_time_claims(raw, now, policy.leeway)?;
     let exp = exp.ok_or(TokenError::MissingClaim)?;
+    // RFC 9449 §7.1, RFC 8705 §3 (DESIGN §7): a token bound to a key is accepted only with a
+    // proof of possession; as a plain bearer token a stolen copy would replay freely.
+    if raw.contains_key("cnf") {
+        return Err(TokenError::SenderConstrained);
+    }
     let sub = optional_claim_string(raw, "sub")?;
     let client_id = match optional_claim_string(raw, "client_id")? {
         Some(client_id) => Some(client_id),

@@ -567,6 +567,9 @@ impl Authenticator {
     /// Verifies a token parsed by [`Authenticator::route`] against its issuer's keys.
     async fn verify_uncached(&self, parsed: &UnverifiedJws<'_>, index: usize) -> Result<Arc<CachedToken>, AuthError> {
         let issuer = &self.issuers[index];
+        // A token no key could save is refused before keys are looked for: an outage must
+        // not turn it into a 503, nor let it trigger an on-demand fetch.
+        parsed.check_without_keys(&issuer.policy, self.now().as_secs())?;
         let keys = issuer.keys.as_ref().ok_or(UnavailableReason::NoKeys)?;
         let state = match keys.current() {
             Ok(state) => state,

@@ -239,6 +239,30 @@ pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Sends `request` and asserts the status, and whether it reached the upstream.
+pub async fn expect(
+    proxy: &scopegate::server::Running,
+    upstream: &Upstream,
+    request: &str,
+    status: u16,
+    forwarded: bool,
+) -> String {
+    let before = upstream.requests();
+    let answer = raw_request(proxy.addr, request.as_bytes()).await;
+    assert_eq!(status_of(&answer), status, "{request}\n→ {answer}");
+    assert_eq!(upstream.requests() > before, forwarded, "{request}\n→ {answer}");
+    answer
+}
+
+/// A raw HTTP/1.1 POST with a bearer token and a body of `content_type`.
+pub fn post(target: &str, token: &str, content_type: &str, body: &str) -> String {
+    format!(
+        "POST {target} HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 pub fn status_of(raw_response: &str) -> u16 {
     raw_response
         .split_whitespace()
