@@ -5,11 +5,9 @@
 #![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{AccessLog, Upstream, dev_issuer, raw_request, scrape_metrics, start_proxy, status_of};
+use crate::common::{AccessLog, Upstream, dev_issuer, raw_request, scrape_metrics, start_proxy, status_of};
 use scopegate::dev::{AccessTokenRequest, DevIssuer, DevIssuerConfig};
 use scopegate::explain::{Credentials, Loaded, RequestSpec, explain_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -101,7 +99,7 @@ async fn world() -> World {
         .replace("{issuer}", issuer.issuer());
     let loaded = Loaded::from_toml(&text, "decision.toml").unwrap();
     let proxy = start_proxy(loaded.config.clone()).await;
-    common::eventually("the proxy has keys", || proxy.app.is_ready()).await;
+    crate::common::eventually("the proxy has keys", || proxy.app.is_ready()).await;
     World {
         issuer,
         upstream,

@@ -4,12 +4,10 @@
 #![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/weak_rsa.rs"]
-mod weak_rsa;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::common::weak_rsa::WeakRsaKey;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -20,7 +18,6 @@ use scopegate::dev::{
     SigningKey, b64url, mint, mint_unsigned,
 };
 use serde_json::{Value, json};
-use weak_rsa::WeakRsaKey;
 
 const REDIRECT: &str = "http://127.0.0.1:7777/callback";
 

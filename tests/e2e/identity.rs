@@ -5,9 +5,7 @@
 #![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use scopegate::dev::{AccessTokenRequest, DevIssuer, DevIssuerConfig};
 use scopegate::identity::encoding::{decode_list, decode_value, encode_list, encode_value};

@@ -6,16 +6,14 @@
 #![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::{BodyExt, Full};
 use scopegate::dev::{
     AccessTokenRequest, DevIssuer, DevIssuerConfig, Endpoint, Fault, SigningKey, b64url, mint, mint_segments,

@@ -5,11 +5,9 @@
 #![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::common::*;
 use scopegate::dev::{AccessTokenRequest, DevIssuer, DevIssuerConfig, Endpoint, Fault};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

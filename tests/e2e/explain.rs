@@ -4,11 +4,9 @@
 #![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::process::Command;
 
-use common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
+use crate::common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
 
 use scopegate::dev::{AccessTokenRequest, DevIssuer, DevIssuerConfig};
 use scopegate::explain::{Credentials, Decision, Loaded, RouteOutcome, explain};
@@ -38,7 +36,7 @@ fn scopes(list: &str) -> Credentials {
 }
 
 async fn issuer() -> DevIssuer {
-    common::dev_issuer(DevIssuerConfig::default()).await
+    crate::common::dev_issuer(DevIssuerConfig::default()).await
 }
 
 const OFFLINE_ISSUER: &str = "https://as.example";

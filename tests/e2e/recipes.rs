@@ -6,12 +6,10 @@
 #![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::builder::{ConfigBuilder, bearer_params};
-use common::{IntrospectionClient, Upstream, client, dev_issuer, start_proxy};
+use crate::common::builder::{ConfigBuilder, bearer_params};
+use crate::common::{IntrospectionClient, Upstream, client, dev_issuer, start_proxy};
 use scopegate::dev::{AccessTokenRequest, DevIssuer, DevIssuerConfig, mint};
 use serde_json::{Map, Value, json};
 
@@ -125,7 +123,7 @@ impl Bench {
     async fn allows(&self, token: &str, subject: &str, scope: &str) {
         let before = self.upstream.requests();
         let r = self.get(token).await;
-        assert_eq!(r.status(), 200, "{}", common::challenge(&r));
+        assert_eq!(r.status(), 200, "{}", crate::common::challenge(&r));
         assert_eq!(self.upstream.requests(), before + 1);
         let seen = self.upstream.last();
         assert_eq!(seen.header("x-auth-subject"), Some(subject));
@@ -137,7 +135,7 @@ impl Bench {
         let before = self.upstream.requests();
         let r = self.get(token).await;
         assert_eq!(r.status(), status);
-        let challenge = common::challenge(&r);
+        let challenge = crate::common::challenge(&r);
         let params = bearer_params(Some(&challenge)).unwrap();
         assert_eq!(params.get("error").map(String::as_str), Some(error), "{challenge}");
         assert_eq!(self.upstream.requests(), before, "refused requests never reach the API");

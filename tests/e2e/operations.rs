@@ -4,14 +4,12 @@
 #![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use scopegate::config::Config;
 use scopegate::dev::{AccessTokenRequest, DevIssuer, DevIssuerConfig, Endpoint};
 use scopegate::gateway::Gateway;

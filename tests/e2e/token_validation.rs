@@ -4,14 +4,12 @@
 #![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::weak_rsa::WeakRsaKey;
-use common::*;
+use crate::common::weak_rsa::WeakRsaKey;
+use crate::common::*;
 use scopegate::dev::{
     AccessTokenRequest, DevIssuer, DevIssuerConfig, Endpoint, SigningKey, b64url, mint, mint_segments, mint_unsigned,
 };

@@ -5,16 +5,14 @@
 //! once, and every response body the proxy dropped.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::common::{client, config, eventually, scrape_metrics, start_proxy};
 use bytes::Bytes;
-use common::{client, config, eventually, scrape_metrics, start_proxy};
 use http::{Request, Response};
 use http_body_util::{BodyExt, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};

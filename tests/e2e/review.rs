@@ -3,9 +3,7 @@
 #![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use scopegate::dev::{AccessTokenRequest, DevIssuer, DevIssuerConfig};
 
 const CONFIG: &str = r#"

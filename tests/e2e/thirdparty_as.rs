@@ -8,8 +8,6 @@
 //! tests/thirdparty/node_modules is missing).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -18,10 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use crate::common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
+use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
-use common::*;
 use serde_json::Value;
 
 /// JWT access tokens (RFC 9068) signed RS256.

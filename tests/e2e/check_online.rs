@@ -4,17 +4,14 @@
 #![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
-#[path = "common/weak_rsa.rs"]
-mod weak_rsa;
-
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::common::weak_rsa::WeakRsaKey;
 use scopegate::dev::{ClientRegistration, DevIssuer, DevIssuerConfig, Fault, SigningKey};
 use scopegate::explain::Loaded;
 use scopegate::online::{Progress, check_online};
 use tokio::net::TcpListener;
-use weak_rsa::WeakRsaKey;
 
 const AUDIENCE: &str = "https://api.test";
 

@@ -7,14 +7,12 @@
 #![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
+use crate::common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
 use scopegate::dev::DevIssuerConfig;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
@@ -152,12 +150,12 @@ async fn official_python_sdk_client_and_server_through_scopegate() {
             panic!("the MCP server did not start:\n{stderr}");
         }
     };
-    common::eventually_some("the MCP server accepts connections", || async {
+    crate::common::eventually_some("the MCP server accepts connections", || async {
         TcpStream::connect(("127.0.0.1", port)).await.ok()
     })
     .await;
 
-    let issuer = common::dev_issuer(DevIssuerConfig::default()).await;
+    let issuer = crate::common::dev_issuer(DevIssuerConfig::default()).await;
     let data = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let resource = format!("http://{}/mcp", data.local_addr().unwrap());
     let config = ConfigBuilder::new(&format!("http://127.0.0.1:{port}"))
@@ -170,7 +168,7 @@ async fn official_python_sdk_client_and_server_through_scopegate() {
         .mcp(&resource, "notes")
         .build();
     let proxy = scopegate::server::start_with_listeners(config, data, TcpListener::bind("127.0.0.1:0").await.unwrap());
-    common::eventually("the issuer's keys are loaded", || proxy.app.is_ready()).await;
+    crate::common::eventually("the issuer's keys are loaded", || proxy.app.is_ready()).await;
     let metadata_url = format!("http://{}/.well-known/oauth-protected-resource/mcp", proxy.addr);
 
     for (mode, scenario) in [

@@ -6,13 +6,11 @@
 #![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
-use common::{IntrospectionClient, client, dev_issuer, eventually, scrape_metrics};
+use crate::common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
+use crate::common::{IntrospectionClient, client, dev_issuer, eventually, scrape_metrics};
 use scopegate::dev::{AccessTokenRequest, DevIssuerConfig, Fault};
 use scopegate::gateway::Gateway;
 use scopegate::metrics::Metrics;
@@ -24,7 +22,7 @@ const AUDIENCE: &str = "https://api.test";
 /// `(name, type)` from every table row of docs/metrics.md whose first cell is a
 /// backticked `scopegate_` name.
 fn documented() -> BTreeMap<String, String> {
-    let text = include_str!("../docs/metrics.md");
+    let text = include_str!("../../docs/metrics.md");
     text.lines()
         .filter_map(|line| {
             let cells: Vec<&str> = line.split('|').map(str::trim).collect();
