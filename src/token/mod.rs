@@ -93,6 +93,14 @@ impl Expiry<[u8; 32], CachedAnswer> for AnswerExpiry {
     }
 }
 
+struct SeenActiveExpiry;
+
+impl Expiry<[u8; 32], Duration> for SeenActiveExpiry {
+    fn expire_after_create(&self, _key: &[u8; 32], ttl: &Duration, _now: std::time::Instant) -> Option<Duration> {
+        Some(*ttl)
+    }
+}
+
 struct Issuer {
     config: IssuerConfig,
     /// The issuer's metadata, shared by its keys and its introspection client.
@@ -116,7 +124,9 @@ pub struct Authenticator {
     last_active: Cache<[u8; 32], (Arc<Principal>, usize, Duration)>,
     /// Tokens introspection answered active within the last day: their re-validation does not
     /// count against the budget for never-seen tokens.
-    seen_active: Cache<[u8; 32], ()>,
+    /// Tokens answered active, until they expire (at most [`SEEN_ACTIVE_FOR`]): the value is
+    /// how long the entry lives.
+    seen_active: Cache<[u8; 32], Duration>,
     cache_ttl: Duration,
     max_token_bytes: usize,
     retained_claims: Vec<String>,
@@ -247,7 +257,7 @@ impl Authenticator {
                 .build(),
             seen_active: Cache::builder()
                 .max_capacity(config.introspection_cache_max_entries)
-                .time_to_live(SEEN_ACTIVE_FOR)
+                .expire_after(SeenActiveExpiry)
                 .build(),
             cache_ttl: config.cache_ttl,
             max_token_bytes: config.max_token_bytes,
@@ -457,8 +467,12 @@ impl Authenticator {
                     .map_err(|e| *e);
                 match result {
                     Ok(cached) => {
-                        if matches!(cached.answer, Answer::Active(_)) {
-                            self.seen_active.insert(*digest, ()).await;
+                        if let Answer::Active(principal) = &cached.answer {
+                            // Remembered no longer than the token lives: an expired token is
+                            // never re-validated, and the memory stays flat under new tokens.
+                            let remaining = principal.expires_at.saturating_sub(self.now().as_secs());
+                            let ttl = Duration::from_secs(remaining).min(SEEN_ACTIVE_FOR);
+                            self.seen_active.insert(*digest, ttl).await;
                         }
                         let keeps_stale = self.issuers[index]
                             .introspector
