@@ -237,7 +237,7 @@ pub fn canonicalize_path(raw: &str, options: CanonicalOptions) -> Result<Canonic
         return Err(PathError::TooLong);
     }
     let normalized = normalize_escapes(raw)?;
-    let resolved = resolve_segments(&normalized, options.merge_slashes)?;
+    let resolved = resolve_segments(normalized, options.merge_slashes)?;
     Ok(CanonicalPath(resolved))
 }
 
@@ -298,11 +298,20 @@ const UPPER_HEX: &[u8; 16] = b"0123456789ABCDEF";
 fn normalize_escapes(raw: &str) -> Result<String, PathError> {
     let bytes = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
-    // The fully decoded bytes, kept only for the UTF-8 check at the end.
     // Raw characters are all ASCII, so only escapes can contribute
     // non-ASCII bytes, and a multi-byte sequence is valid only if it is
-    // spelled entirely with consecutive escapes.
-    let mut decoded = Vec::with_capacity(raw.len());
+    // spelled entirely with consecutive escapes. The decoded path is UTF-8
+    // exactly when each run of non-ASCII bytes between ASCII ones is, so
+    // only those runs are collected and checked: most paths have none and
+    // pay nothing for the check.
+    let mut run = Vec::new();
+    let mut utf8 = true;
+    let mut end_run = |run: &mut Vec<u8>| {
+        if !run.is_empty() {
+            utf8 &= std::str::from_utf8(run).is_ok();
+            run.clear();
+        }
+    };
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -313,6 +322,11 @@ fn normalize_escapes(raw: &str) -> Result<String, PathError> {
                 return Err(PathError::InvalidEscape);
             };
             let value = (hi << 4) | lo;
+            if value.is_ascii() {
+                end_run(&mut run);
+            } else {
+                run.push(value);
+            }
             match classify_escape(value)? {
                 Escape::Decode(c) => out.push(c),
                 Escape::Keep => {
@@ -321,17 +335,17 @@ fn normalize_escapes(raw: &str) -> Result<String, PathError> {
                     out.push(char::from(UPPER_HEX[usize::from(lo)]));
                 }
             }
-            decoded.push(value);
             i += 3;
         } else if is_allowed_raw(b) {
             out.push(char::from(b));
-            decoded.push(b);
+            end_run(&mut run);
             i += 1;
         } else {
             return Err(PathError::ForbiddenCharacter);
         }
     }
-    if std::str::from_utf8(&decoded).is_err() {
+    end_run(&mut run);
+    if !utf8 {
         return Err(PathError::InvalidUtf8);
     }
     Ok(out)
@@ -346,8 +360,14 @@ fn normalize_escapes(raw: &str) -> Result<String, PathError> {
 ///
 /// The input must start with `/` and have had unreserved escapes decoded,
 /// so `%2E%2E` already reads `..` here and every `/` is a real separator.
-fn resolve_segments(path: &str, merge_slashes: bool) -> Result<String, PathError> {
-    let rest = path.strip_prefix('/').unwrap_or(path);
+fn resolve_segments(path: String, merge_slashes: bool) -> Result<String, PathError> {
+    let rest = path.strip_prefix('/').unwrap_or(&path);
+    // The common case: no segment can be a dot segment and no slashes are to be merged,
+    // so the path is already its own result (one byte search instead of a segment stack).
+    let may_change = path.contains("/.") || (merge_slashes && path.contains("//"));
+    if !may_change {
+        return Ok(path);
+    }
     let mut stack: Vec<&str> = Vec::new();
     let mut segments = rest.split('/').peekable();
     while let Some(segment) = segments.next() {

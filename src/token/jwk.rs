@@ -8,7 +8,8 @@
 //!
 //! Signature primitive: this module calls `aws-lc-rs` directly rather than
 //! `jsonwebtoken::crypto::verify`. Keys are parsed once, at JWKS load time (so an EC point that
-//! is not on its curve is rejected when the set is loaded, not on every request), the
+//! is not on its curve is rejected when the set is loaded, not on every request, and an RSA
+//! key is not rebuilt from `n` and `e` for every signature), the
 //! verification parameters are chosen explicitly here (RSA modulus 2048–8192 bits, PSS salt
 //! length equal to the hash length per RFC 7518 §3.5, fixed-width `r || s` ECDSA signatures per
 //! RFC 7518 §3.4), the signature is base64url-decoded exactly once by our strict decoder, and
@@ -191,8 +192,14 @@ impl<'de> Deserialize<'de> for Algorithm {
 /// Public key material, parsed and validated.
 #[derive(Clone)]
 enum KeyMaterial {
-    /// RSA public key (RFC 7518 §6.3.1); `n` and `e` without leading zero octets.
-    Rsa { n: Vec<u8>, e: Vec<u8>, bits: usize },
+    /// RSA public key (RFC 7518 §6.3.1); `n` and `e` without leading zero octets (for the
+    /// thumbprint), and the key prepared once per RSA algorithm it may verify.
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+        bits: usize,
+        prepared: Vec<(Algorithm, ParsedPublicKey)>,
+    },
     /// P-256 or P-384 public point (RFC 7518 §6.2.1), validated to be on the curve.
     Ec { family: KeyFamily, key: ParsedPublicKey },
     /// Ed25519 public key (RFC 8037 §2).
@@ -274,15 +281,12 @@ impl VerifyingKey {
             return false;
         }
         match &self.material {
-            KeyMaterial::Rsa { n, e, bits } => {
+            KeyMaterial::Rsa { bits, prepared, .. } => {
                 // RFC 8017 §8.2.2 step 1: the signature is exactly as long as the modulus.
-                let Some(params) = alg.rsa_params() else {
+                let Some((_, key)) = prepared.iter().find(|(own, _)| *own == alg) else {
                     return false;
                 };
-                signature.len() == bits.div_ceil(8)
-                    && RsaPublicKeyComponents { n, e }
-                        .verify(params, signing_input, signature)
-                        .is_ok()
+                signature.len() == bits.div_ceil(8) && key.verify_sig(signing_input, signature).is_ok()
             }
             KeyMaterial::Ec { family, key } => {
                 let width = if *family == KeyFamily::P256 { 32 } else { 48 };
@@ -573,7 +577,20 @@ fn parse_rsa(obj: &Map<String, Value>) -> Result<KeyMaterial, &'static str> {
     if roca::is_vulnerable(&n) {
         return Err("RSA modulus has the ROCA weak-key fingerprint (CVE-2017-15361)");
     }
-    Ok(KeyMaterial::Rsa { n, e, bits })
+    // Building the aws-lc key from `n` and `e` costs about as much as a verification; do it
+    // once here rather than per token. The key-size range of each algorithm (2048–8192 bits)
+    // is still enforced by the primitive on every verification.
+    let prepared = Algorithm::ALL
+        .into_iter()
+        .filter_map(|alg| alg.rsa_params().map(|params| (alg, params)))
+        .map(|(alg, params)| {
+            let key = RsaPublicKeyComponents { n: &n, e: &e }
+                .to_parsed_public_key(params)
+                .map_err(|_| "RSA public key is invalid")?;
+            Ok((alg, key))
+        })
+        .collect::<Result<_, &'static str>>()?;
+    Ok(KeyMaterial::Rsa { n, e, bits, prepared })
 }
 
 /// EC public key, RFC 7518 §6.2.1: `x` and `y` are the full coordinate width.
