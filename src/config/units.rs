@@ -55,16 +55,6 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
-/// Formats a duration the way the config file spells it, for `check` output.
-pub fn format_duration(duration: Duration) -> String {
-    let millis = duration.as_millis();
-    if !millis.is_multiple_of(1000) {
-        format!("{millis}ms")
-    } else {
-        format!("{}s", millis / 1000)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,8 +42,9 @@ pub enum Credentials {
     /// A real token, validated with the real [`Authenticator`] (this fetches keys or
     /// introspects over the network).
     Token(String),
-    /// The claims of a token taken as verified (`iss`, `sub`, `client_id`/`azp`, `scope`/`scp`,
-    /// `aud`, `exp`): what the proxy would do with a token that carries them.
+    /// The claims of a token whose signature is taken as verified: they go through the same
+    /// claim rules as local verification (issuer, audience, `exp`/`nbf`/`iat`, scopes), so
+    /// this is what the proxy would do with a well-signed token that carries them.
     Claims(serde_json::Map<String, serde_json::Value>),
 }
 
@@ -221,7 +222,9 @@ impl ExplainInputs {
                     })
                 })
                 .ok_or(unknown),
-            Credentials::Claims(claims) => principal_from_claims(config, claims).ok_or(unknown),
+            Credentials::Claims(claims) => {
+                Authenticator::new(&config.tokens, Metrics::new()).principal_from_claims(claims)
+            }
             Credentials::None | Credentials::Token(_) => Err(unknown),
         };
         let authenticator = matches!(credentials, Credentials::Token(_)).then(|| {
@@ -262,41 +265,6 @@ impl Inputs for ExplainInputs {
         }
         Ok(self.body.clone())
     }
-}
-
-/// The principal given claims describe, if their `iss` is a configured issuer.
-fn principal_from_claims(
-    config: &Config,
-    claims: &serde_json::Map<String, serde_json::Value>,
-) -> Option<Arc<Principal>> {
-    use serde_json::Value;
-    let issuer = claims.get("iss").and_then(Value::as_str)?;
-    let configured = config.tokens.issuers.iter().find(|i| i.issuer == issuer)?;
-    let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_string);
-    let list = |value: Option<&Value>| -> Vec<String> {
-        match value {
-            Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_string).collect(),
-            _ => Vec::new(),
-        }
-    };
-    let scopes = configured
-        .scope_claims
-        .iter()
-        .flat_map(|name| list(claims.get(name)))
-        .collect();
-    Some(Arc::new(Principal {
-        issuer: issuer.to_string(),
-        subject: text("sub"),
-        client_id: text("client_id").or_else(|| text("azp")),
-        scopes,
-        audiences: match claims.get("aud") {
-            Some(Value::String(aud)) => vec![aud.clone()],
-            other => list(other),
-        },
-        claims: claims.clone(),
-        expires_at: claims.get("exp").and_then(Value::as_u64).unwrap_or(u64::MAX),
-    }))
 }
 
 fn describe_route(loaded: &Loaded, decision: &crate::decision::Decision<'_>, out: &mut Explanation) {

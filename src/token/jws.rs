@@ -546,7 +546,12 @@ pub(crate) fn full_media_type(typ: &str) -> String {
     }
 }
 
-fn validate_claims(raw: &Map<String, Value>, policy: &VerifyPolicy, now: u64) -> Result<Claims, TokenError> {
+/// The claim rules of [`verify`] on their own (issuer, audience, time claims, `cnf`, types,
+/// scopes): what a token carrying `raw` would be, its signature taken as verified.
+///
+/// # Errors
+/// The first claim rule `raw` breaks.
+pub fn validate_claims(raw: &Map<String, Value>, policy: &VerifyPolicy, now: u64) -> Result<Claims, TokenError> {
     let iss = check_issuer(raw, &policy.issuer)?;
     let aud = check_audience(raw, &policy.audiences)?;
     if !raw.contains_key("exp") {

@@ -620,15 +620,37 @@ impl Authenticator {
             valid_until: now.saturating_add(ttl),
             issuer: index,
             thumbprint: verified.thumbprint,
-            principal: Arc::new(Principal {
-                issuer: claims.iss,
-                subject: claims.sub,
-                client_id: claims.client_id,
-                scopes: claims.scopes,
-                audiences: claims.aud,
-                claims: self.retain(claims.raw),
-                expires_at: claims.exp,
-            }),
+            principal: self.principal(claims),
         }))
+    }
+
+    fn principal(&self, claims: jws::Claims) -> Arc<Principal> {
+        Arc::new(Principal {
+            issuer: claims.iss,
+            subject: claims.sub,
+            client_id: claims.client_id,
+            scopes: claims.scopes,
+            audiences: claims.aud,
+            claims: self.retain(claims.raw),
+            expires_at: claims.exp,
+        })
+    }
+
+    /// What a token carrying `claims` would be, its signature taken as verified (`explain
+    /// --claims`): the issuer `iss` names, then the same claim rules local verification runs.
+    ///
+    /// # Errors
+    /// `unknown_issuer`, or the first claim rule the claims break.
+    pub fn principal_from_claims(
+        &self,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Arc<Principal>, AuthError> {
+        let issuer = claims
+            .get("iss")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|iss| self.issuers.iter().find(|i| i.policy.issuer == iss))
+            .ok_or(AuthError::Invalid(InvalidReason::UnknownIssuer))?;
+        let checked = jws::validate_claims(claims, &issuer.policy, self.now().as_secs())?;
+        Ok(self.principal(checked))
     }
 }

@@ -242,3 +242,27 @@ async fn binary_prints_the_explanation() {
     assert!(!out.status.success(), "--token and --scopes conflict");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn claims_go_through_the_verifiers_claim_rules() {
+    let l = loaded(OFFLINE_ISSUER, "deny");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |exp: u64, aud: &str| {
+        let json = serde_json::json!({"iss": OFFLINE_ISSUER, "aud": aud, "exp": exp, "scope": "read", "sub": "u"});
+        Credentials::Claims(json.as_object().unwrap().clone())
+    };
+    let e = explain(&l, "GET", "/read/x", &claims(now + 600, AUDIENCE)).await;
+    assert!(matches!(e.decision, Decision::Allow { .. }), "{e}");
+    assert_eq!(e.token.as_ref().unwrap().subject.as_deref(), Some("u"));
+    for (credentials, reason) in [
+        (claims(now - 3600, AUDIENCE), "expired"),
+        (claims(now + 600, "https://other.test"), "wrong_audience"),
+    ] {
+        let e = explain(&l, "GET", "/read/x", &credentials).await;
+        assert_eq!(e.reason, reason, "{e}");
+        assert_eq!(e.status(), Some(401), "{e}");
+    }
+}
