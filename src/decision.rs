@@ -24,6 +24,7 @@ use crate::identity::identity_headers;
 use crate::mcp::McpRoute;
 use crate::mcp::rules::{self, InspectionError, Verdict};
 use crate::policy::{Access, EnforcementMode, RouteSpec};
+use crate::resource::ResourceDocument;
 use crate::token::bearer::bearer_token;
 use crate::token::error::AuthError;
 use crate::token::{Principal, fingerprint, token_digest};
@@ -75,8 +76,11 @@ impl<'a> Head<'a> {
 /// Where a request goes, decided before any token is read.
 #[derive(Debug, Clone, Copy)]
 pub enum Target<'c> {
-    /// RFC 9728 (or mirrored RFC 8414) metadata that scopegate answers itself.
+    /// RFC 9728 metadata of an MCP resource (or mirrored RFC 8414 metadata), answered by
+    /// scopegate itself.
     Metadata,
+    /// The RFC 9728 document of a `[[resource]]`, answered by scopegate itself.
+    ResourceMetadata(&'c ResourceDocument),
     Route(&'c RouteSpec),
     /// No route matched, but `auth.unmatched = "authenticated"` lets any valid token through.
     UnmatchedAuthenticated,
@@ -107,6 +111,8 @@ pub struct Decision<'c> {
     pub target: Option<Target<'c>>,
     /// The MCP endpoint the route is, if it is one.
     pub mcp: Option<&'c McpRoute>,
+    /// The `[[resource]]` a non-MCP target belongs to, if one covers it.
+    pub resource: Option<&'c ResourceDocument>,
     /// Denials are recorded in `would_deny` and the request goes on.
     pub dry_run: bool,
     /// Log fingerprint of the presented token.
@@ -140,6 +146,7 @@ impl<'c> Decision<'c> {
             path: None,
             target: None,
             mcp: None,
+            resource: None,
             dry_run: false,
             token_fingerprint: None,
             verified: None,
@@ -157,7 +164,7 @@ impl<'c> Decision<'c> {
 
     /// The steps after routing: authenticate, admit (audience and scopes), MCP tool rules.
     pub async fn finish(&mut self, config: &Config, head: &Head<'_>, inputs: &mut impl Inputs) {
-        if self.denial.is_some() || matches!(self.target, Some(Target::Metadata)) {
+        if self.denial.is_some() || self.is_metadata() {
             return;
         }
         if let Err(denial) = self.finish_steps(config, head, inputs).await {
@@ -167,10 +174,13 @@ impl<'c> Decision<'c> {
 
     fn route_steps(&mut self, config: &'c Config, head: &Head<'_>) -> Result<(), ProxyError> {
         let path = canonicalize(config, head)?;
-        let is_metadata = config.mcp.is_metadata_path(path.as_str());
+        let metadata = match config.resources.document_at(path.as_str()) {
+            Some(document) => Some(Target::ResourceMetadata(document)),
+            None => config.mcp.is_metadata_path(path.as_str()).then_some(Target::Metadata),
+        };
         self.path = Some(path);
-        if is_metadata {
-            self.target = Some(Target::Metadata);
+        if metadata.is_some() {
+            self.target = metadata;
             return Ok(());
         }
         let global_dry_run = config.auth.mode == EnforcementMode::DryRun;
@@ -186,6 +196,11 @@ impl<'c> Decision<'c> {
             self.dry_run = route.mode.unwrap_or(config.auth.mode) == EnforcementMode::DryRun;
             self.mcp = config.mcp.route(&route.name);
         }
+        self.resource = match target {
+            Target::Route(route) if self.mcp.is_none() => config.resources.for_route(&route.name),
+            Target::UnmatchedAuthenticated => config.resources.for_unmatched(),
+            _ => None,
+        };
         Ok(())
     }
 
@@ -261,7 +276,7 @@ impl<'c> Decision<'c> {
         match self.target {
             Some(Target::Route(route)) => route.access != Access::Public,
             Some(Target::UnmatchedAuthenticated) => true,
-            Some(Target::Metadata | Target::UnmatchedDryRun) | None => false,
+            Some(Target::Metadata | Target::ResourceMetadata(_) | Target::UnmatchedDryRun) | None => false,
         }
     }
 
@@ -382,6 +397,7 @@ impl<'c> Decision<'c> {
         match self.target {
             Some(Target::Route(route)) => Some(route.name.as_str()),
             Some(Target::Metadata) => Some(crate::mcp::metadata::METADATA_ROUTE),
+            Some(Target::ResourceMetadata(_)) => Some(crate::resource::RESOURCE_METADATA_ROUTE),
             _ => None,
         }
     }
@@ -390,9 +406,14 @@ impl<'c> Decision<'c> {
     pub fn is_public(&self) -> bool {
         match self.target {
             Some(Target::Route(route)) => route.access == Access::Public,
-            Some(Target::Metadata) => true,
+            Some(Target::Metadata | Target::ResourceMetadata(_)) => true,
             _ => false,
         }
+    }
+
+    /// Metadata scopegate answers itself, whoever asks.
+    pub fn is_metadata(&self) -> bool {
+        matches!(self.target, Some(Target::Metadata | Target::ResourceMetadata(_)))
     }
 
     /// The route's own scopes, as the hint of a 401 (RFC 6750 §3 `scope`).
@@ -403,10 +424,12 @@ impl<'c> Decision<'c> {
         }
     }
 
-    /// The RFC 9728 metadata URL a challenge names: an MCP route's own, else the global one.
+    /// The RFC 9728 metadata URL a challenge names (§5.1): an MCP route's own, else that of
+    /// the `[[resource]]` covering the route, else `auth.resource_metadata`.
     pub fn resource_metadata<'a>(&'a self, config: &'a Config) -> Option<&'a str> {
         self.mcp
             .map(|m| m.metadata_url.as_str())
+            .or(self.resource.map(|r| r.metadata_url.as_str()))
             .or(config.auth.resource_metadata.as_deref())
     }
 

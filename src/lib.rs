@@ -8,7 +8,7 @@
 //!   [`config::problems`] (the problem list) and [`config::units`] (durations and sizes as
 //!   the file spells them) are the leaf every section's compiler reports into; each
 //!   section's file types live beside the code that compiles them ([`policy::file`],
-//!   [`token::config`], [`mcp::config`]).
+//!   [`token::config`], [`mcp::config`], [`resource::config`]).
 //! - [`server`] — data and admin listeners, limits, graceful drain; [`connection`] —
 //!   accepting under a connection cap, per-connection activity, the idle and
 //!   response-progress timeouts, and the slot a WebSocket tunnel keeps.
@@ -30,6 +30,8 @@
 //!   on requests in flight to the upstream; [`identity`] — the identity headers it sets,
 //!   never altered silently ([`identity::encoding`]), and `[identity]`.
 //! - [`error`] — the one error → response mapping; [`body`] — the one body type.
+//! - [`resource`] — RFC 9728 protected-resource metadata: the documents, where they are
+//!   served, and `[[resource]]` ([`resource::config`]) for API routes.
 //! - [`mcp`] — MCP routes: RFC 9728 metadata, RFC 8707 audience binding, tool-level scopes;
 //!   [`mcp::config`] compiles `[mcp]` and the MCP parts of routes.
 //! - [`metrics`], [`admin`] — Prometheus metrics and `/metrics`, `/healthz`, `/readyz`.
@@ -61,5 +63,6 @@ pub mod metrics;
 pub mod online;
 pub mod policy;
 pub mod proxy;
+pub mod resource;
 pub mod server;
 pub mod token;

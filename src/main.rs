@@ -136,6 +136,14 @@ fn check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
                     println!("  {line}");
                 }
             }
+            let metadata = loaded.resource_metadata();
+            if !metadata.is_empty() {
+                println!();
+                println!("protected-resource metadata (RFC 9728), named by 401 challenges:");
+                for line in metadata {
+                    println!("  {line}");
+                }
+            }
             if args.online {
                 return check_online(&loaded);
             }

@@ -76,6 +76,9 @@ async fn process(
     );
     let mut decision = Decision::route(config, &head);
     record.routed(&decision, config);
+    if let Some(Target::ResourceMetadata(document)) = decision.target {
+        return Ok(document.response(&parts.method));
+    }
     if let Some(Target::Metadata) = decision.target {
         let path = decision.path.as_ref().map_or("", |p| p.as_str());
         let answer = app.mcp.well_known(&config.mcp, &parts.method, path).await;
@@ -216,6 +219,12 @@ struct RequestRecord {
     status: Option<StatusCode>,
 }
 
+/// A latency in milliseconds with three decimals (microsecond resolution): the access log's
+/// `latency_ms`, e.g. `0.412`, never `0.41234567800000003`.
+fn millis_to_microseconds(elapsed: Duration) -> f64 {
+    (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
 /// nginx's convention for a request whose client closed the connection before the answer.
 const CLIENT_CLOSED: u16 = 499;
 
@@ -322,7 +331,7 @@ impl Drop for RequestRecord {
             status,
             decision,
             reason,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            latency_ms = millis_to_microseconds(elapsed),
             client_id = self.client_id.as_deref().unwrap_or("-"),
             token = self.token_fingerprint.as_deref().unwrap_or("-"),
         );

@@ -5,7 +5,8 @@
 //! - [`document`] reads the file section by section, so serde's first error hides nothing.
 //! - [`problems`] and [`units`]: the leaf every section's compiler reports into. Sections
 //!   compile beside their own code ([`crate::policy::file`], [`crate::token::config`],
-//!   [`crate::mcp::config`]); this module imports them, never the reverse.
+//!   [`crate::mcp::config`], [`crate::resource::config`]); this module imports them, never
+//!   the reverse.
 //! - [`network`]: `[listener]`, `[admin]` and `[upstream]`, the sections that bound
 //!   connections, streams and upstream requests.
 
@@ -29,6 +30,7 @@ pub use crate::identity::config::normalize_header_name;
 pub use crate::identity::{FileIdentity, IdentityConfig};
 use crate::mcp::config::{FileMcp, McpConfig};
 use crate::policy::{EnforcementMode, FileRoute, RouteSpec, RouteTable, ScopeImplications};
+use crate::resource::{FileResource, ResourceConfig};
 use crate::token::config::{FileIssuer, FileTokenSettings, TokenConfig};
 use document::{Document, Unread};
 pub use network::{AdminConfig, FileAdmin, FileListener, FileUpstream, ListenerConfig, UpstreamConfig};
@@ -61,6 +63,8 @@ pub struct FileConfig {
     pub reload: FileReload,
     /// MCP resource-server settings (RFC 9728 metadata, audience binding, tool scopes).
     pub mcp: Option<FileMcp>,
+    /// `[[resource]]`: RFC 9728 metadata for the API's other routes.
+    pub resources: Vec<FileResource>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,6 +221,8 @@ pub struct Config {
     /// First 12 hex digits of the SHA-256 of the file text: which config is loaded.
     pub source_hash: String,
     pub mcp: McpConfig,
+    /// `[[resource]]`: the protected-resource metadata of non-MCP routes.
+    pub resources: ResourceConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -275,7 +281,7 @@ impl Config {
 }
 
 /// Top-level sections, in the order `config.example.toml` documents them.
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "listener",
     "admin",
     "upstream",
@@ -289,6 +295,7 @@ const SECTIONS: [&str; 13] = [
     "identity",
     "reload",
     "mcp",
+    "resource",
 ];
 
 impl FileConfig {
@@ -310,6 +317,7 @@ impl FileConfig {
             identity: unread.table(document, "identity", issues),
             reload: unread.table(document, "reload", issues),
             mcp: unread.table(document, "mcp", issues),
+            resources: unread.array(document, "resource", issues),
         };
         (file, unread)
     }
@@ -352,12 +360,23 @@ impl FileConfig {
                 )
             }),
         };
+        let global_metadata = self.auth.resource_metadata.is_some();
         let auth = unread.step(&["auth"], issues, |issues| compile_auth(self.auth, issues));
         let implications = unread.step(&["scopes"], issues, |issues| {
             ScopeImplications::compile(&self.scopes.implies, issues)
         });
         let mcp = unread.step(&["mcp", "route", "issuer"], issues, |issues| {
             McpConfig::compile(self.mcp.as_ref(), &self.routes, &self.issuers, issues)
+        });
+        let resources = unread.step(&["resource", "route", "issuer", "mcp", "auth"], issues, |issues| {
+            ResourceConfig::compile(
+                &self.resources,
+                &self.routes,
+                &self.issuers,
+                &mcp.documents,
+                global_metadata,
+                issues,
+            )
         });
         let mut tokens = unread.step(&["issuer", "token"], issues, |issues| {
             TokenConfig::compile(&self.issuers, &self.token, issues)
@@ -411,6 +430,7 @@ impl FileConfig {
             reload,
             source_hash: String::new(),
             mcp,
+            resources,
         })
     }
 }

@@ -277,7 +277,7 @@ fn describe_route(loaded: &Loaded, decision: &crate::decision::Decision<'_>, out
     out.route = match decision.target {
         None if matches!(decision.denial, Some(ProxyError::NoRoute)) => RouteOutcome::NoRoute,
         None => RouteOutcome::NotRouted,
-        Some(Target::Metadata) => RouteOutcome::Metadata,
+        Some(Target::Metadata | Target::ResourceMetadata(_)) => RouteOutcome::Metadata,
         Some(Target::UnmatchedAuthenticated) => RouteOutcome::UnmatchedAuthenticated,
         Some(Target::UnmatchedDryRun) => RouteOutcome::UnmatchedDryRun,
         Some(Target::Route(r)) => RouteOutcome::Matched {
@@ -311,7 +311,7 @@ fn allowed(decision: &crate::decision::Decision<'_>, credentials: &Credentials, 
         _ => "given a valid token",
     };
     let reason = match decision.target {
-        Some(Target::Metadata) => {
+        Some(Target::Metadata | Target::ResourceMetadata(_)) => {
             let status = if out.method == "GET" { 200 } else { 405 };
             return Decision::Metadata { status };
         }

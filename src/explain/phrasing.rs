@@ -161,6 +161,56 @@ impl Loaded {
     }
 }
 
+impl Loaded {
+    /// What `check` prints about RFC 9728 metadata: every document scopegate serves, the URL
+    /// challenges name for it and the routes it covers; then `auth.resource_metadata`.
+    pub fn resource_metadata(&self) -> Vec<String> {
+        let config = &self.config;
+        let protected = || {
+            config
+                .routes
+                .iter()
+                .filter(|r| r.access != Access::Public)
+                .map(|r| r.name.as_str())
+        };
+        let mut lines = Vec::new();
+        for document in &config.resources.documents {
+            let api_routes = protected().filter(|name| config.mcp.route(name).is_none());
+            let covered = config.resources.covered_routes(document, api_routes);
+            let default = if config.resources.is_default(document) {
+                " (default: every route no other resource lists)"
+            } else {
+                ""
+            };
+            lines.push(format!(
+                "{}  metadata {}  routes: {}{default}",
+                document.resource,
+                document.metadata_url,
+                if covered.is_empty() {
+                    "none".to_string()
+                } else {
+                    covered.join(", ")
+                },
+            ));
+        }
+        for document in &config.mcp.documents {
+            let routes: Vec<&str> = protected()
+                .filter(|name| config.mcp.route(name).is_some_and(|m| m.resource == document.resource))
+                .collect();
+            lines.push(format!(
+                "{}  metadata {}  MCP routes: {}",
+                document.resource,
+                document.metadata_url,
+                routes.join(", ")
+            ));
+        }
+        if let Some(url) = &config.auth.resource_metadata {
+            lines.push(format!("auth.resource_metadata {url}  for the other protected routes"));
+        }
+        lines
+    }
+}
+
 pub(crate) fn methods_text(route: &RouteSpec) -> String {
     if route.methods.is_empty() {
         "*".into()

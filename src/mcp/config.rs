@@ -11,13 +11,12 @@ use super::rules::{FileMcpRule, Glob, McpRule, URI_METHODS};
 use super::uri;
 use crate::config::problems::Issues;
 use crate::config::units::{parse_duration, parse_size};
-use crate::http_client::is_acceptable_remote_url;
 use crate::policy::file::FileRoute;
 use crate::policy::scopes::Scope;
+use crate::resource::DocumentFields;
+use crate::resource::config::{advertised_servers, check_resource_uri, route_scopes};
+pub use crate::resource::{PRM_PATH, ResourceDocument};
 use crate::token::config::FileIssuer;
-
-/// RFC 9728 §3: the well-known suffix; a resource with a path has it inserted before the path.
-pub const PRM_PATH: &str = "/.well-known/oauth-protected-resource";
 
 /// Never advertised or required on MCP routes: refresh-token issuance is the client's and
 /// the authorization server's business, not a resource's (MCP authorization, scope guidance).
@@ -56,18 +55,6 @@ mod defaults {
     pub fn body_read_timeout() -> String {
         "10s".into()
     }
-}
-
-/// One RFC 9728 document, served at `well_known_path`.
-#[derive(Debug, Clone)]
-pub struct ResourceDocument {
-    pub resource: String,
-    /// Path on scopegate's own listener, e.g. `/.well-known/oauth-protected-resource/mcp`.
-    pub well_known_path: String,
-    /// `well_known_path` under the resource's origin: what challenges advertise.
-    pub metadata_url: String,
-    /// The serialized document.
-    pub body: Bytes,
 }
 
 /// What an `mcp = true` route adds to its route spec.
@@ -128,27 +115,8 @@ impl McpConfig {
         if mcp_routes.is_empty() {
             issues.push("mcp", "no [[route]] has mcp = true; mark the MCP endpoint's route");
         }
-        let quotable = |s: &str| s.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\');
-        let check_resource = |issues: &mut Issues, at: &str, text: &str| -> Option<url::Url> {
-            match url::Url::parse(text) {
-                Ok(url)
-                    if is_acceptable_remote_url(&url)
-                        && url.query().is_none()
-                        && url.fragment().is_none()
-                        && quotable(text) =>
-                {
-                    Some(url)
-                }
-                _ => {
-                    issues.push(
-                        at,
-                        format!(
-                            "{text:?} must be an absolute https URI without query or fragment (http only for loopback hosts), e.g. \"https://mcp.example.com/mcp\""
-                        ),
-                    );
-                    None
-                }
-            }
+        let check_resource = |issues: &mut Issues, at: &str, text: &str| {
+            check_resource_uri(issues, at, text, "https://mcp.example.com/mcp")
         };
         for (key, value) in [
             ("mcp.resource_documentation", &file.resource_documentation),
@@ -163,27 +131,12 @@ impl McpConfig {
         if file.resource_name.trim().is_empty() {
             issues.push("mcp.resource_name", "must not be empty");
         }
-        let issuer_urls: Vec<&str> = issuers.iter().map(|i| i.url.as_str()).collect();
-        let advertised: Vec<String> = match &file.authorization_servers {
-            Some(list) => {
-                for (i, url) in list.iter().enumerate() {
-                    if !issuer_urls.contains(&url.as_str()) {
-                        issues.push(
-                            format!("mcp.authorization_servers[{i}]"),
-                            format!("{url:?} is not the url of any [[issuer]] (spell it exactly as configured)"),
-                        );
-                    }
-                }
-                list.clone()
-            }
-            None => issuer_urls.iter().map(|s| s.to_string()).collect(),
-        };
-        if advertised.is_empty() {
-            issues.push(
-                "mcp.authorization_servers",
-                "at least one authorization server must be advertised: add an [[issuer]]",
-            );
-        }
+        let advertised = advertised_servers(
+            issues,
+            "mcp.authorization_servers",
+            file.authorization_servers.as_deref(),
+            issuers,
+        );
         let max_body_bytes = issues.size("mcp.max_body_bytes", &file.max_body_bytes, 1 << 20);
         if !(1024..=64 << 20).contains(&max_body_bytes) {
             issues.push("mcp.max_body_bytes", "must be between 1KiB and 64MiB");
@@ -222,8 +175,7 @@ impl McpConfig {
                 Some(text) => check_resource(issues, &format!("{at}.mcp_resource"), text).map(|_| text.clone()),
                 None => default_resource.as_ref().map(|_| file.resource.clone()),
             };
-            let mut route_scopes: BTreeSet<String> = route.scopes.iter().cloned().collect();
-            route_scopes.extend(route.any_scopes.iter().flatten().cloned());
+            let mut route_scopes: BTreeSet<String> = route_scopes(route).collect();
             for scope in &route_scopes {
                 if scope == OFFLINE_ACCESS {
                     issues.push(
@@ -272,29 +224,26 @@ impl McpConfig {
             let Ok(url) = url::Url::parse(resource) else {
                 continue;
             };
-            let path = url.path().trim_end_matches('/');
-            let well_known_path = format!("{PRM_PATH}{path}");
+            let scopes = scopes_by_resource.get(resource).cloned().unwrap_or_default();
+            let document = ResourceDocument::new(
+                resource,
+                &url,
+                protected_resource_document(file, resource, &advertised, &scopes),
+            );
             if let Some(other) = documents
                 .iter()
-                .find(|d: &&ResourceDocument| d.well_known_path == well_known_path)
+                .find(|d: &&ResourceDocument| d.well_known_path == document.well_known_path)
             {
                 issues.push(
                     "mcp.resource",
                     format!(
-                        "resources {:?} and {resource:?} would share the metadata path {well_known_path}",
-                        other.resource
+                        "resources {:?} and {resource:?} would share the metadata path {}",
+                        other.resource, document.well_known_path
                     ),
                 );
                 continue;
             }
-            let scopes = scopes_by_resource.get(resource).cloned().unwrap_or_default();
-            let body = protected_resource_document(file, resource, &advertised, &scopes);
-            documents.push(ResourceDocument {
-                resource: resource.clone(),
-                metadata_url: format!("{}{well_known_path}", url.origin().ascii_serialization()),
-                well_known_path,
-                body,
-            });
+            documents.push(document);
         }
         let routes = compiled_routes
             .into_iter()
@@ -389,32 +338,24 @@ fn check_resource_name(at: &str, method: &str, name: &str, issues: &mut Issues) 
     }
 }
 
-/// The RFC 9728 §2 document for one resource. `authorization_servers` are issuer identifiers
-/// exactly as configured: no trailing slash is added or removed.
+/// The RFC 9728 §2 document for one MCP resource (`offline_access` is never advertised).
 pub fn protected_resource_document(
     file: &FileMcp,
     resource: &str,
     authorization_servers: &[String],
     scopes: &BTreeSet<String>,
 ) -> Bytes {
-    let mut doc = serde_json::Map::new();
-    doc.insert("resource".into(), resource.into());
-    doc.insert("authorization_servers".into(), authorization_servers.into());
-    let scopes: Vec<&str> = scopes
-        .iter()
-        .map(String::as_str)
-        .filter(|s| *s != OFFLINE_ACCESS)
-        .collect();
-    doc.insert("scopes_supported".into(), scopes.into());
-    doc.insert("bearer_methods_supported".into(), vec!["header"].into());
-    doc.insert("resource_name".into(), file.resource_name.clone().into());
-    if let Some(url) = &file.resource_documentation {
-        doc.insert("resource_documentation".into(), url.clone().into());
+    let mut scopes = scopes.clone();
+    scopes.remove(OFFLINE_ACCESS);
+    DocumentFields {
+        resource,
+        authorization_servers,
+        scopes: &scopes,
+        resource_name: Some(&file.resource_name),
+        resource_documentation: file.resource_documentation.as_deref(),
+        resource_policy_uri: file.resource_policy_uri.as_deref(),
     }
-    if let Some(url) = &file.resource_policy_uri {
-        doc.insert("resource_policy_uri".into(), url.clone().into());
-    }
-    Bytes::from(serde_json::Value::Object(doc).to_string())
+    .to_document()
 }
 
 #[cfg(test)]

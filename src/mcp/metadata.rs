@@ -7,11 +7,11 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderValue, Method, Response, StatusCode};
+use http::{Method, Response};
 
 use super::config::{McpConfig, MirrorConfig};
-use crate::body::{ProxyBody, full_body};
+use crate::body::ProxyBody;
+use crate::resource::{METADATA_CACHE_CONTROL, json_response, method_not_allowed};
 use crate::token::error::{AuthError, UnavailableReason};
 
 /// RFC 8414 §3: where older MCP clients look for the authorization server's metadata.
@@ -19,33 +19,8 @@ pub use crate::http_client::AS_METADATA_PATH;
 /// Route label of these answers in metrics and the access log.
 pub const METADATA_ROUTE: &str = "mcp-metadata";
 
-/// Metadata documents change only with the config: let clients keep them briefly.
-const METADATA_CACHE_CONTROL: &str = "public, max-age=300";
 /// How long a mirrored authorization-server document is reused (bounded by its max-age).
 const MIRROR_TTL: Duration = Duration::from_secs(300);
-
-fn json_response(body: Bytes, cache_control: &'static str) -> Response<ProxyBody> {
-    let mut response = Response::new(full_body(body));
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache_control));
-    // Browser-based MCP clients fetch metadata cross-origin; it is public by definition.
-    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    response
-}
-
-fn method_not_allowed() -> Response<ProxyBody> {
-    let mut response = Response::new(full_body(
-        serde_json::json!({"error": "method_not_allowed", "error_description": "metadata is read with GET"})
-            .to_string(),
-    ));
-    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
 
 struct Mirrored {
     body: Bytes,

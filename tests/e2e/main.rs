@@ -24,6 +24,7 @@ mod metrics_catalog;
 mod operations;
 mod recipes;
 mod resource_limits;
+mod resource_metadata;
 mod review;
 mod thirdparty_as;
 mod token_hardening;
