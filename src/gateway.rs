@@ -85,6 +85,7 @@ impl Gateway {
     /// Builds the first generation and starts its key-refresh loops.
     pub fn new(config: Config, metrics: Metrics, config_path: Option<PathBuf>) -> Arc<Gateway> {
         metrics.set_config_hash(&config.source_hash);
+        crate::known_series::start_at_zero(&metrics, &config);
         let app = App::new(config, metrics.clone());
         let refreshers = app.auth.spawn_refreshers();
         Arc::new(Gateway {
@@ -182,6 +183,7 @@ impl Gateway {
             self.set_log_level(level);
         }
         self.metrics.set_config_hash(&config.source_hash);
+        crate::known_series::start_at_zero(&self.metrics, &config);
         self.current.store(Arc::new(App {
             mcp: crate::mcp::McpRuntime::new(&config.mcp),
             config,

@@ -34,7 +34,8 @@
 //!   served, and `[[resource]]` ([`resource::config`]) for API routes.
 //! - [`mcp`] — MCP routes: RFC 9728 metadata, RFC 8707 audience binding, tool-level scopes;
 //!   [`mcp::config`] compiles `[mcp]` and the MCP parts of routes.
-//! - [`metrics`], [`admin`] — Prometheus metrics and `/metrics`, `/healthz`, `/readyz`.
+//! - [`metrics`], [`admin`] — Prometheus metrics and `/metrics`, `/healthz`, `/readyz`;
+//!   [`known_series`] — the series exported at zero from the start.
 //! - `dev` — the embedded development authorization server behind `demo`, `dev-issuer`
 //!   and the integration tests; only with the `dev` cargo feature (on by default, off in
 //!   the production build).
@@ -58,6 +59,7 @@ pub mod gateway;
 pub mod http_client;
 pub mod hygiene;
 pub mod identity;
+pub mod known_series;
 pub mod mcp;
 pub mod metrics;
 pub mod online;

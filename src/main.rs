@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use scopegate::config::{Config, ConfigError, LogFormat};
 
 #[derive(Parser)]
@@ -14,8 +14,9 @@ use scopegate::config::{Config, ConfigError, LogFormat};
     about = "OAuth 2.0 resource-server sidecar for HTTP APIs and MCP servers"
 )]
 struct Cli {
-    /// Config file (used by `run` when no subcommand is given).
-    #[arg(long, short, global = true, env = "SCOPEGATE_CONFIG")]
+    /// Config file of `run`, the command when none is given. The commands that read a config
+    /// (`run`, `check`, `explain`) also take it after their name.
+    #[arg(long, short, value_name = "FILE", env = "SCOPEGATE_CONFIG")]
     config: Option<PathBuf>,
     /// Log level or filter (e.g. `info`, `debug`, `scopegate=debug`); overrides the file.
     #[arg(long, global = true, env = "SCOPEGATE_LOG_LEVEL")]
@@ -30,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy (the default).
-    Run,
+    Run(RunArgs),
     /// Validate the config, print the compiled route table, and exit non-zero on any problem.
     Check(CheckArgs),
     /// Explain what the proxy would do with one request: canonical path, route, requirement, decision.
@@ -43,8 +44,25 @@ enum Command {
     DevIssuer(scopegate::dev::cli::DevIssuerArgs),
 }
 
+/// `--config`, for the commands that read a config file; `SCOPEGATE_CONFIG` (read as the
+/// top-level `--config`) stands in when it is not given.
+#[derive(clap::Args, Default)]
+struct ConfigFile {
+    /// Config file (default: $SCOPEGATE_CONFIG).
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Default)]
+struct RunArgs {
+    #[command(flatten)]
+    file: ConfigFile,
+}
+
 #[derive(clap::Args)]
 struct CheckArgs {
+    #[command(flatten)]
+    file: ConfigFile,
     /// Also contact every issuer (discovery, JWKS, introspection with the configured client
     /// credentials, each bounded by the issuer's fetch_timeout) and print what each route's
     /// tokens need. Exits non-zero if any issuer is unreachable or misbehaves.
@@ -55,6 +73,8 @@ struct CheckArgs {
 #[derive(clap::Args)]
 #[command(after_help = "Exits 0 whenever the request could be explained; the decision is in the output.")]
 struct ExplainArgs {
+    #[command(flatten)]
+    file: ConfigFile,
     /// HTTP method, e.g. GET.
     method: String,
     /// Request path as the client sends it (a query string is ignored), e.g. /projects/7.
@@ -81,11 +101,24 @@ struct ExplainArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command.as_ref().unwrap_or(&Command::Run) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // `scopegate --config FILE demo` would silently ignore FILE: say so instead.
+    let config_given = matches.value_source("config") == Some(clap::parser::ValueSource::CommandLine);
+    if config_given
+        && !matches!(
+            cli.command,
+            None | Some(Command::Run(_) | Command::Check(_) | Command::Explain(_))
+        )
+    {
+        eprintln!("scopegate: --config is read by run, check and explain only; this command takes no config file");
+        return ExitCode::from(2);
+    }
+    let run_by_default = Command::Run(RunArgs::default());
+    let result = match cli.command.as_ref().unwrap_or(&run_by_default) {
         Command::Check(args) => check(&cli, args),
         Command::Explain(args) => explain(&cli, args),
-        Command::Run => run(&cli),
+        Command::Run(args) => run(&cli, args),
         #[cfg(feature = "dev")]
         Command::Demo(args) => demo(&cli, args),
         #[cfg(feature = "dev")]
@@ -100,14 +133,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn config_path(cli: &Cli) -> anyhow::Result<&PathBuf> {
-    cli.config
+/// The command's own `--config`, else the top-level one (or `SCOPEGATE_CONFIG`).
+fn config_path<'a>(cli: &'a Cli, file: &'a ConfigFile) -> anyhow::Result<&'a PathBuf> {
+    file.config
         .as_ref()
+        .or(cli.config.as_ref())
         .context("no config file: pass --config FILE or set SCOPEGATE_CONFIG (see config.example.toml)")
 }
 
 fn check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let path = config_path(cli)?;
+    let path = config_path(cli, &args.file)?;
     match scopegate::explain::Loaded::load(path) {
         Ok(loaded) => {
             let config = &loaded.config;
@@ -189,7 +224,7 @@ fn check_online(loaded: &scopegate::explain::Loaded) -> anyhow::Result<ExitCode>
 
 fn explain(cli: &Cli, args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     use scopegate::explain::Credentials;
-    let path = config_path(cli)?;
+    let path = config_path(cli, &args.file)?;
     let loaded = scopegate::explain::Loaded::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let credentials = match (&args.token, &args.scopes) {
         (Some(token), _) if token == "-" => {
@@ -247,7 +282,12 @@ fn init_logging(cli: &Cli, file: &scopegate::config::FileLogSettings) -> scopega
     });
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: a file, a pipe or a log collector gets plain
+    // text (and so does anyone who sets NO_COLOR, https://no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     match cli.log_format.or(file.format).unwrap_or_default() {
         LogFormat::Json => registry.with(stderr.json().flatten_event(true)).init(),
         LogFormat::Text => registry.with(stderr).init(),
@@ -270,15 +310,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let path = config_path(cli)?;
+fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let path = config_path(cli, &args.file)?;
     let config = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let log_reloader = init_logging(cli, &config.log);
     runtime()?.block_on(async move {
         let reload = config.reload;
-        let running = scopegate::server::start(config, Some(path.clone()))
-            .await
-            .context("cannot bind the listeners")?;
+        let running = scopegate::server::start(config, Some(path.clone())).await?;
         running.app.set_log_reloader(log_reloader);
         tracing::info!(listen = %running.addr, admin = %running.admin_addr, "scopegate started");
         let watcher = reload

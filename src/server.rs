@@ -41,10 +41,37 @@ impl Running {
     }
 }
 
+/// A listener that could not be bound: which one, where, and why (e.g. the port is taken).
+#[derive(Debug, thiserror::Error)]
+// The OS error is part of the message, not a `source`: printed once, whoever prints it.
+#[error("cannot bind the {listener} to {address} ({setting}): {error}")]
+pub struct BindError {
+    /// Which listener, e.g. "data listener".
+    pub listener: &'static str,
+    /// The setting that names the address, e.g. `listener.address`.
+    pub setting: &'static str,
+    pub address: SocketAddr,
+    pub error: std::io::Error,
+}
+
+/// Binds one listener, naming it and its address if that fails.
+pub async fn bind(
+    listener: &'static str,
+    setting: &'static str,
+    address: SocketAddr,
+) -> Result<TcpListener, BindError> {
+    TcpListener::bind(address).await.map_err(|error| BindError {
+        listener,
+        setting,
+        address,
+        error,
+    })
+}
+
 /// Binds the addresses in `config` and starts serving; `config_path` is re-read on reload.
-pub async fn start(config: Config, config_path: Option<std::path::PathBuf>) -> std::io::Result<Running> {
-    let data = TcpListener::bind(config.listener.address).await?;
-    let admin = TcpListener::bind(config.admin_address).await?;
+pub async fn start(config: Config, config_path: Option<std::path::PathBuf>) -> Result<Running, BindError> {
+    let data = bind("data listener", "listener.address", config.listener.address).await?;
+    let admin = bind("admin listener", "admin.address", config.admin_address).await?;
     Ok(serve(Gateway::new(config, Metrics::new(), config_path), data, admin))
 }
 

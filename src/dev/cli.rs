@@ -56,7 +56,7 @@ pub async fn run(args: DevIssuerArgs, shutdown: impl Future<Output = ()>) -> Res
     if !args.listen.ip().is_loopback() && !args.allow_non_loopback {
         return Err(DevError::NonLoopback(args.listen));
     }
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let listener = crate::server::bind("development issuer listener", "--listen", args.listen).await?;
     let issuer = DevIssuer::start(listener, args.config()).await?;
     println!("scopegate development authorization server (in-memory, NOT for production)");
     println!("issuer:                 {}", issuer.issuer());

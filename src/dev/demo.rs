@@ -99,7 +99,7 @@ pub struct Demo {
 impl Demo {
     pub async fn start(args: &DemoArgs) -> Result<Demo, DevError> {
         let issuer_listener = TcpListener::bind("127.0.0.1:0").await?;
-        let data = TcpListener::bind(args.listen).await?;
+        let data = crate::server::bind("demo proxy listener", "--listen", args.listen).await?;
         let audience = format!("http://{}", data.local_addr()?);
         let issuer = DevIssuer::start(
             issuer_listener,

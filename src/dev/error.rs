@@ -6,6 +6,9 @@ pub enum DevError {
     /// Socket or other I/O failure.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A listener could not be bound (the message names it and its address).
+    #[error(transparent)]
+    Bind(#[from] crate::server::BindError),
     /// The listener is bound to a non-loopback address and
     /// `allow_non_loopback` is off.
     #[error(

@@ -32,6 +32,59 @@ impl AuthError {
             AuthError::Unavailable(reason) => reason.label(),
         }
     }
+
+    /// Every way authentication can refuse a request (for metric registration): each
+    /// `reason()` a protected route's auth outcome can carry.
+    pub fn every_refusal() -> Vec<AuthError> {
+        use InactiveReason as I;
+        use MalformedHeader as M;
+        use UnavailableReason as U;
+        let mut all = vec![AuthError::Missing];
+        all.extend([M::Malformed, M::MultipleHeaders, M::TokenInHeaderAndQuery].map(AuthError::Malformed));
+        let invalid = TokenError::ALL.map(InvalidReason::Jws).into_iter().chain(
+            [
+                I::Inactive,
+                I::WrongIssuer,
+                I::WrongAudience,
+                I::Expired,
+                I::NotYetValid,
+                I::IssuedInFuture,
+                I::WrongTokenType,
+                I::SenderConstrained,
+                I::InvalidClaim,
+            ]
+            .map(InvalidReason::Inactive),
+        );
+        all.extend(invalid.map(AuthError::Invalid));
+        all.extend(
+            [
+                InvalidReason::UnknownIssuer,
+                InvalidReason::WrongResource,
+                InvalidReason::Revoked,
+            ]
+            .map(AuthError::Invalid),
+        );
+        // Not `AsMetadataUnavailable`: it refuses a metadata request, never a token.
+        all.extend(
+            [
+                U::JwksUnavailable,
+                U::JwksStale,
+                U::NoKeys,
+                U::NoIntrospection,
+                U::DiscoveryFailed,
+                U::NoIntrospectionEndpoint,
+                U::IntrospectionSaturated,
+                U::IntrospectionRateLimited,
+                U::IntrospectionUnreachable,
+                U::IntrospectionErrorStatus,
+                U::IntrospectionNotJson,
+                U::IntrospectionTooLarge,
+                U::IntrospectionMalformed,
+            ]
+            .map(AuthError::Unavailable),
+        );
+        all
+    }
 }
 
 impl From<TokenError> for AuthError {

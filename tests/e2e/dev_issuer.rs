@@ -1132,7 +1132,7 @@ async fn authlib_interop() {
     let probe = std::process::Command::new("python3")
         .args(["-c", "import authlib, requests"])
         .output();
-    let install = "pip install -r tests/interop/requirements.txt";
+    let install = "pip install -r tests/requirements.txt";
     match probe {
         Ok(out) if out.status.success() => {}
         Ok(out) => panic!(

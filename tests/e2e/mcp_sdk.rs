@@ -17,7 +17,7 @@ use scopegate::dev::DevIssuerConfig;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
-const INSTALL: &str = "python3 -m pip install -r tests/mcp/requirements.txt";
+const INSTALL: &str = "python3 -m pip install -r tests/requirements.txt";
 const CHECK_PACKAGES: &str = "
 from importlib.metadata import version
 import mcp.client.auth, mcp.server.mcpserver, uvicorn, httpx2

@@ -278,3 +278,79 @@ async fn traffic_exports_every_documented_family() {
 
     proxy.shutdown().await;
 }
+
+/// The number of auth-outcome series docs/metrics.md says are exported at zero.
+fn documented_auth_outcome_count() -> usize {
+    let text = include_str!("../../docs/metrics.md");
+    let row = text
+        .lines()
+        .find(|line| line.starts_with("| scopegate_auth_decisions_total |"))
+        .unwrap();
+    row.trim_end_matches(" |").rsplit("| ").next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_fresh_instance_exports_known_series_at_zero() {
+    let issuer = dev_issuer(DevIssuerConfig::default()).await;
+    let upstream = crate::common::Upstream::start().await;
+    let config = ConfigBuilder::new(&upstream.url())
+        .issuer(IssuerBuilder::new(issuer.issuer(), &[AUDIENCE]))
+        .route(RouteBuilder::new("health", "/health").public())
+        .route(RouteBuilder::new("items", "/items/**").scopes(&["read"]))
+        .route(RouteBuilder::new("trial", "/trial/**").scopes(&["write"]).dry_run())
+        .build();
+    let proxy = crate::common::start_proxy(config).await;
+    let fresh = scrape_metrics(proxy.admin_addr).await;
+    for line in [
+        r#"scopegate_auth_decisions_total{decision="allow",reason="ok"} 0"#,
+        r#"scopegate_auth_decisions_total{decision="deny",reason="missing_token"} 0"#,
+        r#"scopegate_auth_decisions_total{decision="deny",reason="expired"} 0"#,
+        r#"scopegate_auth_decisions_total{decision="deny",reason="insufficient_scope"} 0"#,
+        r#"scopegate_auth_decisions_total{decision="deny",reason="wrong_resource"} 0"#,
+        r#"scopegate_auth_decisions_total{decision="unavailable",reason="jwks_unavailable"} 0"#,
+        r#"scopegate_requests_total{decision="public",route="health",status_class="2xx"} 0"#,
+        r#"scopegate_requests_total{decision="allow",route="items",status_class="2xx"} 0"#,
+        r#"scopegate_requests_total{decision="deny",route="items",status_class="4xx"} 0"#,
+        r#"scopegate_requests_total{decision="unavailable",route="items",status_class="5xx"} 0"#,
+        r#"scopegate_requests_total{decision="would_deny",route="trial",status_class="2xx"} 0"#,
+        r#"scopegate_requests_total{decision="deny",route="unmatched",status_class="4xx"} 0"#,
+        r#"scopegate_upstream_errors_total{kind="timeout"} 0"#,
+        r#"scopegate_upstream_errors_total{kind="saturated"} 0"#,
+        r#"scopegate_cache_lookups_total{cache="introspection",result="miss"} 0"#,
+        r#"scopegate_introspection_calls_total{result="error"} 0"#,
+    ] {
+        assert!(fresh.contains(line), "missing {line}\n{fresh}");
+    }
+    let lines = |text: &str, prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(
+        lines(&fresh, "scopegate_auth_decisions_total{"),
+        documented_auth_outcome_count(),
+        "docs/metrics.md states how many auth outcomes are exported at zero"
+    );
+    // Only the usual outcomes of each route: bounded, not routes × decisions × classes.
+    assert_eq!(lines(&fresh, "scopegate_requests_total{"), 1 + 3 + 4 + 1, "{fresh}");
+    assert!(!fresh.contains(r#"route="health",status_class="4xx""#), "{fresh}");
+
+    // Traffic moves the series that were there, it does not add a second one.
+    eventually("the proxy has keys", || proxy.app.is_ready()).await;
+    let r = client()
+        .get(format!("http://{}/items/1", proxy.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let after = scrape_metrics(proxy.admin_addr).await;
+    assert!(
+        after.contains(r#"scopegate_auth_decisions_total{decision="deny",reason="missing_token"} 1"#),
+        "{after}"
+    );
+    assert!(
+        after.contains(r#"scopegate_requests_total{decision="deny",route="items",status_class="4xx"} 1"#),
+        "{after}"
+    );
+    assert_eq!(
+        lines(&after, "scopegate_auth_decisions_total{"),
+        documented_auth_outcome_count()
+    );
+    assert_eq!(upstream.requests(), 0);
+}
