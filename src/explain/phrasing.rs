@@ -192,6 +192,17 @@ impl Loaded {
                     covered.join(", ")
                 },
             ));
+            if !config
+                .tokens
+                .issuers
+                .iter()
+                .any(|i| i.audiences.contains(&document.resource))
+            {
+                lines.push(format!(
+                    "  note: no [[issuer]] lists {} in audiences: a token a client asks for this resource (RFC 8707) is refused unless its aud also names a listed audience",
+                    document.resource
+                ));
+            }
         }
         for document in &config.mcp.documents {
             let routes: Vec<&str> = protected()

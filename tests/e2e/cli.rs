@@ -21,6 +21,11 @@ fn check_accepts_the_example_and_prints_the_route_table() {
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("precedence"), "{stdout}");
     assert!(stdout.contains("projects-read"), "{stdout}");
+    // The documented [[resource]] and its metadata URL.
+    assert!(
+        stdout.contains("https://api.example.com  metadata https://api.example.com/.well-known/oauth-protected-resource  routes: events, projects-read, projects-write, admin"),
+        "{stdout}"
+    );
 }
 
 /// Runs `scopegate check` on `text`, which must fail; returns what it printed to stderr.

@@ -290,9 +290,11 @@ async fn check_lists_every_resource_and_its_metadata_url() {
         format!("https://api.test  metadata https://api.test{PRM}  routes: items, admin (default"),
         format!("https://api.test/billing/  metadata https://api.test{PRM}/billing  routes: billing"),
         format!("https://api.test/mcp  metadata https://api.test{PRM}/mcp  MCP routes: mcp"),
+        "note: no [[issuer]] lists https://api.test/billing/ in audiences".to_string(),
     ] {
         assert!(stdout.contains(&line), "{line}\n{stdout}");
     }
+    assert_eq!(stdout.matches("note: no [[issuer]] lists").count(), 1, "{stdout}");
 }
 
 #[test]
