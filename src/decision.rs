@@ -1,7 +1,8 @@
 //! The one decision (DESIGN §1–2), shared by the proxy and `scopegate explain`: from the
 //! compiled config, the request head as sent and what the token turned out to be, it settles
-//! the route, every scope the operation needs (route, implications, MCP tool rules), RFC 8707
-//! audience binding, the dry-run verdict, and the status and challenge of a refusal.
+//! the route, whether a CORS preflight passes without a token, every scope the operation
+//! needs (route, implications, MCP tool rules), the route's claim rules, RFC 8707 audience
+//! binding, the dry-run verdict, and the status and challenge of a refusal.
 //!
 //! The steps are pure; the two things that need I/O — judging a token and reading a body
 //! whose JSON-RPC calls must be inspected — come through [`Inputs`], which the proxy backs
@@ -18,11 +19,13 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
 use crate::canonical::{CanonicalPath, RequestError, canonicalize_path};
 use crate::config::{Config, UnmatchedPolicy};
+use crate::cors::preflight_method;
 use crate::error::ProxyError;
 use crate::hygiene;
 use crate::identity::identity_headers;
 use crate::mcp::McpRoute;
 use crate::mcp::rules::{self, InspectionError, Verdict};
+use crate::policy::claims::first_broken;
 use crate::policy::{Access, EnforcementMode, RouteSpec};
 use crate::token::bearer::bearer_token;
 use crate::token::error::AuthError;
@@ -109,6 +112,9 @@ pub struct Decision<'c> {
     pub mcp: Option<&'c McpRoute>,
     /// Denials are recorded in `would_deny` and the request goes on.
     pub dry_run: bool,
+    /// A CORS preflight that the route lets through without a token (`bypass_preflight`):
+    /// nothing after routing is checked and it is forwarded as it came.
+    pub preflight: bool,
     /// Log fingerprint of the presented token.
     pub token_fingerprint: Option<String>,
     /// The token as it was verified, whatever came after.
@@ -141,6 +147,7 @@ impl<'c> Decision<'c> {
             target: None,
             mcp: None,
             dry_run: false,
+            preflight: false,
             token_fingerprint: None,
             verified: None,
             principal: None,
@@ -155,9 +162,10 @@ impl<'c> Decision<'c> {
         decision
     }
 
-    /// The steps after routing: authenticate, admit (audience and scopes), MCP tool rules.
+    /// The steps after routing: authenticate, admit (audience, scopes, claim rules), MCP
+    /// tool rules.
     pub async fn finish(&mut self, config: &Config, head: &Head<'_>, inputs: &mut impl Inputs) {
-        if self.denial.is_some() || matches!(self.target, Some(Target::Metadata)) {
+        if self.denial.is_some() || self.preflight || matches!(self.target, Some(Target::Metadata)) {
             return;
         }
         if let Err(denial) = self.finish_steps(config, head, inputs).await {
@@ -174,6 +182,12 @@ impl<'c> Decision<'c> {
             return Ok(());
         }
         let global_dry_run = config.auth.mode == EnforcementMode::DryRun;
+        if let Some(route) = self.path.as_ref().and_then(|p| preflight_route(config, head, p)) {
+            self.target = Some(Target::Route(route));
+            self.preflight = true;
+            self.mcp = config.mcp.route(&route.name);
+            return Ok(());
+        }
         let routed = match self.path.as_ref().and_then(|p| config.routes.lookup(head.method, p)) {
             Some(route) => Ok(Target::Route(route)),
             None if config.auth.unmatched == UnmatchedPolicy::Authenticated => Ok(Target::UnmatchedAuthenticated),
@@ -272,7 +286,8 @@ impl<'c> Decision<'c> {
         Ok(inputs.authenticate(token, &digest).await?)
     }
 
-    /// Audience binding (RFC 8707), then the route's scopes after implications.
+    /// Audience binding (RFC 8707), then the route's scopes after implications, then its
+    /// claim rules (all of them, on the verified claims, against the canonical path).
     fn admit(&self, config: &Config) -> Result<Option<Arc<Principal>>, ProxyError> {
         let Some(principal) = self.verified.as_deref() else {
             return Ok(None);
@@ -297,6 +312,11 @@ impl<'c> Decision<'c> {
                     scopes: requirement.challenge_scopes(),
                 });
             }
+        }
+        if let (Some(route), Some(path)) = (self.route_spec(), &self.path)
+            && let Some(rule) = first_broken(&route.claim_rules, &principal.claims, path)
+        {
+            return Err(ProxyError::ClaimMismatch { rule: rule.to_string() });
         }
         Ok(self.verified.clone())
     }
@@ -435,6 +455,17 @@ fn canonicalize(config: &Config, head: &Head<'_>) -> Result<CanonicalPath, Proxy
         return Err(RequestError::MethodOverride.into());
     }
     canonicalize_path(head.path, config.forwarding.canonical).map_err(ProxyError::BadPath)
+}
+
+/// The route a CORS preflight may pass to without a token: the one that governs the request
+/// it announces (same path, the method of `Access-Control-Request-Method`), when that route
+/// bypasses preflights. Routes rarely list `OPTIONS`, and the route the browser is about to
+/// call is the one whose policy should decide. Otherwise the preflight is an ordinary
+/// `OPTIONS` request, routed and authenticated like any other.
+fn preflight_route<'c>(config: &'c Config, head: &Head<'_>, path: &CanonicalPath) -> Option<&'c RouteSpec> {
+    let announced = preflight_method(head.method, head.headers, head.has_body)?;
+    let route = config.routes.lookup(&announced, path)?;
+    config.routes.bypasses_preflight(route).then_some(route)
 }
 
 /// The configured audiences of the issuer that vouched for `principal`.

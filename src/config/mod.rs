@@ -23,6 +23,7 @@ use http::Uri;
 use serde::Deserialize;
 
 use crate::canonical::CanonicalOptions;
+use crate::cors::{CorsConfig, FileCors};
 use crate::hygiene::MethodOverride;
 use crate::identity::config::compile_identity;
 pub use crate::identity::config::normalize_header_name;
@@ -61,6 +62,8 @@ pub struct FileConfig {
     pub reload: FileReload,
     /// MCP resource-server settings (RFC 9728 metadata, audience binding, tool scopes).
     pub mcp: Option<FileMcp>,
+    /// Browser preflights and CORS headers on scopegate's own refusals.
+    pub cors: FileCors,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,6 +220,7 @@ pub struct Config {
     /// First 12 hex digits of the SHA-256 of the file text: which config is loaded.
     pub source_hash: String,
     pub mcp: McpConfig,
+    pub cors: CorsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -275,7 +279,7 @@ impl Config {
 }
 
 /// Top-level sections, in the order `config.example.toml` documents them.
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "listener",
     "admin",
     "upstream",
@@ -289,6 +293,7 @@ const SECTIONS: [&str; 13] = [
     "identity",
     "reload",
     "mcp",
+    "cors",
 ];
 
 impl FileConfig {
@@ -310,6 +315,7 @@ impl FileConfig {
             identity: unread.table(document, "identity", issues),
             reload: unread.table(document, "reload", issues),
             mcp: unread.table(document, "mcp", issues),
+            cors: unread.table(document, "cors", issues),
         };
         (file, unread)
     }
@@ -362,8 +368,8 @@ impl FileConfig {
         let mut tokens = unread.step(&["issuer", "token"], issues, |issues| {
             TokenConfig::compile(&self.issuers, &self.token, issues)
         });
-        tokens.retained_claims = self.identity.claims.keys().cloned().collect();
-        let routes = unread.step(&["route"], issues, |issues| {
+        let cors = unread.step(&["cors"], issues, |issues| CorsConfig::compile(&self.cors, issues));
+        let mut routes = unread.step(&["route"], issues, |issues| {
             let specs: Vec<RouteSpec> = self
                 .routes
                 .into_iter()
@@ -372,6 +378,16 @@ impl FileConfig {
                 .collect();
             RouteTable::new(specs, implications, issues)
         });
+        routes.set_bypass_preflight(cors.bypass_preflight);
+        // A cached principal keeps only the claims something reads: identity mappings and
+        // claim rules. 100,000 cached tokens must not each hold a whole payload.
+        let mut retained: std::collections::BTreeSet<String> = self.identity.claims.keys().cloned().collect();
+        retained.extend(
+            routes
+                .iter()
+                .flat_map(|r| r.claim_rules.iter().map(|rule| rule.claim.clone())),
+        );
+        tokens.retained_claims = retained.into_iter().collect();
         unread.step(&["route", "issuer"], issues, |issues| {
             if !routes.all_public() && tokens.issuers.is_empty() {
                 issues.push(
@@ -411,6 +427,7 @@ impl FileConfig {
             reload,
             source_hash: String::new(),
             mcp,
+            cors,
         })
     }
 }
