@@ -314,7 +314,7 @@ impl<'c> Decision<'c> {
             }
         }
         if let (Some(route), Some(path)) = (self.route_spec(), &self.path)
-            && let Some(rule) = first_broken(&route.claim_rules, &principal.claims, path)
+            && let Some(rule) = first_broken(&route.claim_rules, |name| principal.claims.get(name), path)
         {
             return Err(ProxyError::ClaimMismatch { rule: rule.to_string() });
         }

@@ -223,7 +223,7 @@ impl ExplainInputs {
                         client_id: None,
                         scopes: scopes.clone(),
                         audiences: issuer.audiences.clone(),
-                        claims: serde_json::Map::new(),
+                        claims: Default::default(),
                         expires_at: u64::MAX,
                     })
                 })

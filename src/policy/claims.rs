@@ -14,7 +14,7 @@
 use std::fmt;
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::canonical::CanonicalPath;
 use crate::config::problems::Issues;
@@ -200,10 +200,11 @@ impl ClaimRule {
         })
     }
 
-    /// Whether `claims` (the verified claims a principal kept) pass this rule on `path`,
-    /// the canonical path the route matched. A missing claim never passes.
-    pub fn holds(&self, claims: &Map<String, Value>, path: &CanonicalPath) -> bool {
-        let Some(claim) = claims.get(&self.claim) else {
+    /// Whether `claim` (the value of [`ClaimRule::claim`] the token layer verified, `None`
+    /// when the token has none) passes this rule on `path`, the canonical path the route
+    /// matched. A missing claim never passes.
+    pub fn holds(&self, claim: Option<&Value>, path: &CanonicalPath) -> bool {
+        let Some(claim) = claim else {
             return false;
         };
         match &self.test {
@@ -236,13 +237,14 @@ impl fmt::Display for ClaimRule {
     }
 }
 
-/// The first of `rules` that `claims` break on `path`, if any (rules are all-of).
-pub fn first_broken<'r>(
+/// The first of `rules` that the claims `claim` looks up break on `path`, if any (rules
+/// are all-of).
+pub fn first_broken<'r, 'v>(
     rules: &'r [ClaimRule],
-    claims: &Map<String, Value>,
+    claim: impl Fn(&str) -> Option<&'v Value>,
     path: &CanonicalPath,
 ) -> Option<&'r ClaimRule> {
-    rules.iter().find(|rule| !rule.holds(claims, path))
+    rules.iter().find(|rule| !rule.holds(claim(&rule.claim), path))
 }
 
 fn unknown_param(name: &str, params: &PathParams<'_>) -> String {

@@ -18,8 +18,16 @@ fn rules_of(route: &str) -> Result<Vec<ClaimRule>, Vec<String>> {
     }
 }
 
-fn claims(value: serde_json::Value) -> Map<String, Value> {
+fn claims(value: serde_json::Value) -> serde_json::Map<String, Value> {
     value.as_object().cloned().unwrap()
+}
+
+fn first_broken<'r>(
+    rules: &'r [ClaimRule],
+    claims: &serde_json::Map<String, Value>,
+    path: &CanonicalPath,
+) -> Option<&'r ClaimRule> {
+    super::first_broken(rules, |name| claims.get(name), path)
 }
 
 fn path(p: &str) -> CanonicalPath {
