@@ -345,3 +345,32 @@ async fn explain_agrees_with_the_proxy() {
     assert!(table.contains(r#"claim: acr one of ["gold", "silver"]"#), "{table}");
     assert!(table.contains("claim: email_verified = true"), "{table}");
 }
+
+/// A reload that adds a rule on a claim the cache did not keep starts new token caches: a
+/// token verified before is judged by its own claim, not refused for a claim dropped then.
+#[tokio::test]
+async fn a_reload_that_adds_a_rule_judges_tokens_verified_before_it() {
+    let issuer = dev_issuer(DevIssuerConfig::default()).await;
+    let upstream = Upstream::start().await;
+    let base = ConfigBuilder::new(&upstream.url()).issuer(IssuerBuilder::new(issuer.issuer(), &[API]));
+    let proxy = start_ready_proxy(base.clone().route(RouteBuilder::new("late", "/late/**")).build()).await;
+    let mint = |team: &str| {
+        issuer.mint_access_token(&AccessTokenRequest {
+            extra_claims: json!({ "team": team }).as_object().cloned().unwrap(),
+            ..AccessTokenRequest::new("read", &[API])
+        })
+    };
+    let (red, blue) = (mint("red"), mint("blue"));
+    let get = |token: &str| {
+        format!("GET /late/x HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n")
+    };
+    expect(&proxy, &upstream, &get(&red), 200, true).await;
+    expect(&proxy, &upstream, &get(&blue), 200, true).await;
+    let report = proxy.app.apply(
+        base.route(RouteBuilder::new("late", "/late/**").claim("team", "equals", "red"))
+            .build(),
+    );
+    assert!(report.changed);
+    expect(&proxy, &upstream, &get(&red), 200, true).await;
+    expect(&proxy, &upstream, &get(&blue), 403, false).await;
+}
