@@ -181,13 +181,13 @@ impl<'c> Decision<'c> {
             self.target = Some(Target::Metadata);
             return Ok(());
         }
-        let global_dry_run = config.auth.mode == EnforcementMode::DryRun;
         if let Some(route) = self.path.as_ref().and_then(|p| preflight_route(config, head, p)) {
             self.target = Some(Target::Route(route));
             self.preflight = true;
             self.mcp = config.mcp.route(&route.name);
             return Ok(());
         }
+        let global_dry_run = config.auth.mode == EnforcementMode::DryRun;
         let routed = match self.path.as_ref().and_then(|p| config.routes.lookup(head.method, p)) {
             Some(route) => Ok(Target::Route(route)),
             None if config.auth.unmatched == UnmatchedPolicy::Authenticated => Ok(Target::UnmatchedAuthenticated),
