@@ -108,6 +108,26 @@ impl CorsConfig {
         }
     }
 
+    /// What `check` prints about refusals' CORS headers; `None` when there are none.
+    pub fn describe_refusals(&self) -> Option<String> {
+        let origins = match &self.allowed_origins {
+            AllowedOrigins::None => return None,
+            AllowedOrigins::Any => "any origin (\"*\")".to_string(),
+            AllowedOrigins::Exactly(origins) => {
+                let names: Vec<&str> = origins.iter().filter_map(|o| o.to_str().ok()).collect();
+                names.join(", ")
+            }
+        };
+        let credentials = if self.allow_credentials {
+            ", with credentials"
+        } else {
+            ""
+        };
+        Some(format!(
+            "cors: scopegate's own refusals are readable by {origins}{credentials}"
+        ))
+    }
+
     /// Whether refusals may carry CORS headers at all (the caller then keeps the `Origin`).
     pub fn decorates_refusals(&self) -> bool {
         self.allowed_origins != AllowedOrigins::None
