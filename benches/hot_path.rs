@@ -312,7 +312,7 @@ fn rewrite(c: &mut Bench) {
         client_id: Some("client-1".into()),
         scopes: vec!["read".into(), "write".into()],
         audiences: vec![AUDIENCE.into()],
-        claims: serde_json::Map::from_iter([("email".to_string(), Value::from("user@example.com"))]),
+        claims: serde_json::Map::from_iter([("email".to_string(), Value::from("user@example.com"))]).into(),
         expires_at: now() + 3600,
     };
     let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();

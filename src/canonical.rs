@@ -102,6 +102,32 @@ impl CanonicalPath {
         let rest = if rest.is_empty() { None } else { Some(rest) };
         rest.into_iter().flat_map(|r| r.split('/'))
     }
+
+    /// The `index`th segment (as [`CanonicalPath::segments`] counts), percent-decoded: the
+    /// text a route parameter matched. The escapes a canonical path keeps decode to UTF-8
+    /// and never to `/`, `\\`, `;`, `%` or a control byte, so the decoded text means the
+    /// same to every reader; `None` when there is no such segment.
+    pub fn decoded_segment(&self, index: usize) -> Option<String> {
+        let segment = self.segments().nth(index)?.as_bytes();
+        let mut out = Vec::with_capacity(segment.len());
+        let mut i = 0;
+        while i < segment.len() {
+            let escaped = (segment[i] == b'%')
+                .then(|| Some((hex_value(*segment.get(i + 1)?)? << 4) | hex_value(*segment.get(i + 2)?)?))
+                .flatten();
+            match escaped {
+                Some(byte) => {
+                    out.push(byte);
+                    i += 3;
+                }
+                None => {
+                    out.push(segment[i]);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8(out).ok()
+    }
 }
 
 impl fmt::Display for CanonicalPath {

@@ -1,7 +1,8 @@
 //! The one decision (DESIGN §1–2), shared by the proxy and `scopegate explain`: from the
 //! compiled config, the request head as sent and what the token turned out to be, it settles
-//! the route, every scope the operation needs (route, implications, MCP tool rules), RFC 8707
-//! audience binding, the dry-run verdict, and the status and challenge of a refusal.
+//! the route, whether a CORS preflight passes without a token, every scope the operation
+//! needs (route, implications, MCP tool rules), the route's claim rules, RFC 8707 audience
+//! binding, the dry-run verdict, and the status and challenge of a refusal.
 //!
 //! The steps are pure; the two things that need I/O — judging a token and reading a body
 //! whose JSON-RPC calls must be inspected — come through [`Inputs`], which the proxy backs
@@ -18,11 +19,13 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
 use crate::canonical::{CanonicalPath, RequestError, canonicalize_path};
 use crate::config::{Config, UnmatchedPolicy};
+use crate::cors::preflight_method;
 use crate::error::ProxyError;
 use crate::hygiene;
 use crate::identity::identity_headers;
 use crate::mcp::McpRoute;
 use crate::mcp::rules::{self, InspectionError, Verdict};
+use crate::policy::claims::first_broken;
 use crate::policy::{Access, EnforcementMode, RouteSpec};
 use crate::resource::ResourceDocument;
 use crate::token::bearer::bearer_token;
@@ -115,6 +118,9 @@ pub struct Decision<'c> {
     pub resource: Option<&'c ResourceDocument>,
     /// Denials are recorded in `would_deny` and the request goes on.
     pub dry_run: bool,
+    /// A CORS preflight that the route lets through without a token (`bypass_preflight`):
+    /// nothing after routing is checked and it is forwarded as it came.
+    pub preflight: bool,
     /// Log fingerprint of the presented token.
     pub token_fingerprint: Option<String>,
     /// The token as it was verified, whatever came after.
@@ -148,6 +154,7 @@ impl<'c> Decision<'c> {
             mcp: None,
             resource: None,
             dry_run: false,
+            preflight: false,
             token_fingerprint: None,
             verified: None,
             principal: None,
@@ -162,9 +169,10 @@ impl<'c> Decision<'c> {
         decision
     }
 
-    /// The steps after routing: authenticate, admit (audience and scopes), MCP tool rules.
+    /// The steps after routing: authenticate, admit (audience, scopes, claim rules), MCP
+    /// tool rules.
     pub async fn finish(&mut self, config: &Config, head: &Head<'_>, inputs: &mut impl Inputs) {
-        if self.denial.is_some() || self.is_metadata() {
+        if self.denial.is_some() || self.preflight || self.is_metadata() {
             return;
         }
         if let Err(denial) = self.finish_steps(config, head, inputs).await {
@@ -181,6 +189,12 @@ impl<'c> Decision<'c> {
         self.path = Some(path);
         if metadata.is_some() {
             self.target = metadata;
+            return Ok(());
+        }
+        if let Some(route) = self.path.as_ref().and_then(|p| preflight_route(config, head, p)) {
+            self.target = Some(Target::Route(route));
+            self.preflight = true;
+            self.mcp = config.mcp.route(&route.name);
             return Ok(());
         }
         let global_dry_run = config.auth.mode == EnforcementMode::DryRun;
@@ -287,7 +301,8 @@ impl<'c> Decision<'c> {
         Ok(inputs.authenticate(token, &digest).await?)
     }
 
-    /// Audience binding (RFC 8707), then the route's scopes after implications.
+    /// Audience binding (RFC 8707), then the route's scopes after implications, then its
+    /// claim rules (all of them, on the verified claims, against the canonical path).
     fn admit(&self, config: &Config) -> Result<Option<Arc<Principal>>, ProxyError> {
         let Some(principal) = self.verified.as_deref() else {
             return Ok(None);
@@ -312,6 +327,11 @@ impl<'c> Decision<'c> {
                     scopes: requirement.challenge_scopes(),
                 });
             }
+        }
+        if let (Some(route), Some(path)) = (self.route_spec(), &self.path)
+            && let Some(rule) = first_broken(&route.claim_rules, |name| principal.claims.get(name), path)
+        {
+            return Err(ProxyError::ClaimMismatch { rule: rule.to_string() });
         }
         Ok(self.verified.clone())
     }
@@ -458,6 +478,17 @@ fn canonicalize(config: &Config, head: &Head<'_>) -> Result<CanonicalPath, Proxy
         return Err(RequestError::MethodOverride.into());
     }
     canonicalize_path(head.path, config.forwarding.canonical).map_err(ProxyError::BadPath)
+}
+
+/// The route a CORS preflight may pass to without a token: the one that governs the request
+/// it announces (same path, the method of `Access-Control-Request-Method`), when that route
+/// bypasses preflights. Routes rarely list `OPTIONS`, and the route the browser is about to
+/// call is the one whose policy should decide. Otherwise the preflight is an ordinary
+/// `OPTIONS` request, routed and authenticated like any other.
+fn preflight_route<'c>(config: &'c Config, head: &Head<'_>, path: &CanonicalPath) -> Option<&'c RouteSpec> {
+    let announced = preflight_method(head.method, head.headers, head.has_body)?;
+    let route = config.routes.lookup(&announced, path)?;
+    config.routes.bypasses_preflight(route).then_some(route)
 }
 
 /// The configured audiences of the issuer that vouched for `principal`.

@@ -27,6 +27,11 @@ pub enum ProxyError {
     InsufficientScope {
         scopes: String,
     },
+    /// Valid token with the scopes, but a claim rule of the route does not hold; `rule` is
+    /// the rule as configured (`org_id = {org}`), never a claim value.
+    ClaimMismatch {
+        rule: String,
+    },
     /// A body that must be inspected (MCP tool rules) cannot be let through.
     Inspection(InspectionError),
     /// The token's identity cannot be told to the upstream unaltered (DESIGN §3.10).
@@ -52,6 +57,7 @@ impl ProxyError {
             ProxyError::NoRoute => "no_route",
             ProxyError::Auth(e) => e.reason(),
             ProxyError::InsufficientScope { .. } => "insufficient_scope",
+            ProxyError::ClaimMismatch { .. } => "claim_mismatch",
             ProxyError::Inspection(e) => e.label(),
             ProxyError::Identity(e) => e.label(),
             ProxyError::Upstream(e) => e.label(),
@@ -70,7 +76,7 @@ impl ProxyError {
             ProxyError::Auth(AuthError::Missing | AuthError::Invalid(_)) | ProxyError::Identity(_) => {
                 StatusCode::UNAUTHORIZED
             }
-            ProxyError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            ProxyError::InsufficientScope { .. } | ProxyError::ClaimMismatch { .. } => StatusCode::FORBIDDEN,
             ProxyError::Auth(AuthError::Unavailable(_)) | ProxyError::Upstream(UpstreamError::Saturated) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -131,6 +137,11 @@ impl ProxyError {
                     Some(scopes),
                 )),
             ),
+            // No challenge: RFC 6750's only 403 code, insufficient_scope, would send OAuth and
+            // MCP clients to ask for more scopes, which cannot help; RFC 9110 §15.5.4 says the
+            // client should not repeat the request with the same credentials. The body names
+            // the rule (configuration), never the claim's value.
+            ProxyError::ClaimMismatch { .. } => ("claim_mismatch", CLAIM_DESCRIPTION, None),
             ProxyError::BadPath(_) => ("invalid_path", "the request path is not acceptable", None),
             ProxyError::Inspection(InspectionError::TooLarge) => (
                 "payload_too_large",
@@ -161,7 +172,11 @@ impl ProxyError {
             ),
             ProxyError::Upstream(_) => ("bad_gateway", "the upstream did not answer", None),
         };
-        let body = serde_json::json!({ "error": error, "error_description": description }).to_string();
+        let mut body = serde_json::json!({ "error": error, "error_description": description });
+        if let (ProxyError::ClaimMismatch { rule }, Some(fields)) = (&self, body.as_object_mut()) {
+            fields.insert("claim_rule".into(), rule.as_str().into());
+        }
+        let body = body.to_string();
         let mut response = Response::new(full_body(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
@@ -180,6 +195,9 @@ impl ProxyError {
         response
     }
 }
+
+/// The description of a refusal by a claim rule.
+const CLAIM_DESCRIPTION: &str = "the token's claims do not satisfy this route's claim rules";
 
 /// The description of a token whose identity cannot be forwarded unaltered.
 const IDENTITY_DESCRIPTION: &str = "the token carries a claim that cannot be forwarded as an identity header";
@@ -281,6 +299,16 @@ mod tests {
         });
         assert!(c.contains("error=\"insufficient_scope\""), "{c}");
         assert!(c.ends_with("scope=\"read mcp\""), "{c}");
+    }
+
+    #[test]
+    fn claim_mismatch_is_403_without_challenge_naming_the_rule() {
+        let r = ProxyError::ClaimMismatch {
+            rule: "org_id = {org}".into(),
+        }
+        .into_response(&ctx());
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(!r.headers().contains_key(WWW_AUTHENTICATE));
     }
 
     #[test]

@@ -15,12 +15,14 @@
 //! - [`gateway`] — the current config generation ([`gateway::App`]) behind one swap point;
 //!   live reload.
 //! - [`proxy`] — the request path: decide → rewrite → forward → record.
-//! - [`decision`] — the one decision (canonicalize, route, authenticate, authorize, MCP tool
-//!   rules, dry run), shared by the proxy and `explain`.
+//! - [`decision`] — the one decision (canonicalize, route, CORS preflight bypass,
+//!   authenticate, authorize: scopes, claim rules, MCP tool rules; dry run), shared by the
+//!   proxy and `explain`; [`cors`] — which requests are preflights, and the CORS headers of
+//!   scopegate's own refusals (`[cors]`).
 //! - [`canonical`] — the one path canonicalization used for matching and forwarding;
 //!   [`hygiene`] — `Host` rules and method override parameters, refused before routing.
-//! - [`policy`] — compiled route map and scope rules (no I/O): [`policy::file`] (`[[route]]`
-//!   as written), [`policy::scopes`], [`policy::table`].
+//! - [`policy`] — compiled route map, scope and claim rules (no I/O): [`policy::file`]
+//!   (`[[route]]` as written), [`policy::scopes`], [`policy::claims`], [`policy::table`].
 //! - [`token`] — bearer extraction, JWS verification, JWKS key sets, introspection, one
 //!   discovery per issuer, the token caches and their clock; [`token::error`] is what
 //!   authentication answers besides a principal.
@@ -49,6 +51,7 @@ pub mod body;
 pub mod canonical;
 pub mod config;
 pub mod connection;
+pub mod cors;
 pub mod decision;
 #[cfg(feature = "dev")]
 pub mod dev;

@@ -161,6 +161,9 @@ fn check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
                     println!("  note: {caution}");
                 }
             }
+            if let Some(cors) = config.cors.describe_refusals() {
+                println!("{cors}");
+            }
             println!();
             print!("{}", config.routes.describe());
             let bindings = loaded.bindings();

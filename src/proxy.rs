@@ -37,6 +37,13 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     // early answer, so the answer must say so, or a client may reuse it (MCP clients POST a
     // body first and are answered 401) and see it drop without a response.
     let body_may_be_unread = req.version() <= http::Version::HTTP_11 && !http_body::Body::is_end_stream(req.body());
+    // Kept only when refusals may carry CORS headers for it.
+    let origin = app
+        .config
+        .cors
+        .decorates_refusals()
+        .then(|| crate::cors::request_origin(req.headers()).cloned())
+        .flatten();
     let response = match process(&app, req, peer, &mut record).await {
         Ok(response) => response,
         Err(error) => {
@@ -46,6 +53,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
                 route_scopes: record.route_scopes.as_deref(),
             };
             let mut response = error.clone().into_response(&ctx);
+            app.config
+                .cors
+                .decorate_refusal(response.headers_mut(), origin.as_ref());
             if body_may_be_unread {
                 response
                     .headers_mut()
@@ -207,6 +217,8 @@ struct RequestRecord {
     method: Method,
     route: Option<String>,
     public: bool,
+    /// A CORS preflight let through without a token.
+    preflight: bool,
     canonical_path: Option<String>,
     route_scopes: Option<String>,
     resource_metadata: Option<String>,
@@ -237,6 +249,7 @@ impl RequestRecord {
             method,
             route: None,
             public: false,
+            preflight: false,
             canonical_path: None,
             route_scopes: None,
             resource_metadata: None,
@@ -252,6 +265,7 @@ impl RequestRecord {
     fn routed(&mut self, decision: &Decision<'_>, config: &Config) {
         self.route = decision.route_name().map(str::to_string);
         self.public = decision.is_public();
+        self.preflight = decision.preflight;
         self.canonical_path = decision.path.as_ref().map(|p| p.as_str().to_string());
         self.route_scopes = decision.route_scopes();
         self.resource_metadata = decision.resource_metadata(config).map(str::to_string);
@@ -271,6 +285,7 @@ impl RequestRecord {
         match error {
             _ if self.status.is_none() => "cancelled",
             _ if self.would_deny.is_some() && (error.is_none() || upstream_failure) => "would_deny",
+            _ if self.preflight && (error.is_none() || upstream_failure) => "preflight",
             _ if self.public && (error.is_none() || upstream_failure) => "public",
             None => "allow",
             _ if upstream_failure => "allow",
@@ -306,14 +321,20 @@ impl Drop for RequestRecord {
         let reason = match error.or(self.would_deny.as_ref()) {
             _ if decision == "cancelled" => "client_closed",
             Some(error) => error.reason(),
+            None if self.preflight => crate::cors::PREFLIGHT_REASON,
             None => "ok",
+        };
+        // The rule that refused (or would have), as configured: never the claim's value.
+        let claim_rule = match error.or(self.would_deny.as_ref()) {
+            Some(ProxyError::ClaimMismatch { rule }) => rule.as_str(),
+            _ => "-",
         };
         // Auth outcomes: every request that reached the authentication step and was settled.
         let pre_auth = matches!(
             error,
             Some(ProxyError::NoRoute | ProxyError::BadPath(_) | ProxyError::Request(_))
         );
-        if !matches!(decision, "public" | "cancelled") && !pre_auth {
+        if !matches!(decision, "public" | "preflight" | "cancelled") && !pre_auth {
             let auth_reason = if decision == "allow" { "ok" } else { reason };
             if decision == "would_deny" {
                 tracing::warn!(target: "scopegate::dry_run", route, reason, "dry run: this request would have been denied");
@@ -331,6 +352,7 @@ impl Drop for RequestRecord {
             status,
             decision,
             reason,
+            claim_rule,
             latency_ms = millis_to_microseconds(elapsed),
             client_id = self.client_id.as_deref().unwrap_or("-"),
             token = self.token_fingerprint.as_deref().unwrap_or("-"),

@@ -24,6 +24,7 @@ use http::Uri;
 use serde::Deserialize;
 
 use crate::canonical::CanonicalOptions;
+use crate::cors::{CorsConfig, FileCors};
 use crate::hygiene::MethodOverride;
 use crate::identity::config::compile_identity;
 pub use crate::identity::config::normalize_header_name;
@@ -65,6 +66,8 @@ pub struct FileConfig {
     pub mcp: Option<FileMcp>,
     /// `[[resource]]`: RFC 9728 metadata for the API's other routes.
     pub resources: Vec<FileResource>,
+    /// Browser preflights and CORS headers on scopegate's own refusals.
+    pub cors: FileCors,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +226,7 @@ pub struct Config {
     pub mcp: McpConfig,
     /// `[[resource]]`: the protected-resource metadata of non-MCP routes.
     pub resources: ResourceConfig,
+    pub cors: CorsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -281,7 +285,7 @@ impl Config {
 }
 
 /// Top-level sections, in the order `config.example.toml` documents them.
-const SECTIONS: [&str; 14] = [
+const SECTIONS: [&str; 15] = [
     "listener",
     "admin",
     "upstream",
@@ -296,6 +300,7 @@ const SECTIONS: [&str; 14] = [
     "reload",
     "mcp",
     "resource",
+    "cors",
 ];
 
 impl FileConfig {
@@ -318,6 +323,7 @@ impl FileConfig {
             reload: unread.table(document, "reload", issues),
             mcp: unread.table(document, "mcp", issues),
             resources: unread.array(document, "resource", issues),
+            cors: unread.table(document, "cors", issues),
         };
         (file, unread)
     }
@@ -381,8 +387,8 @@ impl FileConfig {
         let mut tokens = unread.step(&["issuer", "token"], issues, |issues| {
             TokenConfig::compile(&self.issuers, &self.token, issues)
         });
-        tokens.retained_claims = self.identity.claims.keys().cloned().collect();
-        let routes = unread.step(&["route"], issues, |issues| {
+        let cors = unread.step(&["cors"], issues, |issues| CorsConfig::compile(&self.cors, issues));
+        let mut routes = unread.step(&["route"], issues, |issues| {
             let specs: Vec<RouteSpec> = self
                 .routes
                 .into_iter()
@@ -391,6 +397,16 @@ impl FileConfig {
                 .collect();
             RouteTable::new(specs, implications, issues)
         });
+        routes.set_bypass_preflight(cors.bypass_preflight);
+        // A cached principal keeps only the claims something reads: identity mappings and
+        // claim rules. 100,000 cached tokens must not each hold a whole payload.
+        let mut retained: std::collections::BTreeSet<String> = self.identity.claims.keys().cloned().collect();
+        retained.extend(
+            routes
+                .iter()
+                .flat_map(|r| r.claim_rules.iter().map(|rule| rule.claim.clone())),
+        );
+        tokens.retained_claims = retained.into_iter().collect();
         unread.step(&["route", "issuer"], issues, |issues| {
             if !routes.all_public() && tokens.issuers.is_empty() {
                 issues.push(
@@ -431,6 +447,7 @@ impl FileConfig {
             source_hash: String::new(),
             mcp,
             resources,
+            cors,
         })
     }
 }

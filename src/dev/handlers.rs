@@ -224,11 +224,21 @@ fn introspect(shared: &Shared, headers: &HeaderMap, params: &Params) -> Resp {
     };
     let store = lock(&shared.store);
     let body = if let Some(r) = store.active_access(token) {
-        json!({
+        let mut body = json!({
             "active": true, "scope": r.scope, "client_id": r.client_id, "sub": r.sub,
             "aud": aud_value(&r.aud), "iss": shared.issuer, "exp": r.exp, "iat": r.iat,
             "token_type": "Bearer", "jti": r.jti,
-        })
+        });
+        if let Some(fields) = body.as_object_mut() {
+            // Extra claims of an opaque token, merged last like a JWT's; never `active`.
+            fields.extend(
+                r.extra
+                    .iter()
+                    .filter(|(k, _)| *k != "active")
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+        body
     } else if let Some(r) = store.active_refresh(token) {
         json!({
             "active": true, "scope": r.scope, "client_id": r.client_id, "sub": r.sub,

@@ -53,7 +53,8 @@ pub struct AccessTokenRequest {
     /// Lifetime in seconds from now; zero or negative mints an already
     /// expired token.
     pub expires_in_secs: i64,
-    /// Extra claims merged last (they may override the standard ones).
+    /// Extra claims merged last (they may override the standard ones); for an opaque token,
+    /// introspection answers with them.
     pub extra_claims: Map<String, Value>,
 }
 

@@ -225,6 +225,9 @@ pub(crate) struct AccessRecord {
     pub jti: String,
     pub family: Option<u64>,
     pub revoked: bool,
+    /// An opaque token's extra claims, which introspection answers with (RFC 7662 §2.2
+    /// allows members beyond its own); a JWT carries its own.
+    pub extra: Map<String, Value>,
 }
 
 /// An issued refresh token.
@@ -427,6 +430,10 @@ impl Shared {
                 jti,
                 family: g.family,
                 revoked: false,
+                extra: match (self.config.opaque_access_tokens, g.extra) {
+                    (true, Some(extra)) => extra.clone(),
+                    _ => Map::new(),
+                },
             },
         );
         token

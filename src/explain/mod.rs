@@ -93,6 +93,7 @@ pub async fn explain_request(loaded: &Loaded, request: &RequestSpec, credentials
         needs: None,
         bound_audience: None,
         tool_rules: Vec::new(),
+        claim_rules: Vec::new(),
         dry_run: false,
         effective_scopes: None,
         token: None,
@@ -128,11 +129,16 @@ pub async fn explain_request(loaded: &Loaded, request: &RequestSpec, credentials
         })
     });
     out.would_deny = decision.would_deny.as_ref().map(|e| e.reason().to_string());
+    let allowed_reason = if decision.preflight {
+        crate::cors::PREFLIGHT_REASON
+    } else {
+        "ok"
+    };
     out.reason = decision
         .denial
         .as_ref()
         .or(decision.would_deny.as_ref())
-        .map_or("ok", ProxyError::reason)
+        .map_or(allowed_reason, ProxyError::reason)
         .to_string();
     match &decision.denial {
         None => out.decision = allowed(&decision, credentials, &out),
@@ -217,7 +223,7 @@ impl ExplainInputs {
                         client_id: None,
                         scopes: scopes.clone(),
                         audiences: issuer.audiences.clone(),
-                        claims: serde_json::Map::new(),
+                        claims: Default::default(),
                         expires_at: u64::MAX,
                     })
                 })
@@ -274,6 +280,10 @@ fn describe_route(loaded: &Loaded, decision: &crate::decision::Decision<'_>, out
     out.dry_run = decision.dry_run;
     out.bound_audience = decision.bound_audience().map(str::to_string);
     out.tool_rules = decision.mcp.map(tool_rule_lines).unwrap_or_default();
+    out.claim_rules = decision
+        .route_spec()
+        .map(|r| r.claim_rules.iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
     out.route = match decision.target {
         None if matches!(decision.denial, Some(ProxyError::NoRoute)) => RouteOutcome::NoRoute,
         None => RouteOutcome::NotRouted,
@@ -316,6 +326,10 @@ fn allowed(decision: &crate::decision::Decision<'_>, credentials: &Credentials, 
             return Decision::Metadata { status };
         }
         Some(Target::UnmatchedDryRun) => "no route matched; dry run forwards it".to_string(),
+        Some(Target::Route(r)) if decision.preflight => format!(
+            "CORS preflight: route {} lets preflights through without a token; the upstream answers it",
+            r.name
+        ),
         _ if decision.would_deny.is_some() => format!(
             "dry run: would have been denied ({}), forwarded",
             out.would_deny.as_deref().unwrap_or_default()
@@ -360,6 +374,7 @@ fn refused(denial: &ProxyError, out: &Explanation) -> Decision {
         ProxyError::InsufficientScope { scopes } => Decision::Forbidden {
             challenge: scopes.clone(),
         },
+        ProxyError::ClaimMismatch { rule } => Decision::ClaimMismatch { rule: rule.clone() },
         ProxyError::Auth(AuthError::Unavailable(_)) => Decision::Unavailable {
             reason: denial.reason().into(),
         },

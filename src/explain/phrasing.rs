@@ -82,6 +82,15 @@ impl Loaded {
     /// What a token needs for `route`, e.g. `a token from https://as.example for audience
     /// https://api.example with scope "read" (or "write", which implies it)`.
     pub fn token_needs(&self, route: &RouteSpec) -> String {
+        let needs = self.scope_needs(route);
+        if route.claim_rules.is_empty() || route.access == Access::Public {
+            return needs;
+        }
+        let rules: Vec<String> = route.claim_rules.iter().map(ToString::to_string).collect();
+        format!("{needs}, whose claims meet {}", rules.join(" and "))
+    }
+
+    fn scope_needs(&self, route: &RouteSpec) -> String {
         if route.access == Access::Public {
             return "public: no token needed".into();
         }

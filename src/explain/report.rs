@@ -50,6 +50,8 @@ pub enum Decision {
     Unauthorized { status: u16, reason: String },
     /// 403 `insufficient_scope`, naming these scopes in the challenge.
     Forbidden { challenge: String },
+    /// 403 `claim_mismatch`: this claim rule of the route does not hold.
+    ClaimMismatch { rule: String },
     /// 503: keys or introspection unavailable.
     Unavailable { reason: String },
     /// Any other refusal (413 for an inspected body over the limit).
@@ -66,7 +68,7 @@ impl Decision {
             Decision::NotFound => Some(404),
             Decision::TokenNeeded { .. } => Some(401),
             Decision::Unauthorized { status, .. } | Decision::Refused { status, .. } => Some(*status),
-            Decision::Forbidden { .. } => Some(403),
+            Decision::Forbidden { .. } | Decision::ClaimMismatch { .. } => Some(403),
             Decision::Unavailable { .. } => Some(503),
         }
     }
@@ -91,6 +93,8 @@ pub struct Explanation {
     pub bound_audience: Option<String>,
     /// The route's MCP tool rules, as `check` prints them.
     pub tool_rules: Vec<String>,
+    /// The route's claim rules, as `check` prints them (all of them must hold).
+    pub claim_rules: Vec<String>,
     /// Denials are only counted on this route (`mode = "dry_run"`).
     pub dry_run: bool,
     /// With `--scopes`: the granted scopes after implications.
@@ -142,6 +146,9 @@ impl fmt::Display for Explanation {
         for rule in &self.tool_rules {
             writeln!(f, "tool rule:   {rule}")?;
         }
+        for rule in &self.claim_rules {
+            writeln!(f, "claim rule:  {rule}")?;
+        }
         if self.dry_run {
             writeln!(f, "mode:        dry run (denials are counted, not enforced)")?;
         }
@@ -178,6 +185,10 @@ impl fmt::Display for Explanation {
             Decision::Forbidden { challenge } => writeln!(
                 f,
                 "decision:    403 insufficient_scope (challenge names scope=\"{challenge}\")"
+            )?,
+            Decision::ClaimMismatch { rule } => writeln!(
+                f,
+                "decision:    403 claim_mismatch (claim rule {rule} does not hold; no challenge is sent)"
             )?,
             Decision::Unavailable { reason } => {
                 writeln!(f, "decision:    503 ({reason}: the token was not judged; retry later)")?

@@ -4,6 +4,7 @@ use serde::Deserialize;
 
 use http::Method;
 
+use super::claims::{ClaimRule, FileClaimRule};
 use super::scopes::{Scope, ScopeRequirement};
 use super::table::{Access, EnforcementMode, PathPattern, RouteSpec};
 use crate::config::problems::Issues;
@@ -39,6 +40,12 @@ pub struct FileRoute {
     /// Scopes by JSON-RPC method and tool/prompt/resource name.
     #[serde(default, rename = "mcp_rule")]
     pub mcp_rules: Vec<FileMcpRule>,
+    /// `[[route.claim]]`: typed tests on the token's claims, all of which must hold.
+    #[serde(default, rename = "claim")]
+    pub claim_rules: Vec<FileClaimRule>,
+    /// Lets CORS preflights through without a token; overrides `cors.bypass_preflight`.
+    #[serde(default)]
+    pub bypass_preflight: Option<bool>,
 }
 
 impl RouteSpec {
@@ -88,11 +95,24 @@ impl RouteSpec {
             }
             alternatives.push(scope_list(issues, format!("{at}.any_scopes[{i}]"), set));
         }
+        let params = pattern.as_ref().map(PathPattern::params);
+        let claim_rules: Vec<ClaimRule> = file
+            .claim_rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, rule)| ClaimRule::compile(&format!("{at}.claim[{i}]"), rule, params.as_ref(), issues))
+            .collect();
         let access = if file.public {
             if !alternatives.is_empty() {
                 issues.push(
                     format!("{at}.public"),
                     "a public route cannot also require scopes; pick one",
+                );
+            }
+            if !file.claim_rules.is_empty() {
+                issues.push(
+                    format!("{at}.public"),
+                    "a public route reads no token, so it cannot have claim rules; remove one or the other",
                 );
             }
             Access::Public
@@ -110,6 +130,8 @@ impl RouteSpec {
             allow_upgrade: file.allow_upgrade,
             mode: file.mode,
             index,
+            claim_rules,
+            bypass_preflight: file.bypass_preflight,
         })
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use http::Method;
 
+use super::claims::{ClaimRule, PathParams};
 use super::scopes::{ScopeImplications, ScopeRequirement};
 use crate::canonical::CanonicalPath;
 use crate::config::problems::Issues;
@@ -113,6 +114,22 @@ impl PathPattern {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+
+    /// The pattern's `{parameters}` and the segment each one matches.
+    pub fn params(&self) -> PathParams<'_> {
+        PathParams {
+            pattern: &self.text,
+            params: self
+                .segments
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| match s {
+                    PatternSegment::Param(name) => Some((name.as_str(), i)),
+                    PatternSegment::Literal(_) => None,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Whether a decision is enforced or only recorded.
@@ -147,6 +164,11 @@ pub struct RouteSpec {
     pub mode: Option<EnforcementMode>,
     /// Position in the file: breaks specificity ties.
     pub index: usize,
+    /// Tests on the verified claims, all of which must hold (after the scopes).
+    pub claim_rules: Vec<ClaimRule>,
+    /// Whether CORS preflights are let through without a token; `None`: the global
+    /// `cors.bypass_preflight` applies.
+    pub bypass_preflight: Option<bool>,
 }
 
 impl RouteSpec {
@@ -174,6 +196,8 @@ impl RouteSpec {
 pub struct RouteTable {
     routes: Vec<RouteSpec>,
     implications: ScopeImplications,
+    /// `cors.bypass_preflight`: for routes that do not say.
+    bypass_preflight: bool,
 }
 
 impl RouteTable {
@@ -191,7 +215,22 @@ impl RouteTable {
             }
         }
         routes.sort_by(RouteSpec::precedence_cmp);
-        RouteTable { routes, implications }
+        RouteTable {
+            routes,
+            implications,
+            bypass_preflight: false,
+        }
+    }
+
+    /// Sets `cors.bypass_preflight`, the choice of routes without their own.
+    pub fn set_bypass_preflight(&mut self, bypass: bool) {
+        self.bypass_preflight = bypass;
+    }
+
+    /// Whether CORS preflights to `route` pass without a token: the route's own
+    /// `bypass_preflight`, else `cors.bypass_preflight`.
+    pub fn bypasses_preflight(&self, route: &RouteSpec) -> bool {
+        route.bypass_preflight.unwrap_or(self.bypass_preflight)
     }
 
     /// The first route, in precedence order, whose pattern and method match.
@@ -237,10 +276,13 @@ impl RouteTable {
                 Access::Protected(req) => format!("scopes: {req}"),
             };
             let upgrade = if r.allow_upgrade { " (upgrades allowed)" } else { "" };
-            let upgrade = match r.mode {
+            let mut upgrade = match r.mode {
                 Some(EnforcementMode::DryRun) => format!("{upgrade} (dry run)"),
                 _ => upgrade.to_string(),
             };
+            if self.bypasses_preflight(r) {
+                upgrade.push_str(" (CORS preflights pass without a token)");
+            }
             out.push_str(&format!(
                 "{:<11} {:<25} {:<22} {:<34} {access}{upgrade}\n",
                 i + 1,
@@ -248,6 +290,9 @@ impl RouteTable {
                 methods,
                 r.pattern.as_str()
             ));
+            for rule in &r.claim_rules {
+                out.push_str(&format!("{:<95} claim: {rule}\n", ""));
+            }
         }
         out
     }
@@ -273,6 +318,8 @@ mod tests {
             mcp: false,
             mcp_resource: None,
             mcp_rules: vec![],
+            claim_rules: vec![],
+            bypass_preflight: None,
         };
         RouteSpec::compile(index, file, &mut Issues::default()).unwrap()
     }

@@ -363,7 +363,8 @@ pub fn interpret(body: &Map<String, Value>, expected: &Expected<'_>, now: u64) -
         client_id: string("client_id"),
         scopes,
         audiences: aud,
-        claims: body.clone(),
+        // Every member for now; the authenticator keeps only what is read before caching.
+        claims: body.clone().into(),
         expires_at: exp.unwrap_or(u64::MAX),
     })))
 }

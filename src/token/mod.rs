@@ -48,7 +48,7 @@ use crate::token::revocation::{Revocations, RevocationsFull};
 
 pub use crate::token::clock::Clock;
 pub use crate::token::error::{AuthError, InvalidReason, UnavailableReason};
-pub use crate::token::principal::Principal;
+pub use crate::token::principal::{Principal, RetainedClaims};
 
 /// A verified token as cached.
 struct CachedToken {
@@ -308,13 +308,9 @@ impl Authenticator {
         (self.cache.entry_count(), self.answers.entry_count())
     }
 
-    /// Keeps only the claims identity headers are mapped from.
-    fn retain(
-        &self,
-        mut claims: serde_json::Map<String, serde_json::Value>,
-    ) -> serde_json::Map<String, serde_json::Value> {
-        claims.retain(|name, _| self.retained_claims.contains(name));
-        claims
+    /// Keeps only the claims identity headers are mapped from and claim rules test.
+    fn retain(&self, claims: serde_json::Map<String, serde_json::Value>) -> RetainedClaims {
+        RetainedClaims::keep(claims, &self.retained_claims)
     }
 
     /// Sets `scopegate_jwks_seconds_since_last_success` for each issuer (at scrape time).
@@ -536,7 +532,7 @@ impl Authenticator {
         let now = self.now();
         let answer = match introspector.introspect(token, now.as_secs(), admission).await? {
             Answer::Active(principal) => Answer::Active(Arc::new(Principal {
-                claims: self.retain(principal.claims.clone()),
+                claims: principal.claims.only(&self.retained_claims),
                 ..(*principal).clone()
             })),
             inactive => inactive,

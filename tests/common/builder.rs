@@ -170,6 +170,16 @@ impl RouteBuilder {
         self
     }
 
+    /// One `[[route.claim]]`: `claim` tested by `test` (`equals`, `equals_param`,
+    /// `contains`, `one_of`) against `value`.
+    pub fn claim(mut self, claim: &str, test: &str, value: impl Into<Value>) -> RouteBuilder {
+        let mut rule = Table::new();
+        rule.insert("claim".into(), claim.into());
+        rule.insert(test.into(), value.into());
+        push(&mut self.0, "claim", rule);
+        self
+    }
+
     pub fn set(mut self, key: &str, value: impl Into<Value>) -> RouteBuilder {
         set_path(&mut self.0, key, value.into());
         self

@@ -229,6 +229,13 @@ pub async fn start_proxy(config: scopegate::config::Config) -> scopegate::server
     scopegate::server::start_with_listeners(config, data, admin)
 }
 
+/// Starts the proxy on ephemeral ports and waits until it holds its issuers' keys.
+pub async fn start_ready_proxy(config: scopegate::config::Config) -> scopegate::server::Running {
+    let proxy = start_proxy(config).await;
+    eventually("the proxy has keys", || proxy.app.is_ready()).await;
+    proxy
+}
+
 /// Sends raw bytes and reads until the server closes the connection (send
 /// `Connection: close`), bounded by `timeout`.
 pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> String {

@@ -23,8 +23,55 @@ fn check_accepts_the_example_and_prints_the_route_table() {
     assert!(stdout.contains("projects-read"), "{stdout}");
     // The documented [[resource]] and its metadata URL.
     assert!(
-        stdout.contains("https://api.example.com  metadata https://api.example.com/.well-known/oauth-protected-resource  routes: events, projects-read, projects-write, admin"),
+        stdout.contains("https://api.example.com  metadata https://api.example.com/.well-known/oauth-protected-resource  routes: org-projects, events, projects-read, projects-write, admin"),
         "{stdout}"
+    );
+    // Each route's claim rules under it; routes that let preflights through say so.
+    assert!(stdout.contains("claim: org_id = {org}"), "{stdout}");
+    assert!(stdout.contains("claim: email_verified = true"), "{stdout}");
+    assert!(stdout.contains("(CORS preflights pass without a token)"), "{stdout}");
+}
+
+#[test]
+fn check_lists_claim_rule_and_cors_mistakes_with_their_lines() {
+    let stderr = check_failing(
+        "claims",
+        r#"
+[listener]
+address = "127.0.0.1:8080"
+[upstream]
+url = "http://127.0.0.1:3000"
+[cors]
+allowed_origins = ["https://app.example/"]
+[[issuer]]
+url = "https://auth.example.com"
+audiences = ["api"]
+[[route]]
+name = "org"
+path = "/orgs/{org}"
+[[route.claim]]
+claim = "org_id"
+equals_param = "tenant"
+[[route.claim]]
+claim = "verified"
+equals = "yes"
+contains = "no"
+"#,
+    );
+    assert!(stderr.contains("3 problem(s)"), "{stderr}");
+    assert!(
+        stderr.contains(
+            r#"cors.allowed_origins[0] (line 7): "https://app.example/" is not spelled as browsers send Origin"#
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(r#"route[0].claim[0].equals_param (line 16): "tenant" is not a parameter"#),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("route[0].claim[1] (line 17): sets equals and contains"),
+        "{stderr}"
     );
 }
 
