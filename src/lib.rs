@@ -9,14 +9,18 @@
 //!   the file spells them) are the leaf every section's compiler reports into; each
 //!   section's file types live beside the code that compiles them ([`policy::file`],
 //!   [`token::config`], [`mcp::config`]).
-//! - [`server`] — data and admin listeners, limits, graceful drain; [`connection`] —
+//! - [`server`] — data, forward-auth and admin listeners, limits, graceful drain; [`connection`] —
 //!   accepting under a connection cap, per-connection activity, the idle and
 //!   response-progress timeouts, and the slot a WebSocket tunnel keeps.
 //! - [`gateway`] — the current config generation ([`gateway::App`]) behind one swap point;
 //!   live reload.
-//! - [`proxy`] — the request path: decide → rewrite → forward → record.
+//! - [`proxy`] — the request path: decide → rewrite → forward → record; [`record`] — the
+//!   one access-log event and metric update of each request.
+//! - [`forward_auth`] — the forward-auth listener: an ingress (nginx, Traefik, Envoy) asks,
+//!   the same decision answers ([`forward_auth::original`] reads the original request the
+//!   way the configured ingress names it; [`forward_auth::config`] is `[forward_auth]`).
 //! - [`decision`] — the one decision (canonicalize, route, authenticate, authorize, MCP tool
-//!   rules, dry run), shared by the proxy and `explain`.
+//!   rules, dry run), shared by the proxy, forward-auth and `explain`.
 //! - [`canonical`] — the one path canonicalization used for matching and forwarding;
 //!   [`hygiene`] — `Host` rules and method override parameters, refused before routing.
 //! - [`policy`] — compiled route map and scope rules (no I/O): [`policy::file`] (`[[route]]`
@@ -52,6 +56,7 @@ pub mod dev;
 pub mod error;
 pub mod explain;
 pub mod forward;
+pub mod forward_auth;
 pub mod gateway;
 pub mod http_client;
 pub mod hygiene;
@@ -61,5 +66,6 @@ pub mod metrics;
 pub mod online;
 pub mod policy;
 pub mod proxy;
+pub mod record;
 pub mod server;
 pub mod token;

@@ -7,7 +7,8 @@
 //!   compile beside their own code ([`crate::policy::file`], [`crate::token::config`],
 //!   [`crate::mcp::config`]); this module imports them, never the reverse.
 //! - [`network`]: `[listener]`, `[admin]` and `[upstream]`, the sections that bound
-//!   connections, streams and upstream requests.
+//!   connections, streams and upstream requests; `[forward_auth]` compiles in
+//!   [`crate::forward_auth::config`].
 
 pub mod document;
 pub mod network;
@@ -23,6 +24,7 @@ use http::Uri;
 use serde::Deserialize;
 
 use crate::canonical::CanonicalOptions;
+use crate::forward_auth::config::{FileForwardAuth, ForwardAuthConfig, compile_forward_auth};
 use crate::hygiene::MethodOverride;
 use crate::identity::config::compile_identity;
 pub use crate::identity::config::normalize_header_name;
@@ -61,6 +63,8 @@ pub struct FileConfig {
     pub reload: FileReload,
     /// MCP resource-server settings (RFC 9728 metadata, audience binding, tool scopes).
     pub mcp: Option<FileMcp>,
+    /// The forward-auth listener, for an ingress that asks instead of proxying through.
+    pub forward_auth: Option<FileForwardAuth>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,6 +221,8 @@ pub struct Config {
     /// First 12 hex digits of the SHA-256 of the file text: which config is loaded.
     pub source_hash: String,
     pub mcp: McpConfig,
+    /// `None`: no forward-auth listener.
+    pub forward_auth: Option<ForwardAuthConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -275,7 +281,7 @@ impl Config {
 }
 
 /// Top-level sections, in the order `config.example.toml` documents them.
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "listener",
     "admin",
     "upstream",
@@ -289,6 +295,7 @@ const SECTIONS: [&str; 13] = [
     "identity",
     "reload",
     "mcp",
+    "forward_auth",
 ];
 
 impl FileConfig {
@@ -310,6 +317,7 @@ impl FileConfig {
             identity: unread.table(document, "identity", issues),
             reload: unread.table(document, "reload", issues),
             mcp: unread.table(document, "mcp", issues),
+            forward_auth: unread.table(document, "forward_auth", issues),
         };
         (file, unread)
     }
@@ -391,6 +399,20 @@ impl FileConfig {
                 interval,
             }
         });
+        let forward_auth = unread.step(&["forward_auth", "listener", "admin"], issues, |issues| {
+            let forward_auth = compile_forward_auth(self.forward_auth.as_ref(), issues);
+            let taken = [listener.address, admin_address];
+            if let Some(listen) = forward_auth.as_ref().map(|f| f.listen)
+                && listen.port() != 0
+                && taken.contains(&listen)
+            {
+                issues.push(
+                    "forward_auth.listen",
+                    "must differ from listener.address and admin.address: forward-auth has its own port",
+                );
+            }
+            forward_auth
+        });
         if !issues.is_empty() {
             return Err(std::mem::take(issues));
         }
@@ -411,6 +433,7 @@ impl FileConfig {
             reload,
             source_hash: String::new(),
             mcp,
+            forward_auth,
         })
     }
 }

@@ -14,6 +14,7 @@ mod decision;
 mod demo;
 mod dev_issuer;
 mod explain;
+mod forward_auth;
 mod hygiene;
 mod identity;
 mod introspection;
