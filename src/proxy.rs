@@ -24,7 +24,7 @@ use crate::forward::{
 };
 use crate::gateway::App;
 use crate::mcp::rules::InspectionError;
-use crate::record::{RequestRecord, Via};
+use crate::record::{RequestRecord, Via, body_may_go_unread};
 use crate::token::Principal;
 use crate::token::error::AuthError;
 
@@ -33,24 +33,9 @@ use crate::token::error::AuthError;
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
     // Written when dropped: answered, refused, or cancelled by the client mid-way.
     let mut record = RequestRecord::start(Arc::clone(&app), Via::Proxy, req.method().clone());
-    // An HTTP/1 request whose body may go unread: hyper closes such a connection after an
-    // early answer, so the answer must say so, or a client may reuse it (MCP clients POST a
-    // body first and are answered 401) and see it drop without a response.
-    let body_may_be_unread = req.version() <= http::Version::HTTP_11 && !http_body::Body::is_end_stream(req.body());
-    let response = match process(&app, req, peer, &mut record).await {
-        Ok(response) => response,
-        Err(error) => {
-            let mut response = record.refuse(error);
-            if body_may_be_unread {
-                response
-                    .headers_mut()
-                    .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-            }
-            response
-        }
-    };
-    record.answered(response.status());
-    response
+    let body_may_go_unread = body_may_go_unread(&req);
+    let result = process(&app, req, peer, &mut record).await;
+    record.settle(result, body_may_go_unread)
 }
 
 async fn process(

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Method, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 
 use crate::body::ProxyBody;
 use crate::config::Config;
@@ -31,6 +31,13 @@ impl Via {
             Via::ForwardAuth => "forward_auth",
         }
     }
+}
+
+/// An HTTP/1 request whose body may go unread: hyper closes such a connection after an
+/// early answer, so the answer must say so, or a client may reuse it (MCP clients POST a
+/// body first and are answered 401) and see it drop without a response.
+pub fn body_may_go_unread<B: http_body::Body>(req: &Request<B>) -> bool {
+    req.version() <= http::Version::HTTP_11 && !req.body().is_end_stream()
 }
 
 /// The one access-log event and metric update of a request, written when it is dropped:
@@ -102,22 +109,34 @@ impl RequestRecord {
         self.would_deny = decision.would_deny.clone();
     }
 
-    /// The answer to a refused request: the one error mapping, with the challenge this
-    /// request's route calls for. The error is kept for the record.
-    pub fn refuse(&mut self, error: ProxyError) -> Response<ProxyBody> {
-        let ctx = ChallengeContext {
-            realm: &self.app.config.auth.realm,
-            resource_metadata: self.resource_metadata.as_deref(),
-            route_scopes: self.route_scopes.as_deref(),
+    /// The response to send, noted for the record: the answer, or for a refusal the one
+    /// error mapping with the challenge this request's route calls for. `body_may_go_unread`
+    /// (see [`body_may_go_unread`]) makes a refusal close the connection.
+    pub fn settle(
+        &mut self,
+        result: Result<Response<ProxyBody>, ProxyError>,
+        body_may_go_unread: bool,
+    ) -> Response<ProxyBody> {
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                let ctx = ChallengeContext {
+                    realm: &self.app.config.auth.realm,
+                    resource_metadata: self.resource_metadata.as_deref(),
+                    route_scopes: self.route_scopes.as_deref(),
+                };
+                let mut response = error.clone().into_response(&ctx);
+                if body_may_go_unread {
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                }
+                self.error = Some(error);
+                response
+            }
         };
-        let response = error.clone().into_response(&ctx);
-        self.error = Some(error);
+        self.status = Some(response.status());
         response
-    }
-
-    /// The status the request was answered with; a record without one was cancelled.
-    pub fn answered(&mut self, status: StatusCode) {
-        self.status = Some(status);
     }
 
     /// Outcome label for metrics: a bounded set.

@@ -28,7 +28,7 @@ use crate::gateway::App;
 use crate::identity::identity_header_names;
 use crate::mcp::rules::InspectionError;
 use crate::proxy::ProxyInputs;
-use crate::record::{RequestRecord, Via};
+use crate::record::{RequestRecord, Via, body_may_go_unread};
 use crate::token::Principal;
 use crate::token::error::AuthError;
 use config::Ingress;
@@ -41,22 +41,9 @@ const ENVOY_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
 /// 500 (nginx reads a 500 as its own failure): every refusal is the proxy's.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
     let mut record = RequestRecord::start(Arc::clone(&app), Via::ForwardAuth, req.method().clone());
-    let body_may_be_unread = req.version() <= http::Version::HTTP_11 && !http_body::Body::is_end_stream(req.body());
-    let response = match answer(&app, req, peer, &mut record).await {
-        Ok(response) => response,
-        Err(error) => {
-            let mut response = record.refuse(error);
-            if body_may_be_unread {
-                // As on the proxy listener: an unread body ends the connection.
-                response
-                    .headers_mut()
-                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            response
-        }
-    };
-    record.answered(response.status());
-    response
+    let body_may_go_unread = body_may_go_unread(&req);
+    let result = answer(&app, req, peer, &mut record).await;
+    record.settle(result, body_may_go_unread)
 }
 
 /// Reads the original request, decides on it, and settles the answer.

@@ -154,6 +154,11 @@ pub fn header<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// The status of the answer to `request` sent to `addr`.
+pub async fn status(addr: SocketAddr, request: &str) -> u16 {
+    status_of(&raw_request(addr, request.as_bytes()).await)
+}
+
 pub fn body(answer: &str) -> &str {
     answer.split_once("\r\n\r\n").map_or("", |(_, body)| body)
 }
@@ -306,12 +311,12 @@ async fn a_missing_repeated_or_malformed_original_is_400() {
     }
     // The original's own rules hold: no Host is 400, a lower-case method is 400.
     let no_host = nginx_question("GET", "/read/a", Some(&read), &[]).replace("X-Forwarded-Host: api.test\r\n", "");
-    assert_eq!(status_of(&raw_request(w.forward_auth(), no_host.as_bytes()).await), 400);
+    assert_eq!(status(w.forward_auth(), &no_host).await, 400);
     let lower = nginx_question("get", "/read/a", Some(&read), &[]);
-    assert_eq!(status_of(&raw_request(w.forward_auth(), lower.as_bytes()).await), 400);
+    assert_eq!(status(w.forward_auth(), &lower).await, 400);
     // The original method is the one decided on, not the question's GET.
     let delete = nginx_question("DELETE", "/write/a", Some(&read), &[]);
-    assert_eq!(status_of(&raw_request(w.forward_auth(), delete.as_bytes()).await), 403);
+    assert_eq!(status(w.forward_auth(), &delete).await, 403);
 }
 
 #[tokio::test]
@@ -383,8 +388,9 @@ async fn envoy_asks_with_its_own_method_and_path_behind_the_prefix() {
     assert_eq!(status_of(&ask("GET", "/ext_authzread/a", Some(&read), &[]).await), 400);
 }
 
-/// A JSON-RPC `tools/call` POST as Envoy sends it with `with_request_body`.
-fn tools_call(prefix: &str, tool: &str, token: &str) -> String {
+/// A JSON-RPC `tools/call` POST to `{prefix}/mcp` (Envoy asks with the body when it has
+/// `with_request_body`).
+pub fn tools_call(prefix: &str, tool: &str, token: &str) -> String {
     let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#);
     format!(
         "POST {prefix}/mcp HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
@@ -418,7 +424,7 @@ async fn mcp_tool_rules_read_the_body_when_the_ingress_sends_it() {
         "Connection: close\r\nx-envoy-auth-partial-body: true\r\n",
         1,
     );
-    assert_eq!(status_of(&raw_request(w.forward_auth(), partial.as_bytes()).await), 413);
+    assert_eq!(status(w.forward_auth(), &partial).await, 413);
 }
 
 #[tokio::test]
@@ -438,10 +444,10 @@ async fn a_body_the_decision_must_read_and_did_not_get_is_refused() {
         Some(&read),
         &["Content-Type: application/x-www-form-urlencoded"],
     );
-    assert_eq!(status_of(&raw_request(w.forward_auth(), form.as_bytes()).await), 400);
+    assert_eq!(status(w.forward_auth(), &form).await, 400);
     // Without a body, nothing needs reading.
     let plain = nginx_question("POST", "/write/a", Some(&read), &[]);
-    assert_eq!(status_of(&raw_request(w.forward_auth(), plain.as_bytes()).await), 200);
+    assert_eq!(status(w.forward_auth(), &plain).await, 200);
 }
 
 #[tokio::test]
@@ -545,4 +551,25 @@ fn forward_auth_config_mistakes_are_reported() {
     );
     let config = scopegate::config::Config::from_toml(&ok, "t.toml").unwrap();
     assert_eq!(config.forward_auth.unwrap().path_prefix.as_deref(), Some("/ext_authz"));
+}
+
+#[test]
+fn the_documented_example_section_compiles() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml")).unwrap();
+    let (before, section) = text.split_once("# [forward_auth]").unwrap();
+    let section: String = section
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(key) if key.contains(" = ") && key.starts_with(|c: char| c.is_ascii_lowercase()) => key,
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    // The documented ingress is nginx; its keys must be accepted except the Envoy-only one.
+    let section = section.replace("path_prefix = ", "# path_prefix = ");
+    let config = scopegate::config::Config::from_toml(&format!("{before}[forward_auth]{section}\n"), "example")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let forward_auth = config.forward_auth.unwrap();
+    assert_eq!(forward_auth.listen.to_string(), "127.0.0.1:9191");
+    assert_eq!(forward_auth.trusted_peers.len(), 2);
 }
