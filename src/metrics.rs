@@ -249,8 +249,9 @@ impl Metrics {
 
     /// Every metric family name this struct exports, whether or not it has samples yet.
     pub fn names(&self) -> Vec<String> {
-        let collectors: [&dyn Collector; 18] = [
+        let collectors: [&dyn Collector; 19] = [
             &self.requests,
+            &self.forward_auth_requests,
             &self.request_duration,
             &self.upstream_errors,
             &self.in_flight,
