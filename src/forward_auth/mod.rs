@@ -81,12 +81,20 @@ async fn answer(
     if let Some(denial) = decision.denial {
         return Err(denial);
     }
-    Ok(allowed(
-        &decision.identity,
-        &config.identity,
-        settings.ingress,
-        &parts.headers,
-    ))
+    let mut answer = allowed(&decision.identity, &config.identity, settings.ingress, &parts.headers);
+    // A body the decision did not need (Envoy sends every one along) stays unread, and hyper
+    // closes such a connection after the answer: say so, or the ingress may reuse it.
+    if inputs
+        .inner
+        .body
+        .as_ref()
+        .is_some_and(|b| !http_body::Body::is_end_stream(b))
+    {
+        answer
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(answer)
 }
 
 /// The answer that lets a request pass: 200 (the one status Envoy reads as allow) with the

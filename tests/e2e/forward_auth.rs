@@ -383,6 +383,14 @@ async fn envoy_asks_with_its_own_method_and_path_behind_the_prefix() {
         403
     );
     assert_eq!(status_of(&ask("GET", "/ext_authz/read/a", None, &[]).await), 401);
+    // A body the decision did not need is left unread: the answer closes the connection.
+    let with_body = format!(
+        "POST /ext_authz/read/a HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer {read}\r\n\
+         Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    let answer = raw_request(fa, with_body.as_bytes()).await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    assert_eq!(header(&answer, "connection"), Some("close"), "{answer}");
     // Not behind the prefix: not a question this listener understands.
     assert_eq!(status_of(&ask("GET", "/read/a", Some(&read), &[]).await), 400);
     assert_eq!(status_of(&ask("GET", "/ext_authzread/a", Some(&read), &[]).await), 400);
@@ -572,4 +580,27 @@ fn the_documented_example_section_compiles() {
     let forward_auth = config.forward_auth.unwrap();
     assert_eq!(forward_auth.listen.to_string(), "127.0.0.1:9191");
     assert_eq!(forward_auth.trusted_peers.len(), 2);
+}
+
+#[tokio::test]
+async fn a_reload_changes_trust_at_once_and_the_listener_at_restart() {
+    let w = World::start("nginx", |b| b).await;
+    let read = w.token("read");
+    let question = nginx_question("GET", "/read/a", Some(&read), &[]);
+    assert_eq!(status(w.forward_auth(), &question).await, 200);
+    let base = config(&w.upstream.url(), w.issuer.issuer(), w.down.issuer(), "nginx");
+    // Trusted peers reload live: 127.0.0.1 is no longer one.
+    let report = w.proxy.app.apply(
+        base.clone()
+            .set("forward_auth.trusted_peers", vec!["10.0.0.0/8"])
+            .build(),
+    );
+    assert!(report.restart_required.is_empty(), "{report:?}");
+    assert_eq!(status(w.forward_auth(), &question).await, 403);
+    // Without the section the listener trusts no one until the restart that closes it.
+    let mut without = base.build();
+    without.forward_auth = None;
+    let report = w.proxy.app.apply(without);
+    assert_eq!(report.restart_required, vec!["forward_auth.listen"], "{report:?}");
+    assert_eq!(status(w.forward_auth(), &question).await, 403);
 }

@@ -330,6 +330,17 @@ async fn envoy_ext_authz_in_front() {
     assert!(!seen.has_header("x-auth-email"), "{:?}", seen.headers);
     assert!(!seen.has_header("x_auth_role"), "{:?}", seen.headers);
 
+    // Bodies the decision does not read still reach the upstream, one request after another
+    // (scopegate closes a question's connection whose body it left unread).
+    for i in 0..3 {
+        let post = format!(
+            "POST /read/items HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\nAuthorization: Bearer {read}\r\n\
+             Content-Type: application/json\r\nContent-Length: 9\r\n\r\n{{\"n\": {i}}}\n"
+        );
+        through(&w, &envoy, &post, 200, true).await;
+        assert_eq!(w.upstream.last().method, "POST");
+    }
+
     // Original-request headers of other ingresses mean nothing here.
     through(
         &w,
