@@ -129,7 +129,9 @@ fn allowed(
                 doomed.push(name);
             }
         }
-        if let Ok(value) = HeaderValue::from_str(&doomed.join(",")) {
+        if let Some(value) = Some(doomed.join(",")).filter(|list| !list.is_empty())
+            && let Ok(value) = HeaderValue::from_str(&value)
+        {
             headers.insert(ENVOY_HEADERS_TO_REMOVE, value);
         }
     }
