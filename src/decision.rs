@@ -65,6 +65,21 @@ impl<'a> Head<'a> {
         }
     }
 
+    /// The head of a request an ingress asks about (forward-auth): the method, target and
+    /// headers the ingress named ([`crate::forward_auth::original`]). HTTP/1.1 rules apply,
+    /// so exactly one `Host` must name the original's host.
+    pub fn forwarded(method: &'a Method, target: &'a Uri, headers: &'a HeaderMap, has_body: bool) -> Head<'a> {
+        Head {
+            method,
+            version: Version::HTTP_11,
+            authority: target.authority().map(http::uri::Authority::as_str),
+            path: target.path(),
+            query: target.query(),
+            headers,
+            has_body,
+        }
+    }
+
     pub fn of<B: http_body::Body>(req: &'a Request<B>) -> Head<'a> {
         Head::new(
             req.method(),

@@ -7,6 +7,7 @@ use http::{HeaderValue, Response, StatusCode};
 use crate::body::{ProxyBody, full_body};
 use crate::canonical::{PathError, RequestError};
 use crate::forward::UpstreamError;
+use crate::forward_auth::original::OriginalError;
 use crate::identity::IdentityError;
 use crate::mcp::rules::InspectionError;
 use crate::token::error::AuthError;
@@ -37,6 +38,9 @@ pub enum ProxyError {
     /// The token's identity cannot be told to the upstream unaltered (DESIGN §3.10).
     Identity(IdentityError),
     Upstream(UpstreamError),
+    /// Forward-auth: the question cannot be answered with a decision (an untrusted peer, or
+    /// no readable original request).
+    ForwardAuth(OriginalError),
 }
 
 /// The request-specific parts of a `WWW-Authenticate` challenge.
@@ -61,14 +65,17 @@ impl ProxyError {
             ProxyError::Inspection(e) => e.label(),
             ProxyError::Identity(e) => e.label(),
             ProxyError::Upstream(e) => e.label(),
+            ProxyError::ForwardAuth(e) => e.label(),
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadPath(_) | ProxyError::Request(_) | ProxyError::Auth(AuthError::Malformed(_)) => {
-                StatusCode::BAD_REQUEST
-            }
+            ProxyError::BadPath(_)
+            | ProxyError::Request(_)
+            | ProxyError::Auth(AuthError::Malformed(_))
+            | ProxyError::ForwardAuth(OriginalError::Malformed) => StatusCode::BAD_REQUEST,
+            ProxyError::ForwardAuth(OriginalError::UntrustedPeer) => StatusCode::FORBIDDEN,
             ProxyError::Inspection(InspectionError::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Inspection(InspectionError::Encoded) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProxyError::Inspection(_) => StatusCode::BAD_REQUEST,
@@ -153,9 +160,24 @@ impl ProxyError {
                 "this route inspects request bodies and accepts no content coding",
                 None,
             ),
+            ProxyError::Inspection(InspectionError::NotSent) => (
+                "bad_request",
+                "this decision reads the request body, and the ingress did not send it",
+                None,
+            ),
             ProxyError::Request(_) | ProxyError::Inspection(_) => {
                 ("bad_request", "the request is not acceptable", None)
             }
+            ProxyError::ForwardAuth(OriginalError::UntrustedPeer) => (
+                "forbidden",
+                "this peer is not trusted to ask for forward-auth decisions",
+                None,
+            ),
+            ProxyError::ForwardAuth(OriginalError::Malformed) => (
+                "bad_request",
+                "the original request's method or target is missing or malformed",
+                None,
+            ),
             ProxyError::NoRoute => ("not_found", "no route matches this request", None),
             ProxyError::Auth(AuthError::Unavailable(_)) => (
                 "temporarily_unavailable",
@@ -223,6 +245,12 @@ impl From<InspectionError> for ProxyError {
 impl From<IdentityError> for ProxyError {
     fn from(error: IdentityError) -> ProxyError {
         ProxyError::Identity(error)
+    }
+}
+
+impl From<OriginalError> for ProxyError {
+    fn from(error: OriginalError) -> ProxyError {
+        ProxyError::ForwardAuth(error)
     }
 }
 

@@ -138,6 +138,11 @@ impl Gateway {
         if config.listener.max_connections != old.config.listener.max_connections {
             restart_required.push("listener.max_connections");
         }
+        // Whether forward-auth listens, and where, is fixed at start; its ingress and trusted
+        // peers take effect at once (a removed section trusts no peer).
+        if config.forward_auth.as_ref().map(|f| f.listen) != old.config.forward_auth.as_ref().map(|f| f.listen) {
+            restart_required.push("forward_auth.listen");
+        }
         // The admin listener's limits are fixed when it starts; its revocation bounds are not.
         let (admin, old_admin) = (&config.admin, &old.config.admin);
         if (admin.max_connections, admin.header_read_timeout, admin.idle_timeout)

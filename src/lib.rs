@@ -9,16 +9,20 @@
 //!   the file spells them) are the leaf every section's compiler reports into; each
 //!   section's file types live beside the code that compiles them ([`policy::file`],
 //!   [`token::config`], [`mcp::config`], [`resource::config`]).
-//! - [`server`] — data and admin listeners, limits, graceful drain; [`connection`] —
+//! - [`server`] — data, forward-auth and admin listeners, limits, graceful drain; [`connection`] —
 //!   accepting under a connection cap, per-connection activity, the idle and
 //!   response-progress timeouts, and the slot a WebSocket tunnel keeps.
 //! - [`gateway`] — the current config generation ([`gateway::App`]) behind one swap point;
 //!   live reload.
-//! - [`proxy`] — the request path: decide → rewrite → forward → record.
+//! - [`proxy`] — the request path: decide → rewrite → forward → record; [`record`] — the
+//!   one access-log event and metric update of each request.
+//! - [`forward_auth`] — the forward-auth listener: an ingress (nginx, Traefik, Envoy) asks,
+//!   the same decision answers ([`forward_auth::original`] reads the original request the
+//!   way the configured ingress names it; [`forward_auth::config`] is `[forward_auth]`).
 //! - [`decision`] — the one decision (canonicalize, route, CORS preflight bypass,
 //!   authenticate, authorize: scopes, claim rules, MCP tool rules; dry run), shared by the
-//!   proxy and `explain`; [`cors`] — which requests are preflights, and the CORS headers of
-//!   scopegate's own refusals (`[cors]`).
+//!   proxy, forward-auth and `explain`; [`cors`] — which requests are preflights, and the CORS
+//!   headers of scopegate's own refusals (`[cors]`).
 //! - [`canonical`] — the one path canonicalization used for matching and forwarding;
 //!   [`hygiene`] — `Host` rules and method override parameters, refused before routing.
 //! - [`policy`] — compiled route map, scope and claim rules (no I/O): [`policy::file`]
@@ -58,6 +62,7 @@ pub mod dev;
 pub mod error;
 pub mod explain;
 pub mod forward;
+pub mod forward_auth;
 pub mod gateway;
 pub mod http_client;
 pub mod hygiene;
@@ -68,6 +73,7 @@ pub mod metrics;
 pub mod online;
 pub mod policy;
 pub mod proxy;
+pub mod record;
 pub mod resource;
 pub mod server;
 pub mod token;

@@ -151,6 +151,20 @@ fn check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 "listener {}  admin {}  upstream {}://{}",
                 config.listener.address, config.admin_address, config.upstream.scheme, config.upstream.authority
             );
+            if let Some(forward_auth) = &config.forward_auth {
+                let peers: Vec<String> = forward_auth.trusted_peers.iter().map(ToString::to_string).collect();
+                println!(
+                    "forward-auth {}  ingress {}  trusted peers {}{}",
+                    forward_auth.listen,
+                    forward_auth.ingress.label(),
+                    peers.join(", "),
+                    forward_auth
+                        .path_prefix
+                        .as_deref()
+                        .map(|p| format!("  path prefix {p}"))
+                        .unwrap_or_default()
+                );
+            }
             for issuer in &config.tokens.issuers {
                 let algs: Vec<&str> = issuer.algorithms.iter().map(|a| a.name()).collect();
                 println!(
@@ -321,7 +335,12 @@ fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
         let reload = config.reload;
         let running = scopegate::server::start(config, Some(path.clone())).await?;
         running.app.set_log_reloader(log_reloader);
-        tracing::info!(listen = %running.addr, admin = %running.admin_addr, "scopegate started");
+        match running.forward_auth_addr {
+            Some(forward_auth) => tracing::info!(
+                listen = %running.addr, admin = %running.admin_addr, %forward_auth, "scopegate started"
+            ),
+            None => tracing::info!(listen = %running.addr, admin = %running.admin_addr, "scopegate started"),
+        }
         let watcher = reload
             .watch
             .then(|| tokio::spawn(std::sync::Arc::clone(&running.app).watch_config(reload.interval)));

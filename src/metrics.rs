@@ -13,6 +13,7 @@ use prometheus::{
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
+    pub forward_auth_requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
     pub in_flight: IntGauge,
@@ -66,6 +67,14 @@ impl Metrics {
                     &["route", "decision", "status_class"],
                 ),
             ),
+            forward_auth_requests: register(
+                &r,
+                counters(
+                    "scopegate_forward_auth_requests_total",
+                    "Questions an ingress asked the forward-auth listener, by route, decision and answer status class.",
+                    &["route", "decision", "status_class"],
+                ),
+            ),
             request_duration: register(
                 &r,
                 HistogramVec::new(
@@ -93,7 +102,7 @@ impl Metrics {
                 &r,
                 IntGauge::new(
                     "scopegate_open_connections",
-                    "Open client connections on the data listener.",
+                    "Open client connections on the data and forward-auth listeners.",
                 ),
             ),
             auth_decisions: register(
@@ -240,8 +249,9 @@ impl Metrics {
 
     /// Every metric family name this struct exports, whether or not it has samples yet.
     pub fn names(&self) -> Vec<String> {
-        let collectors: [&dyn Collector; 18] = [
+        let collectors: [&dyn Collector; 19] = [
             &self.requests,
+            &self.forward_auth_requests,
             &self.request_duration,
             &self.upstream_errors,
             &self.in_flight,

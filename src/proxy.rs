@@ -3,21 +3,20 @@
 //! `scopegate explain`; this module supplies its I/O (the authenticator, the client's body),
 //! forwards what it allows, and records every request exactly once.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::admission::hold_slot;
 use crate::body::{ProxyBody, full_body, stream_body};
-use crate::config::Config;
 use crate::decision::{Decision, Head, Inputs, Target};
-use crate::error::{ChallengeContext, ProxyError};
+use crate::error::ProxyError;
 use crate::forward::UpstreamError;
 use crate::forward::{
     RewriteContext, clean_trailers, rewrite_request, rewrite_response, splice_upgrade, strip_identity, upgrade_matches,
@@ -25,6 +24,7 @@ use crate::forward::{
 };
 use crate::gateway::App;
 use crate::mcp::rules::InspectionError;
+use crate::record::{RequestRecord, Via, body_may_go_unread};
 use crate::token::Principal;
 use crate::token::error::AuthError;
 
@@ -32,41 +32,11 @@ use crate::token::error::AuthError;
 /// every failure is a [`ProxyError`] with its own status.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
     // Written when dropped: answered, refused, or cancelled by the client mid-way.
-    let mut record = RequestRecord::start(Arc::clone(&app), req.method().clone());
-    // An HTTP/1 request whose body may go unread: hyper closes such a connection after an
-    // early answer, so the answer must say so, or a client may reuse it (MCP clients POST a
-    // body first and are answered 401) and see it drop without a response.
-    let body_may_be_unread = req.version() <= http::Version::HTTP_11 && !http_body::Body::is_end_stream(req.body());
-    // Kept only when refusals may carry CORS headers for it.
-    let origin = app
-        .config
-        .cors
-        .decorates_refusals()
-        .then(|| crate::cors::request_origin(req.headers()).cloned())
-        .flatten();
-    let response = match process(&app, req, peer, &mut record).await {
-        Ok(response) => response,
-        Err(error) => {
-            let ctx = ChallengeContext {
-                realm: &app.config.auth.realm,
-                resource_metadata: record.resource_metadata.as_deref(),
-                route_scopes: record.route_scopes.as_deref(),
-            };
-            let mut response = error.clone().into_response(&ctx);
-            app.config
-                .cors
-                .decorate_refusal(response.headers_mut(), origin.as_ref());
-            if body_may_be_unread {
-                response
-                    .headers_mut()
-                    .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-            }
-            record.error = Some(error);
-            response
-        }
-    };
-    record.status = Some(response.status());
-    response
+    let mut record = RequestRecord::start(Arc::clone(&app), Via::Proxy, req.method().clone());
+    let body_may_go_unread = body_may_go_unread(&req);
+    record.note_origin(req.headers());
+    let result = process(&app, req, peer, &mut record).await;
+    record.settle(result, body_may_go_unread)
 }
 
 async fn process(
@@ -97,7 +67,7 @@ async fn process(
     let mut inputs = ProxyInputs {
         app,
         body: Some(body),
-        peer,
+        client: peer.ip(),
     };
     decision.finish(config, &head, &mut inputs).await;
     record.decided(&decision);
@@ -131,21 +101,17 @@ async fn process(
 }
 
 /// The proxy's side of a decision: the shared authenticator, the client's body, and its
-/// address (introspection budgets are per client address).
-struct ProxyInputs<'a> {
-    app: &'a App,
-    body: Option<Incoming>,
-    peer: SocketAddr,
+/// address (introspection budgets are per client address). Forward-auth answers with it too.
+pub(crate) struct ProxyInputs<'a> {
+    pub app: &'a App,
+    pub body: Option<Incoming>,
+    pub client: IpAddr,
 }
 
 impl Inputs for ProxyInputs<'_> {
     async fn authenticate(&mut self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, AuthError> {
         let started = Instant::now();
-        let result = self
-            .app
-            .auth
-            .authenticate_from(token, digest, Some(self.peer.ip()))
-            .await;
+        let result = self.app.auth.authenticate_from(token, digest, Some(self.client)).await;
         self.app.metrics.auth_duration.observe(started.elapsed().as_secs_f64());
         result
     }
@@ -205,158 +171,4 @@ async fn forward(
         let body = clean_trailers(body, move |trailers| strip_identity(trailers, &identity));
         hold_slot(body, slot)
     }))
-}
-
-/// The one access-log event and metric update of a request, written when it is dropped:
-/// after the response head is handed to hyper, or when the client went away first and
-/// hyper dropped the request's future. The in-flight gauge goes up in [`RequestRecord::start`]
-/// and down in `drop`, so it cannot leak.
-struct RequestRecord {
-    app: Arc<App>,
-    started: Instant,
-    method: Method,
-    route: Option<String>,
-    public: bool,
-    /// A CORS preflight let through without a token.
-    preflight: bool,
-    canonical_path: Option<String>,
-    route_scopes: Option<String>,
-    resource_metadata: Option<String>,
-    token_fingerprint: Option<String>,
-    client_id: Option<String>,
-    /// In dry-run mode: the denial that was not enforced.
-    would_deny: Option<ProxyError>,
-    error: Option<ProxyError>,
-    /// `None` until a response exists: a record dropped without one was cancelled.
-    status: Option<StatusCode>,
-}
-
-/// A latency in milliseconds with three decimals (microsecond resolution): the access log's
-/// `latency_ms`, e.g. `0.412`, never `0.41234567800000003`.
-fn millis_to_microseconds(elapsed: Duration) -> f64 {
-    (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0
-}
-
-/// nginx's convention for a request whose client closed the connection before the answer.
-const CLIENT_CLOSED: u16 = 499;
-
-impl RequestRecord {
-    fn start(app: Arc<App>, method: Method) -> RequestRecord {
-        app.metrics.in_flight.inc();
-        RequestRecord {
-            app,
-            started: Instant::now(),
-            method,
-            route: None,
-            public: false,
-            preflight: false,
-            canonical_path: None,
-            route_scopes: None,
-            resource_metadata: None,
-            token_fingerprint: None,
-            client_id: None,
-            would_deny: None,
-            error: None,
-            status: None,
-        }
-    }
-
-    /// What routing settled, known before any token is read.
-    fn routed(&mut self, decision: &Decision<'_>, config: &Config) {
-        self.route = decision.route_name().map(str::to_string);
-        self.public = decision.is_public();
-        self.preflight = decision.preflight;
-        self.canonical_path = decision.path.as_ref().map(|p| p.as_str().to_string());
-        self.route_scopes = decision.route_scopes();
-        self.resource_metadata = decision.resource_metadata(config).map(str::to_string);
-    }
-
-    /// What authentication and authorization settled.
-    fn decided(&mut self, decision: &Decision<'_>) {
-        self.token_fingerprint = decision.token_fingerprint.clone();
-        self.client_id = decision.verified.as_ref().and_then(|p| p.client_id.clone());
-        self.would_deny = decision.would_deny.clone();
-    }
-
-    /// Outcome label for metrics: a bounded set.
-    fn decision(&self) -> &'static str {
-        let error = self.error.as_ref();
-        let upstream_failure = matches!(error, Some(ProxyError::Upstream(_)));
-        match error {
-            _ if self.status.is_none() => "cancelled",
-            _ if self.would_deny.is_some() && (error.is_none() || upstream_failure) => "would_deny",
-            _ if self.preflight && (error.is_none() || upstream_failure) => "preflight",
-            _ if self.public && (error.is_none() || upstream_failure) => "public",
-            None => "allow",
-            _ if upstream_failure => "allow",
-            Some(ProxyError::Auth(AuthError::Unavailable(_))) => "unavailable",
-            Some(_) => "deny",
-        }
-    }
-}
-
-impl Drop for RequestRecord {
-    fn drop(&mut self) {
-        let metrics = &self.app.metrics;
-        let route = self.route.as_deref().unwrap_or("unmatched");
-        let decision = self.decision();
-        let status = self.status.map_or(CLIENT_CLOSED, |s| s.as_u16());
-        let status_class = match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
-        let elapsed = self.started.elapsed();
-        metrics
-            .requests
-            .with_label_values(&[route, decision, status_class])
-            .inc();
-        metrics
-            .request_duration
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
-        let error = self.error.as_ref();
-        let reason = match error.or(self.would_deny.as_ref()) {
-            _ if decision == "cancelled" => "client_closed",
-            Some(error) => error.reason(),
-            None if self.preflight => crate::cors::PREFLIGHT_REASON,
-            None => "ok",
-        };
-        // The rule that refused (or would have), as configured: never the claim's value.
-        let claim_rule = match error.or(self.would_deny.as_ref()) {
-            Some(ProxyError::ClaimMismatch { rule }) => rule.as_str(),
-            _ => "-",
-        };
-        // Auth outcomes: every request that reached the authentication step and was settled.
-        let pre_auth = matches!(
-            error,
-            Some(ProxyError::NoRoute | ProxyError::BadPath(_) | ProxyError::Request(_))
-        );
-        if !matches!(decision, "public" | "preflight" | "cancelled") && !pre_auth {
-            let auth_reason = if decision == "allow" { "ok" } else { reason };
-            if decision == "would_deny" {
-                tracing::warn!(target: "scopegate::dry_run", route, reason, "dry run: this request would have been denied");
-            }
-            metrics.auth_decisions.with_label_values(&[decision, auth_reason]).inc();
-        }
-        if let Some(ProxyError::Upstream(failure)) = error {
-            metrics.upstream_errors.with_label_values(&[failure.kind()]).inc();
-        }
-        tracing::info!(
-            target: "scopegate::access",
-            route,
-            method = self.method.as_str(),
-            path = self.canonical_path.as_deref().unwrap_or("-"),
-            status,
-            decision,
-            reason,
-            claim_rule,
-            latency_ms = millis_to_microseconds(elapsed),
-            client_id = self.client_id.as_deref().unwrap_or("-"),
-            token = self.token_fingerprint.as_deref().unwrap_or("-"),
-        );
-        metrics.in_flight.dec();
-    }
 }

@@ -1,5 +1,7 @@
-//! Listeners: the data plane (HTTP/1.1 and h2c on one port) and the admin plane, with
-//! connection limits, header-read and idle timeouts, and graceful drain on shutdown.
+//! Listeners: the data plane (HTTP/1.1 and h2c on one port), the forward-auth listener when
+//! configured (the same limits and timeouts, a connection cap of its own) and the admin
+//! plane, with connection limits, header-read and idle timeouts, and graceful drain on
+//! shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,14 +22,17 @@ use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::proxy::handle;
 
-/// A running scopegate: both listeners bound and serving.
+/// A running scopegate: its listeners bound and serving.
 pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The forward-auth listener, when `[forward_auth]` is configured.
+    pub forward_auth_addr: Option<SocketAddr>,
     pub app: Arc<Gateway>,
     shutdown: watch::Sender<bool>,
     data: tokio::task::JoinHandle<()>,
     admin: tokio::task::JoinHandle<()>,
+    forward_auth: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -36,6 +41,9 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.data.await;
+        if let Some(forward_auth) = self.forward_auth {
+            let _ = forward_auth.await;
+        }
         let _ = self.admin.await;
         self.app.stop_refreshers();
     }
@@ -72,33 +80,75 @@ pub async fn bind(
 pub async fn start(config: Config, config_path: Option<std::path::PathBuf>) -> Result<Running, BindError> {
     let data = bind("data listener", "listener.address", config.listener.address).await?;
     let admin = bind("admin listener", "admin.address", config.admin_address).await?;
-    Ok(serve(Gateway::new(config, Metrics::new(), config_path), data, admin))
+    let forward_auth = match &config.forward_auth {
+        Some(settings) => Some(bind("forward-auth listener", "forward_auth.listen", settings.listen).await?),
+        None => None,
+    };
+    let app = Gateway::new(config, Metrics::new(), config_path);
+    Ok(serve_all(app, data, admin, forward_auth))
 }
 
-/// Serves on listeners the caller bound (tests pass `127.0.0.1:0`).
+/// Serves on listeners the caller bound (tests pass `127.0.0.1:0`); no forward-auth.
 pub fn start_with_listeners(config: Config, data: TcpListener, admin: TcpListener) -> Running {
     serve(Gateway::new(config, Metrics::new(), None), data, admin)
 }
 
-/// Serves a gateway on bound listeners.
+/// Serves a gateway on bound listeners; no forward-auth.
 pub fn serve(app: Arc<Gateway>, data: TcpListener, admin: TcpListener) -> Running {
+    serve_all(app, data, admin, None)
+}
+
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// Serves a gateway on bound listeners, the forward-auth one included when given.
+pub fn serve_all(
+    app: Arc<Gateway>,
+    data: TcpListener,
+    admin: TcpListener,
+    forward_auth: Option<TcpListener>,
+) -> Running {
     let (shutdown, watcher) = watch::channel(false);
-    let addr = data
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let admin_addr = admin
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let data_task = tokio::spawn(serve_data(data, Arc::clone(&app), wait_for(watcher.clone())));
+    let addr = local_addr(&data);
+    let admin_addr = local_addr(&admin);
+    let forward_auth_addr = forward_auth.as_ref().map(local_addr);
+    let data_task = tokio::spawn(serve_data(
+        data,
+        Endpoint::Proxy,
+        Arc::clone(&app),
+        wait_for(watcher.clone()),
+    ));
+    let forward_auth_task = forward_auth.map(|listener| {
+        tokio::spawn(serve_data(
+            listener,
+            Endpoint::ForwardAuth,
+            Arc::clone(&app),
+            wait_for(watcher.clone()),
+        ))
+    });
     let admin_task = tokio::spawn(crate::admin::serve(admin, Arc::clone(&app), wait_for(watcher)));
     Running {
         addr,
         admin_addr,
+        forward_auth_addr,
         app,
         shutdown,
         data: data_task,
         admin: admin_task,
+        forward_auth: forward_auth_task,
     }
+}
+
+/// What a listener built on [`serve_data`] answers.
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    /// The request path: decide, then forward.
+    Proxy,
+    /// Forward-auth: decide, then answer the ingress.
+    ForwardAuth,
 }
 
 async fn wait_for(mut watcher: watch::Receiver<bool>) {
@@ -123,7 +173,9 @@ fn connection_builder(limits: &crate::config::ListenerConfig) -> auto::Builder<T
     builder
 }
 
-async fn serve_data(listener: TcpListener, app: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+/// Serves one listener with the data plane's limits (`[listener]`): connection cap (each
+/// listener its own), header-read, idle and response-progress timeouts, graceful drain.
+async fn serve_data(listener: TcpListener, endpoint: Endpoint, app: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
     // The connection cap is fixed at start; changing it needs a restart.
     let slots = Arc::new(Semaphore::new(app.app().config.listener.max_connections));
     let graceful = GracefulShutdown::new();
@@ -152,7 +204,10 @@ async fn serve_data(listener: TcpListener, app: Arc<Gateway>, shutdown: impl Fut
                 let app = app.app();
                 let guard = ActivityGuard::new(Arc::clone(&activity));
                 async move {
-                    let response = handle(app, req, peer).await;
+                    let response = match endpoint {
+                        Endpoint::Proxy => handle(app, req, peer).await,
+                        Endpoint::ForwardAuth => crate::forward_auth::handle(app, req, peer).await,
+                    };
                     Ok::<_, Infallible>(response.map(|inner| TrackedBody::new(inner, guard)))
                 }
             })

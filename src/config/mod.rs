@@ -8,7 +8,8 @@
 //!   [`crate::mcp::config`], [`crate::resource::config`]); this module imports them, never
 //!   the reverse.
 //! - [`network`]: `[listener]`, `[admin]` and `[upstream]`, the sections that bound
-//!   connections, streams and upstream requests.
+//!   connections, streams and upstream requests; `[forward_auth]` compiles in
+//!   [`crate::forward_auth::config`].
 
 pub mod document;
 pub mod network;
@@ -25,6 +26,7 @@ use serde::Deserialize;
 
 use crate::canonical::CanonicalOptions;
 use crate::cors::{CorsConfig, FileCors};
+use crate::forward_auth::config::{FileForwardAuth, ForwardAuthConfig, compile_forward_auth};
 use crate::hygiene::MethodOverride;
 use crate::identity::config::compile_identity;
 pub use crate::identity::config::normalize_header_name;
@@ -68,6 +70,8 @@ pub struct FileConfig {
     pub resources: Vec<FileResource>,
     /// Browser preflights and CORS headers on scopegate's own refusals.
     pub cors: FileCors,
+    /// The forward-auth listener, for an ingress that asks instead of proxying through.
+    pub forward_auth: Option<FileForwardAuth>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,6 +231,8 @@ pub struct Config {
     /// `[[resource]]`: the protected-resource metadata of non-MCP routes.
     pub resources: ResourceConfig,
     pub cors: CorsConfig,
+    /// `None`: no forward-auth listener.
+    pub forward_auth: Option<ForwardAuthConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -285,7 +291,7 @@ impl Config {
 }
 
 /// Top-level sections, in the order `config.example.toml` documents them.
-const SECTIONS: [&str; 15] = [
+const SECTIONS: [&str; 16] = [
     "listener",
     "admin",
     "upstream",
@@ -301,6 +307,7 @@ const SECTIONS: [&str; 15] = [
     "mcp",
     "resource",
     "cors",
+    "forward_auth",
 ];
 
 impl FileConfig {
@@ -324,6 +331,7 @@ impl FileConfig {
             mcp: unread.table(document, "mcp", issues),
             resources: unread.array(document, "resource", issues),
             cors: unread.table(document, "cors", issues),
+            forward_auth: unread.table(document, "forward_auth", issues),
         };
         (file, unread)
     }
@@ -426,6 +434,20 @@ impl FileConfig {
                 interval,
             }
         });
+        let forward_auth = unread.step(&["forward_auth", "listener", "admin"], issues, |issues| {
+            let forward_auth = compile_forward_auth(self.forward_auth.as_ref(), issues);
+            let taken = [listener.address, admin_address];
+            if let Some(listen) = forward_auth.as_ref().map(|f| f.listen)
+                && listen.port() != 0
+                && taken.contains(&listen)
+            {
+                issues.push(
+                    "forward_auth.listen",
+                    "must differ from listener.address and admin.address: forward-auth has its own port",
+                );
+            }
+            forward_auth
+        });
         if !issues.is_empty() {
             return Err(std::mem::take(issues));
         }
@@ -448,6 +470,7 @@ impl FileConfig {
             mcp,
             resources,
             cors,
+            forward_auth,
         })
     }
 }

@@ -36,6 +36,26 @@ impl IdentityError {
     }
 }
 
+/// The suffixes of the identity headers every principal may have, after `identity.prefix`.
+const SUBJECT: &str = "subject";
+const CLIENT_ID: &str = "client-id";
+const SCOPES: &str = "scopes";
+const ISSUER: &str = "issuer";
+
+fn standard_name(identity: &IdentityConfig, suffix: &str) -> Option<HeaderName> {
+    HeaderName::from_bytes(format!("{}{suffix}", identity.prefix).as_bytes()).ok()
+}
+
+/// Every identity header scopegate may set: the standard ones and the configured claims'.
+/// Forward-auth names them all, so that an ingress can clear the ones a token did not grant.
+pub fn identity_header_names(identity: &IdentityConfig) -> Vec<HeaderName> {
+    [SUBJECT, CLIENT_ID, SCOPES, ISSUER]
+        .into_iter()
+        .filter_map(|suffix| standard_name(identity, suffix))
+        .chain(identity.claims.iter().map(|(_, name)| name.clone()))
+        .collect()
+}
+
 /// The identity headers for `principal`, in the order they are set.
 pub fn identity_headers(
     principal: &Principal,
@@ -47,18 +67,18 @@ pub fn identity_headers(
             headers.push((name, value));
         }
     };
-    let standard = |suffix: &str| HeaderName::from_bytes(format!("{}{suffix}", identity.prefix).as_bytes()).ok();
-    if let (Some(name), Some(subject)) = (standard("subject"), &principal.subject) {
+    let standard = |suffix: &str| standard_name(identity, suffix);
+    if let (Some(name), Some(subject)) = (standard(SUBJECT), &principal.subject) {
         set(name, Some(single(subject, identity)?));
     }
-    if let (Some(name), Some(client_id)) = (standard("client-id"), &principal.client_id) {
+    if let (Some(name), Some(client_id)) = (standard(CLIENT_ID), &principal.client_id) {
         set(name, Some(single(client_id, identity)?));
     }
-    if let Some(name) = standard("scopes") {
+    if let Some(name) = standard(SCOPES) {
         let scopes: Vec<Cow<'_, str>> = principal.scopes.iter().map(|s| s.as_str().into()).collect();
         set(name, list(&scopes, ' ', identity)?);
     }
-    if let Some(name) = standard("issuer") {
+    if let Some(name) = standard(ISSUER) {
         set(name, Some(single(&principal.issuer, identity)?));
     }
     for (claim, name) in &identity.claims {

@@ -132,6 +132,9 @@ pub enum InspectionError {
     Encoded,
     /// Not JSON-RPC, or at odds with its headers (400).
     Invalid(InspectError),
+    /// Forward-auth: the original request has a body that must be read, and the ingress
+    /// did not send it (400).
+    NotSent,
 }
 
 impl InspectionError {
@@ -144,6 +147,7 @@ impl InspectionError {
             InspectionError::ReadFailed => "body_read_failed",
             InspectionError::Encoded => "mcp_body_encoded",
             InspectionError::Invalid(e) => e.code(),
+            InspectionError::NotSent => "body_not_sent",
         }
     }
 }

@@ -407,6 +407,12 @@ impl AccessLog {
         use tracing_subscriber::layer::SubscriberExt;
         let log = AccessLog::default();
         let subscriber = tracing_subscriber::registry().with(log.clone());
+        // tracing-core asks only the calling thread's subscriber about a new callsite while
+        // a single dispatcher is registered: a callsite first reached on another test's
+        // thread would then be cached as "never". A second, silent dispatcher that lives
+        // for the whole process makes every registration ask all of them.
+        static SILENT: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+        SILENT.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
         let guard = tracing::subscriber::set_default(subscriber);
         (log, guard)
     }

@@ -195,3 +195,39 @@ fn check_notes_issuers_whose_id_tokens_only_the_audience_keeps_out() {
     let minimal = check_recipe("minimal");
     assert!(!minimal.contains("note:"), "at+jwt only: {minimal}");
 }
+
+#[test]
+fn check_shows_the_forward_auth_endpoint() {
+    let dir = std::env::temp_dir().join(format!("scopegate-cli-forward-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("forward-auth.toml");
+    std::fs::write(
+        &path,
+        r#"
+[listener]
+address = "127.0.0.1:8080"
+[upstream]
+url = "http://127.0.0.1:3000"
+[[route]]
+name = "p"
+path = "/**"
+public = true
+[forward_auth]
+listen = "127.0.0.1:9191"
+ingress = "envoy"
+trusted_peers = ["10.0.0.0/8", "::1"]
+path_prefix = "/ext_authz/"
+"#,
+    )
+    .unwrap();
+    let out = scopegate().args(["check", "--config"]).arg(&path).output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains(
+            "forward-auth 127.0.0.1:9191  ingress envoy  trusted peers 10.0.0.0/8, ::1/128  path prefix /ext_authz"
+        ),
+        "{stdout}"
+    );
+}

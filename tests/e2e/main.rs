@@ -17,6 +17,8 @@ mod decision;
 mod demo;
 mod dev_issuer;
 mod explain;
+mod forward_auth;
+mod forward_auth_ingress;
 mod hygiene;
 mod identity;
 mod introspection;

@@ -43,7 +43,7 @@ fn documented_names_equal_the_exported_names() {
         undocumented.is_empty() && stale.is_empty(),
         "undocumented: {undocumented:?}; documented but not exported: {stale:?}"
     );
-    assert_eq!(documented.len(), 18, "the catalog table lost a row");
+    assert_eq!(documented.len(), 19, "the catalog table lost a row");
 }
 
 /// A parsed Prometheus text exposition.
@@ -139,16 +139,20 @@ async fn traffic_exports_every_documented_family() {
                 .set("introspection.negative_ttl", "1h"),
         )
         .route(RouteBuilder::new("pub", "/pub/**").public())
-        .route(RouteBuilder::new("read", "/read/**").scopes(&["read"]));
+        .route(RouteBuilder::new("read", "/read/**").scopes(&["read"]))
+        .set("forward_auth.listen", "127.0.0.1:0")
+        .set("forward_auth.ingress", "traefik")
+        .set("forward_auth.trusted_peers", vec!["127.0.0.1"]);
     // Served from a file, so that reloads (good and bad) can move the reload counter.
     let config_text = builder.toml();
     let config_file = registered.secret_file.with_extension("toml");
     std::fs::write(&config_file, &config_text).unwrap();
     let gateway = Gateway::new(builder.build(), Metrics::new(), Some(config_file.clone()));
-    let proxy = scopegate::server::serve(
+    let proxy = scopegate::server::serve_all(
         gateway,
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
         TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
     );
     eventually("keys loaded", || proxy.app.is_ready()).await;
 
@@ -172,6 +176,16 @@ async fn traffic_exports_every_documented_family() {
     assert_eq!(get("/pub/x", None).await, 200, "public");
     assert_eq!(get("/read/x", Some(&read)).await, 200, "allow, jwt miss");
     assert_eq!(get("/read/x", Some(&read)).await, 200, "allow, jwt hit");
+    let asked = http
+        .get(format!("http://{}/", proxy.forward_auth_addr.unwrap()))
+        .bearer_auth(&read)
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-uri", "/read/x")
+        .header("x-forwarded-host", "api.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 200, "forward-auth allow");
     assert_eq!(get("/read/x", None).await, 401, "deny: missing token");
     assert_eq!(
         get("/read/x", Some(&jwt("other"))).await,
