@@ -7,6 +7,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -284,10 +285,10 @@ pub fn rewrite_response(response: &mut Response<Incoming>, identity: &IdentityCo
     }
 }
 
-/// The pooled client to the one upstream.
+/// The pooled client to the one upstream, over plain TCP or TLS as `upstream.url` says.
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client<HttpConnector, ProxyBody>,
+    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
     response_header_timeout: std::time::Duration,
 }
 
@@ -296,7 +297,19 @@ impl UpstreamClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
-        connector.enforce_http(true);
+        // The TLS layer below takes https:// URLs; it refuses nothing else.
+        connector.enforce_http(false);
+        let tls = crate::tls::client::upstream_tls_config(config.ca.as_ref());
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        // ALPN offers what the HTTP version settings allow: h2 only with prior knowledge,
+        // else HTTP/1.1 only, as over plain TCP.
+        let connector = if config.http2_prior_knowledge {
+            builder.enable_http2().wrap_connector(connector)
+        } else {
+            builder.enable_http1().wrap_connector(connector)
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())

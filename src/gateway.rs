@@ -6,7 +6,7 @@
 //! success routes, issuers, limits and the upstream swap at once. Key sets and introspection
 //! clients of issuers whose settings did not change are kept (no refetch, no readiness dip);
 //! token caches are kept when the issuer settings are unchanged as a whole. Listener
-//! addresses and the connection cap cannot change without a restart: such a change is
+//! addresses, the connection cap and `[listener.tls]` cannot change without a restart: such a change is
 //! reported and the rest is applied.
 
 use std::path::{Path, PathBuf};
@@ -137,6 +137,12 @@ impl Gateway {
         }
         if config.listener.max_connections != old.config.listener.max_connections {
             restart_required.push("listener.max_connections");
+        }
+        // Whether the data listener speaks TLS, from which files and with which client
+        // certificate policy, is fixed at start; new contents of the same files are picked
+        // up by the certificate watcher (crate::tls::reload).
+        if config.listener.tls != old.config.listener.tls {
+            restart_required.push("listener.tls");
         }
         // Whether forward-auth listens, and where, is fixed at start; its ingress and trusted
         // peers take effect at once (a removed section trusts no peer).

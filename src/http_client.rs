@@ -1,11 +1,14 @@
 //! Bounded HTTP calls to an authorization server: the one client shape (no redirects, a
 //! timeout on every call), size-capped GETs, and RFC 8414 / OpenID Connect discovery.
 //!
-//! A leaf: nothing here knows about tokens, routes or configuration types, so the token
-//! layer, the MCP metadata mirror and `check --online` share it without depending on each
-//! other.
+//! A leaf: nothing here knows about tokens, routes or configuration types (only the CA
+//! bundles of [`crate::tls`]), so the token layer, the MCP metadata mirror and
+//! `check --online` share it without depending on each other.
 
 use std::time::Duration;
+
+use crate::tls::TrustBundle;
+use crate::tls::client::with_extra_roots;
 
 /// Why a fetch failed; each is an outage, never a verdict on a token.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -28,14 +31,19 @@ pub struct Fetched {
 }
 
 /// The one HTTP client for authorization-server calls: rustls, no redirects (a redirect
-/// could move key material to another origin), a timeout on every call.
-pub fn http_client(timeout: Duration) -> reqwest::Client {
-    http_client_with_connect_timeout(timeout, timeout)
+/// could move key material to another origin), a timeout on every call. It trusts the
+/// system's CAs and `extra_roots` (an issuer's `ca_file`).
+pub fn http_client(timeout: Duration, extra_roots: Option<&TrustBundle>) -> reqwest::Client {
+    http_client_with_connect_timeout(timeout, timeout, extra_roots)
 }
 
 /// [`http_client`] with a connect timeout of its own (introspection sets both).
-pub fn http_client_with_connect_timeout(timeout: Duration, connect_timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
+pub fn http_client_with_connect_timeout(
+    timeout: Duration,
+    connect_timeout: Duration,
+    extra_roots: Option<&TrustBundle>,
+) -> reqwest::Client {
+    with_extra_roots(reqwest::Client::builder(), extra_roots)
         .timeout(timeout)
         .connect_timeout(connect_timeout)
         .redirect(reqwest::redirect::Policy::none())

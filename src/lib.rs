@@ -76,4 +76,5 @@ pub mod proxy;
 pub mod record;
 pub mod resource;
 pub mod server;
+pub mod tls;
 pub mod token;

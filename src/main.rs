@@ -151,6 +151,18 @@ fn check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 "listener {}  admin {}  upstream {}://{}",
                 config.listener.address, config.admin_address, config.upstream.scheme, config.upstream.authority
             );
+            if let Some(tls) = &config.listener.tls {
+                println!("{}", tls.describe());
+            }
+            if config.upstream.scheme == http::uri::Scheme::HTTPS {
+                match (&config.upstream.ca_file, &config.upstream.ca) {
+                    (Some(file), Some(ca)) => println!(
+                        "upstream TLS: TLS 1.2+, certificate verified against the {} CA certificate(s) in {file} only",
+                        ca.len()
+                    ),
+                    _ => println!("upstream TLS: TLS 1.2+, certificate verified against the system trust store"),
+                }
+            }
             if let Some(forward_auth) = &config.forward_auth {
                 let peers: Vec<String> = forward_auth.trusted_peers.iter().map(ToString::to_string).collect();
                 println!(
@@ -173,6 +185,12 @@ fn check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 );
                 if let Some(caution) = issuer.typ_caution() {
                     println!("  note: {caution}");
+                }
+                if let (Some(file), Some(ca)) = (&issuer.ca_file, &issuer.extra_roots) {
+                    println!(
+                        "  trusts the system's CAs and the {} CA certificate(s) in {file}",
+                        ca.len()
+                    );
                 }
             }
             if let Some(cors) = config.cors.describe_refusals() {

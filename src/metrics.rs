@@ -30,6 +30,8 @@ pub struct Metrics {
     pub introspection_calls: IntCounterVec,
     pub introspection_duration: Histogram,
     pub config_reloads: IntCounterVec,
+    pub tls_reloads: IntCounterVec,
+    pub tls_handshake_failures: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -200,6 +202,22 @@ impl Metrics {
                     &["result"],
                 ),
             ),
+            tls_reloads: register(
+                &r,
+                counters(
+                    "scopegate_tls_reloads_total",
+                    "Reloads of the data listener's certificate, key and client CA files by result (success, rejected).",
+                    &["result"],
+                ),
+            ),
+            tls_handshake_failures: register(
+                &r,
+                counters(
+                    "scopegate_tls_handshake_failures_total",
+                    "TLS handshakes on the data listener that did not finish, by reason (timeout, failed).",
+                    &["reason"],
+                ),
+            ),
             build_info: register(
                 &r,
                 gauges(
@@ -215,6 +233,10 @@ impl Metrics {
         // before the first reload.
         for result in ["success", "rejected"] {
             metrics.config_reloads.with_label_values(&[result]);
+            metrics.tls_reloads.with_label_values(&[result]);
+        }
+        for reason in ["timeout", "failed"] {
+            metrics.tls_handshake_failures.with_label_values(&[reason]);
         }
         metrics
     }
@@ -249,7 +271,7 @@ impl Metrics {
 
     /// Every metric family name this struct exports, whether or not it has samples yet.
     pub fn names(&self) -> Vec<String> {
-        let collectors: [&dyn Collector; 19] = [
+        let collectors: [&dyn Collector; 21] = [
             &self.requests,
             &self.forward_auth_requests,
             &self.request_duration,
@@ -268,6 +290,8 @@ impl Metrics {
             &self.introspection_calls,
             &self.introspection_duration,
             &self.config_reloads,
+            &self.tls_reloads,
+            &self.tls_handshake_failures,
             &self.build_info,
         ];
         let mut names: Vec<String> = collectors

@@ -123,7 +123,7 @@ pub async fn check_issuer(issuer: &IssuerConfig) -> IssuerReport {
         issuer: issuer.issuer.clone(),
         ..IssuerReport::default()
     };
-    let client = http_client(issuer.fetch_timeout);
+    let client = http_client(issuer.fetch_timeout, issuer.extra_roots.as_ref());
     let uses_keys = issuer.token_validation != TokenValidation::Introspection;
     let introspection = issuer.introspection.as_ref();
     // The proxy discovers the JWKS when no jwks_uri is configured, and the introspection
@@ -256,7 +256,7 @@ async fn check_introspection(
         }
         (None, None) => return,
     };
-    match probe_introspection(issuer.fetch_timeout, config, &endpoint).await {
+    match probe_introspection(issuer.fetch_timeout, issuer.extra_roots.as_ref(), config, &endpoint).await {
         Ok(()) => report.lines.push(format!(
             "introspection: {endpoint}: ok (client {:?} accepted; a made-up token is inactive)",
             config.client_id
@@ -269,10 +269,11 @@ async fn check_introspection(
 /// answers 200 with JSON `{"active": false}`.
 async fn probe_introspection(
     timeout: Duration,
+    extra_roots: Option<&crate::tls::TrustBundle>,
     config: &IntrospectionConfig,
     endpoint: &reqwest::Url,
 ) -> Result<(), String> {
-    let client = http_client(timeout);
+    let client = http_client(timeout, extra_roots);
     let token = format!(
         "scopegate-check-online-{}",
         crate::token::fingerprint(&crate::token::sha256(

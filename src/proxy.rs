@@ -35,6 +35,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let mut record = RequestRecord::start(Arc::clone(&app), Via::Proxy, req.method().clone());
     let body_may_go_unread = body_may_go_unread(&req);
     record.note_origin(req.headers());
+    record.note_client_certificate(req.extensions().get());
     let result = process(&app, req, peer, &mut record).await;
     record.settle(result, body_may_go_unread)
 }

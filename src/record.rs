@@ -60,6 +60,8 @@ pub struct RequestRecord {
     resource_metadata: Option<String>,
     token_fingerprint: Option<String>,
     client_id: Option<String>,
+    /// RFC 8705 `x5t#S256` of the client certificate the TLS connection verified.
+    client_certificate: Option<String>,
     /// In dry-run mode: the denial that was not enforced.
     would_deny: Option<ProxyError>,
     error: Option<ProxyError>,
@@ -93,6 +95,7 @@ impl RequestRecord {
             resource_metadata: None,
             token_fingerprint: None,
             client_id: None,
+            client_certificate: None,
             would_deny: None,
             error: None,
             status: None,
@@ -110,6 +113,11 @@ impl RequestRecord {
         if self.app.config.cors.decorates_refusals() {
             self.origin = crate::cors::request_origin(headers).cloned();
         }
+    }
+
+    /// The client certificate of the request's TLS connection, if it presented one.
+    pub fn note_client_certificate(&mut self, certificate: Option<&crate::tls::ClientCertificate>) {
+        self.client_certificate = certificate.map(crate::tls::ClientCertificate::thumbprint);
     }
 
     /// What routing settled, known before any token is read.
@@ -245,6 +253,7 @@ impl Drop for RequestRecord {
             latency_ms = millis_to_microseconds(elapsed),
             client_id = self.client_id.as_deref().unwrap_or("-"),
             token = self.token_fingerprint.as_deref().unwrap_or("-"),
+            client_cert = self.client_certificate.as_deref().unwrap_or("-"),
         );
         metrics.in_flight.dec();
     }

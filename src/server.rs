@@ -1,4 +1,5 @@
-//! Listeners: the data plane (HTTP/1.1 and h2c on one port), the forward-auth listener when
+//! Listeners: the data plane (HTTP/1.1 and h2c on one port, or HTTP/1.1 and h2 over TLS
+//! with `[listener.tls]`: see [`crate::tls::acceptor`]), the forward-auth listener when
 //! configured (the same limits and timeouts, a connection cap of its own) and the admin
 //! plane, with connection limits, header-read and idle timeouts, and graceful drain on
 //! shutdown.
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
@@ -21,6 +22,7 @@ use crate::connection::{
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::proxy::handle;
+use crate::tls::acceptor::{Accepted, TlsTermination};
 
 /// A running scopegate: its listeners bound and serving.
 pub struct Running {
@@ -33,6 +35,8 @@ pub struct Running {
     data: tokio::task::JoinHandle<()>,
     admin: tokio::task::JoinHandle<()>,
     forward_auth: Option<tokio::task::JoinHandle<()>>,
+    /// Re-reads the TLS files when `[listener.tls]` and `[reload] watch` are on.
+    certificate_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -45,6 +49,9 @@ impl Running {
             let _ = forward_auth.await;
         }
         let _ = self.admin.await;
+        if let Some(watch) = self.certificate_watch {
+            watch.abort();
+        }
         self.app.stop_refreshers();
     }
 }
@@ -115,9 +122,24 @@ pub fn serve_all(
     let addr = local_addr(&data);
     let admin_addr = local_addr(&admin);
     let forward_auth_addr = forward_auth.as_ref().map(local_addr);
+    let tls = app.app().config.listener.tls.clone();
+    let termination = tls.as_ref().map(TlsTermination::new);
+    let certificate_watch = match (&tls, &termination) {
+        (Some(settings), Some(termination)) if app.app().config.reload.watch => {
+            Some(tokio::spawn(crate::tls::reload::watch_certificates(
+                Arc::clone(termination),
+                settings.files.clone(),
+                settings.contents.clone(),
+                app.app().config.reload.interval,
+                app.metrics.clone(),
+            )))
+        }
+        _ => None,
+    };
     let data_task = tokio::spawn(serve_data(
         data,
         Endpoint::Proxy,
+        termination,
         Arc::clone(&app),
         wait_for(watcher.clone()),
     ));
@@ -125,6 +147,7 @@ pub fn serve_all(
         tokio::spawn(serve_data(
             listener,
             Endpoint::ForwardAuth,
+            None,
             Arc::clone(&app),
             wait_for(watcher.clone()),
         ))
@@ -139,6 +162,7 @@ pub fn serve_all(
         data: data_task,
         admin: admin_task,
         forward_auth: forward_auth_task,
+        certificate_watch,
     }
 }
 
@@ -175,7 +199,13 @@ fn connection_builder(limits: &crate::config::ListenerConfig) -> auto::Builder<T
 
 /// Serves one listener with the data plane's limits (`[listener]`): connection cap (each
 /// listener its own), header-read, idle and response-progress timeouts, graceful drain.
-async fn serve_data(listener: TcpListener, endpoint: Endpoint, app: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+async fn serve_data(
+    listener: TcpListener,
+    endpoint: Endpoint,
+    tls: Option<Arc<TlsTermination>>,
+    app: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) {
     // The connection cap is fixed at start; changing it needs a restart.
     let slots = Arc::new(Semaphore::new(app.app().config.listener.max_connections));
     let graceful = GracefulShutdown::new();
@@ -192,54 +222,18 @@ async fn serve_data(listener: TcpListener, endpoint: Endpoint, app: Arc<Gateway>
         let _ = stream.set_nodelay(true);
         let limits = app.app().config.listener.clone();
         drain_timeout = limits.drain_timeout;
-        let builder = connection_builder(&limits);
-        let activity = Activity::new();
         let lease = ConnectionLease::new(permit, limits.idle_timeout);
-        let service = {
-            let app = Arc::clone(&app);
-            let activity = Arc::clone(&activity);
-            let lease = lease.clone();
-            service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(lease.clone());
-                let app = app.app();
-                let guard = ActivityGuard::new(Arc::clone(&activity));
-                async move {
-                    let response = match endpoint {
-                        Endpoint::Proxy => handle(app, req, peer).await,
-                        Endpoint::ForwardAuth => crate::forward_auth::handle(app, req, peer).await,
-                    };
-                    Ok::<_, Infallible>(response.map(|inner| TrackedBody::new(inner, guard)))
-                }
-            })
-        };
-        let connection = graceful.watch(
-            builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned(),
-        );
-        let metrics = app.metrics.clone();
-        let inactivity_limits = InactivityLimits {
-            first_request: limits.header_read_timeout,
-            idle: limits.idle_timeout,
-            response_progress: limits.response_progress_timeout,
-        };
+        let (app, tls, watcher) = (Arc::clone(&app), tls.clone(), graceful.watcher());
         tokio::spawn(async move {
-            let _lease = lease;
+            let metrics = app.metrics.clone();
             metrics.open_connections.inc();
-            tokio::select! {
-                result = connection => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
-                    }
+            // The handshake runs here, not in the accept loop, and holds the lease's slot.
+            match crate::tls::acceptor::accept(tls.as_deref(), stream).await {
+                Ok(accepted) => serve_connection(app, endpoint, accepted, peer, lease, &limits, watcher).await,
+                Err(e) => {
+                    metrics.tls_handshake_failures.with_label_values(&[e.label()]).inc();
+                    tracing::debug!(error = %e, %peer, "connection closed before HTTP");
                 }
-                why = inactivity(activity, inactivity_limits) => match why {
-                    Inactive::Idle => tracing::debug!(%peer, "closing inactive connection"),
-                    // Dropping the connection drops its responses and their upstream requests.
-                    Inactive::Stalled => tracing::info!(
-                        %peer,
-                        "closing connection: the client took no response bytes within listener.response_progress_timeout"
-                    ),
-                },
             }
             metrics.open_connections.dec();
         });
@@ -250,5 +244,67 @@ async fn serve_data(listener: TcpListener, endpoint: Endpoint, app: Arc<Gateway>
         () = tokio::time::sleep(drain_timeout) => {
             tracing::warn!(timeout = ?drain_timeout, "drain deadline passed; closing remaining connections");
         }
+    }
+}
+
+/// Serves HTTP on one accepted connection until it ends, is closed for inactivity or is
+/// drained. Every request carries the connection's lease and, over TLS with a verified
+/// client certificate, that [`ClientCertificate`].
+async fn serve_connection(
+    app: Arc<Gateway>,
+    endpoint: Endpoint,
+    accepted: Accepted,
+    peer: SocketAddr,
+    lease: ConnectionLease,
+    limits: &crate::config::ListenerConfig,
+    watcher: Watcher,
+) {
+    let builder = connection_builder(limits);
+    let activity = Activity::new();
+    let client_certificate = accepted.client_certificate;
+    let service = {
+        let activity = Arc::clone(&activity);
+        let lease = lease.clone();
+        service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(lease.clone());
+            if let Some(certificate) = &client_certificate {
+                req.extensions_mut().insert(certificate.clone());
+            }
+            let app = app.app();
+            let guard = ActivityGuard::new(Arc::clone(&activity));
+            async move {
+                let response = match endpoint {
+                    Endpoint::Proxy => handle(app, req, peer).await,
+                    Endpoint::ForwardAuth => crate::forward_auth::handle(app, req, peer).await,
+                };
+                Ok::<_, Infallible>(response.map(|inner| TrackedBody::new(inner, guard)))
+            }
+        })
+    };
+    let connection = watcher.watch(
+        builder
+            .serve_connection_with_upgrades(TokioIo::new(accepted.io), service)
+            .into_owned(),
+    );
+    let inactivity_limits = InactivityLimits {
+        first_request: limits.header_read_timeout,
+        idle: limits.idle_timeout,
+        response_progress: limits.response_progress_timeout,
+    };
+    let _lease = lease;
+    tokio::select! {
+        result = connection => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        }
+        why = inactivity(activity, inactivity_limits) => match why {
+            Inactive::Idle => tracing::debug!(%peer, "closing inactive connection"),
+            // Dropping the connection drops its responses and their upstream requests.
+            Inactive::Stalled => tracing::info!(
+                %peer,
+                "closing connection: the client took no response bytes within listener.response_progress_timeout"
+            ),
+        },
     }
 }

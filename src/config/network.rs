@@ -10,6 +10,8 @@ use http::Uri;
 use serde::Deserialize;
 
 use super::problems::Issues;
+use crate::tls::TrustBundle;
+use crate::tls::config::{FileListenerTls, ListenerTls, compile_ca_file, compile_listener_tls};
 use crate::token::revocation::RevocationLimits;
 
 /// `Default` is an empty, invalid section: only a stand-in while a file whose `[listener]`
@@ -38,6 +40,9 @@ pub struct FileListener {
     /// the limit off.
     #[serde(default = "defaults::response_progress_timeout")]
     pub response_progress_timeout: String,
+    /// `[listener.tls]`: TLS termination; plain HTTP (and h2c) when absent.
+    #[serde(default)]
+    pub tls: Option<FileListenerTls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +93,10 @@ pub struct FileUpstream {
     /// Requests in flight to the upstream at once, over all client connections.
     #[serde(default = "defaults::upstream_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
+    /// PEM bundle of the CAs an `https://` upstream's certificate must chain to (instead of
+    /// the system's trust store).
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 mod defaults {
@@ -166,6 +175,8 @@ pub struct ListenerConfig {
     pub http2_max_concurrent_streams: u32,
     /// `None`: a response may wait for the client for any time.
     pub response_progress_timeout: Option<Duration>,
+    /// `None`: plain HTTP/1.1 and h2c.
+    pub tls: Option<ListenerTls>,
 }
 
 /// Limits of the admin listener (its address is `Config::admin_address`) and of the
@@ -189,6 +200,10 @@ pub struct UpstreamConfig {
     pub pool_max_idle_per_host: usize,
     pub http2_prior_knowledge: bool,
     pub max_concurrent_requests: usize,
+    /// `upstream.ca_file` as written, and the CAs it holds: the only ones an `https://`
+    /// upstream may chain to. `None`: the system's trust store.
+    pub ca_file: Option<String>,
+    pub ca: Option<TrustBundle>,
 }
 
 pub(super) fn parse_socket_addr(issues: &mut Issues, path: &str, text: &str) -> SocketAddr {
@@ -255,6 +270,7 @@ pub(super) fn compile_listener(file: &FileListener, issues: &mut Issues) -> List
             Duration::from_secs(30),
         ))
         .filter(|timeout| !timeout.is_zero()),
+        tls: compile_listener_tls(file.tls.as_ref(), issues),
     }
 }
 
@@ -301,9 +317,12 @@ pub(super) fn compile_admin(file: &FileAdmin, issues: &mut Issues) -> AdminConfi
 }
 
 pub(super) fn compile_upstream(file: &FileUpstream, issues: &mut Issues) -> UpstreamConfig {
+    let fallback = || (http::uri::Scheme::HTTP, http::uri::Authority::from_static("127.0.0.1"));
     let (scheme, authority) = match file.url.parse::<Uri>() {
         Ok(uri) => match (uri.scheme(), uri.authority()) {
-            (Some(scheme), Some(authority)) if scheme == &http::uri::Scheme::HTTP => {
+            (Some(scheme), Some(authority))
+                if scheme == &http::uri::Scheme::HTTP || scheme == &http::uri::Scheme::HTTPS =>
+            {
                 if uri.path() != "/" && !uri.path().is_empty() {
                     issues.push(
                         "upstream.url",
@@ -312,23 +331,27 @@ pub(super) fn compile_upstream(file: &FileUpstream, issues: &mut Issues) -> Upst
                 }
                 (scheme.clone(), authority.clone())
             }
-            (Some(_), Some(authority)) => {
-                issues.push(
-                    "upstream.url",
-                    "only http:// upstreams are supported (the upstream is the pod's own container on localhost)",
-                );
-                (http::uri::Scheme::HTTP, authority.clone())
+            (Some(_), Some(_)) => {
+                issues.push("upstream.url", "must be an http:// or https:// URL");
+                fallback()
             }
             _ => {
                 issues.push("upstream.url", "must be an absolute URL like \"http://127.0.0.1:3000\"");
-                (http::uri::Scheme::HTTP, http::uri::Authority::from_static("127.0.0.1"))
+                fallback()
             }
         },
         Err(e) => {
             issues.push("upstream.url", format!("{:?} is not a URL: {e}", file.url));
-            (http::uri::Scheme::HTTP, http::uri::Authority::from_static("127.0.0.1"))
+            fallback()
         }
     };
+    let ca = compile_ca_file("upstream.ca_file", file.ca_file.as_deref(), issues);
+    if ca.is_some() && scheme != http::uri::Scheme::HTTPS {
+        issues.push(
+            "upstream.ca_file",
+            "has no effect on an http:// upstream; use an https:// upstream.url or remove it",
+        );
+    }
     UpstreamConfig {
         scheme,
         authority,
@@ -359,5 +382,7 @@ pub(super) fn compile_upstream(file: &FileUpstream, issues: &mut Issues) -> Upst
             }
             requests => requests,
         },
+        ca_file: file.ca_file.clone(),
+        ca,
     }
 }

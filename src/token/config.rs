@@ -7,6 +7,8 @@ use serde::Deserialize;
 
 use crate::config::problems::Issues;
 use crate::http_client::is_acceptable_remote_url;
+use crate::tls::TrustBundle;
+use crate::tls::config::compile_ca_file;
 use crate::token::jwk::Algorithm;
 
 mod introspection;
@@ -64,6 +66,10 @@ pub struct FileIssuer {
     pub token_validation: TokenValidation,
     #[serde(default)]
     pub introspection: Option<FileIntrospection>,
+    /// PEM bundle of CAs trusted for this issuer's discovery, JWKS and introspection calls,
+    /// besides the system's (a private CA).
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// How an issuer's tokens are validated.
@@ -167,6 +173,9 @@ pub struct IssuerConfig {
     pub max_response_bytes: usize,
     pub token_validation: TokenValidation,
     pub introspection: Option<IntrospectionConfig>,
+    /// `ca_file` as written, and the extra CAs it holds.
+    pub ca_file: Option<String>,
+    pub extra_roots: Option<TrustBundle>,
 }
 
 impl IssuerConfig {
@@ -342,6 +351,8 @@ fn compile_issuer(at: &str, file: &FileIssuer, issues: &mut Issues) -> IssuerCon
         max_response_bytes: max_response_bytes as usize,
         token_validation: file.token_validation,
         introspection,
+        ca_file: file.ca_file.clone(),
+        extra_roots: compile_ca_file(&format!("{at}.ca_file"), file.ca_file.as_deref(), issues),
     }
 }
 

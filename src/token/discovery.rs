@@ -25,7 +25,7 @@ impl IssuerDiscovery {
     pub fn new(config: &IssuerConfig) -> Arc<IssuerDiscovery> {
         Arc::new(IssuerDiscovery {
             issuer: config.issuer.clone(),
-            client: http_client(config.fetch_timeout),
+            client: http_client(config.fetch_timeout, config.extra_roots.as_ref()),
             max_bytes: config.max_response_bytes,
             metadata: OnceCell::new(),
         })

@@ -107,7 +107,8 @@ impl Introspector {
         discovery: Arc<IssuerDiscovery>,
         metrics: Metrics,
     ) -> Introspector {
-        let client = http_client_with_connect_timeout(config.timeout, config.connect_timeout);
+        let client =
+            http_client_with_connect_timeout(config.timeout, config.connect_timeout, issuer.extra_roots.as_ref());
         // A bucket left alone this long is full again: forgetting it changes nothing.
         let refill = f64::from(config.client_new_token_burst) / f64::from(config.client_new_tokens_per_second.max(1));
         Introspector {

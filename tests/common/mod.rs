@@ -63,6 +63,16 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
+        Upstream::start_serving(None).await
+    }
+
+    /// The same upstream behind TLS with `config` (HTTP/1.1 and h2 by ALPN); `url()` still
+    /// says `http://`, so callers build their `https://` URL from `addr`.
+    pub async fn start_tls(config: Arc<rustls::ServerConfig>) -> Upstream {
+        Upstream::start_serving(Some(tokio_rustls::TlsAcceptor::from(config))).await
+    }
+
+    async fn start_serving(tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let count = Arc::new(AtomicU64::new(0));
@@ -75,11 +85,23 @@ impl Upstream {
                     return;
                 };
                 let (c, s, r) = (c.clone(), s.clone(), r.clone());
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| upstream_handler(req, c.clone(), s.clone(), r.clone()));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .await;
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Some(tls) => {
+                            let Ok(stream) = tls.accept(stream).await else { return };
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
                 });
             }
         });

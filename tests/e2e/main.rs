@@ -32,6 +32,7 @@ mod resource_limits;
 mod resource_metadata;
 mod review;
 mod thirdparty_as;
+mod tls;
 mod token_hardening;
 mod token_validation;
 mod wycheproof;
