@@ -10,7 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
-use crate::common::{IntrospectionClient, client, dev_issuer, eventually, scrape_metrics};
+use crate::common::pki::{Ca, Files};
+use crate::common::{
+    IntrospectionClient, client, dev_issuer, eventually, eventually_some, raw_request, scrape_metrics, start_proxy,
+};
 use scopegate::dev::{AccessTokenRequest, DevIssuerConfig, Fault};
 use scopegate::gateway::Gateway;
 use scopegate::metrics::Metrics;
@@ -43,7 +46,7 @@ fn documented_names_equal_the_exported_names() {
         undocumented.is_empty() && stale.is_empty(),
         "undocumented: {undocumented:?}; documented but not exported: {stale:?}"
     );
-    assert_eq!(documented.len(), 19, "the catalog table lost a row");
+    assert_eq!(documented.len(), 21, "the catalog table lost a row");
 }
 
 /// A parsed Prometheus text exposition.
@@ -209,7 +212,7 @@ async fn traffic_exports_every_documented_family() {
     assert!(proxy.app.reload_file().is_err(), "reload: rejected");
     let _ = std::fs::remove_file(&config_file);
 
-    let text = scrape_metrics(proxy.admin_addr).await;
+    let text = scrape_metrics(proxy.admin_addr).await + &tls_traffic().await;
     let scrape = Scrape::parse(&text);
 
     for (name, documented_type) in documented() {
@@ -291,6 +294,36 @@ async fn traffic_exports_every_documented_family() {
     assert!(scrape.sum("scopegate_build_info", &[]) == 1.0, "{text}");
 
     proxy.shutdown().await;
+}
+
+/// The TLS families of a second proxy, one that terminates TLS, after one failed handshake
+/// and one certificate reload (the proxy above serves plain HTTP).
+async fn tls_traffic() -> String {
+    let files = Files::new("catalog");
+    let ca = Ca::new("catalog CA");
+    files.server(&ca.issue(&["scopegate.test"], false));
+    let config = ConfigBuilder::new("http://127.0.0.1:9")
+        .route(RouteBuilder::new("pub", "/**").public())
+        .set("listener.tls.cert_file", files.path("cert.pem"))
+        .set("listener.tls.key_file", files.path("key.pem"))
+        .set("reload.interval", "100ms")
+        .build();
+    let proxy = start_proxy(config).await;
+    // Plain HTTP to the TLS port: a failed handshake.
+    let _ = raw_request(proxy.addr, b"GET / HTTP/1.1\r\nHost: api.test\r\n\r\n").await;
+    files.server(&ca.issue(&["scopegate.test"], false));
+    let text = eventually_some("a failed handshake and a certificate reload are counted", || async {
+        let text = scrape_metrics(proxy.admin_addr).await;
+        let moved = text.contains(r#"scopegate_tls_reloads_total{result="success"} 1"#)
+            && text.contains(r#"scopegate_tls_handshake_failures_total{reason="failed"} 1"#);
+        moved.then_some(text)
+    })
+    .await;
+    proxy.shutdown().await;
+    text.lines()
+        .filter(|line| line.contains("scopegate_tls_"))
+        .map(|line| format!("{line}\n"))
+        .collect()
 }
 
 /// The number of auth-outcome series docs/metrics.md says are exported at zero.

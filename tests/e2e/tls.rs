@@ -8,16 +8,15 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
+use crate::common::pki::{Ca, Files, Leaf};
 use crate::common::*;
 use scopegate::dev::{AccessTokenRequest, DevIssuer, DevIssuerConfig, Endpoint};
 use scopegate::tls::x5t_s256;
@@ -25,90 +24,6 @@ use scopegate::tls::x5t_s256;
 const API: &str = "https://api.test";
 /// The name the proxy's certificates are issued for; clients resolve it to the listener.
 const HOST: &str = "scopegate.test";
-
-/// A certificate authority made for one test.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-/// A certificate and its key, as PEM, and the certificate's DER.
-struct Leaf {
-    cert_pem: String,
-    key_pem: String,
-    der: Vec<u8>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A certificate for `names` (DNS names or IP addresses), or a client certificate for
-    /// `names[0]` when `client`.
-    fn issue(&self, names: &[&str], client: bool) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        params.extended_key_usages = vec![if client {
-            rcgen::ExtendedKeyUsagePurpose::ClientAuth
-        } else {
-            rcgen::ExtendedKeyUsagePurpose::ServerAuth
-        }];
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            der: cert.der().to_vec(),
-        }
-    }
-}
-
-/// A directory of PEM files for one test, removed on drop.
-struct Files(PathBuf);
-
-impl Files {
-    fn new(test: &str) -> Files {
-        let dir = std::env::temp_dir().join(format!("scopegate-tls-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Files(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        // Written beside and renamed, as a Secret update swaps files: never half a file.
-        let partial = self.0.join(format!(".{name}.partial"));
-        std::fs::write(&partial, text).unwrap();
-        std::fs::rename(&partial, &path).unwrap();
-        path.display().to_string()
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-
-    /// Writes `leaf` as `cert.pem` and `key.pem`.
-    fn server(&self, leaf: &Leaf) {
-        self.write("key.pem", &leaf.key_pem);
-        self.write("cert.pem", &leaf.cert_pem);
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A client that trusts only `ca`, resolves [`HOST`] to `addr`, records the server's
 /// certificate, and presents `identity` when given.
