@@ -12,6 +12,9 @@
 //! - [`server`] — data, forward-auth and admin listeners, limits, graceful drain; [`connection`] —
 //!   accepting under a connection cap, per-connection activity, the idle and
 //!   response-progress timeouts, and the slot a WebSocket tunnel keeps.
+//! - [`tls`] — rustls everywhere: `[listener.tls]` termination (the accept-time seam that
+//!   yields plain or TLS I/O and the verified [`tls::ClientCertificate`]), certificate hot
+//!   reload, CA bundles for the HTTPS upstream and authorization servers.
 //! - [`gateway`] — the current config generation ([`gateway::App`]) behind one swap point;
 //!   live reload.
 //! - [`proxy`] — the request path: decide → rewrite → forward → record; [`record`] — the

@@ -64,6 +64,16 @@
       mountPath: /var/run/secrets/scopegate
       readOnly: true
     {{- end }}
+    {{- if .Values.tls.enabled }}
+    - name: tls
+      mountPath: /var/run/secrets/scopegate-tls
+      readOnly: true
+    {{- with .Values.tls.clientCaSecretName }}
+    - name: tls-client-ca
+      mountPath: /var/run/secrets/scopegate-client-ca
+      readOnly: true
+    {{- end }}
+    {{- end }}
   terminationMessagePolicy: FallbackToLogsOnError
 {{- end }}
 
