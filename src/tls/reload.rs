@@ -23,16 +23,22 @@ pub async fn watch_certificates(
     interval: Duration,
     metrics: Metrics,
 ) {
+    let mut unreadable = None;
     loop {
         tokio::time::sleep(interval).await;
         let contents = match files.read() {
             Ok(contents) => contents,
-            // A file being replaced can be missing for a moment: look again next time.
+            // A file being replaced can be missing for a moment: look again next time, and
+            // say so once per distinct problem rather than every interval.
             Err(e) => {
-                tracing::debug!(error = %e, "TLS files not readable; keeping the running certificate");
+                if unreadable.as_ref() != Some(&e) {
+                    tracing::warn!(error = %e, "TLS files not readable; keeping the running certificate");
+                    unreadable = Some(e);
+                }
                 continue;
             }
         };
+        unreadable = None;
         if contents == loaded {
             continue;
         }
