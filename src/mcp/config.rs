@@ -71,6 +71,8 @@ pub struct MirrorConfig {
     pub issuer: String,
     pub fetch_timeout: Duration,
     pub max_response_bytes: usize,
+    /// The issuer's `ca_file` (its problems are reported under `[[issuer]]`).
+    pub extra_roots: Option<crate::tls::TrustBundle>,
 }
 
 /// Compiled MCP settings; `Default` is "no `[mcp]` table".
@@ -270,6 +272,9 @@ impl McpConfig {
                 max_response_bytes: issuer
                     .and_then(|i| parse_size(&i.max_response_bytes).ok())
                     .unwrap_or(256 << 10) as usize,
+                extra_roots: issuer
+                    .and_then(|i| i.ca_file.as_deref())
+                    .and_then(|path| crate::tls::TrustBundle::load(std::path::Path::new(path)).ok()),
             }
         });
         McpConfig {

@@ -40,7 +40,7 @@ impl McpRuntime {
             client: config
                 .mirror
                 .as_ref()
-                .map(|m| crate::http_client::http_client(m.fetch_timeout, None)),
+                .map(|m| crate::http_client::http_client(m.fetch_timeout, m.extra_roots.as_ref())),
             mirrored: tokio::sync::Mutex::new(None),
         }
     }
