@@ -31,6 +31,8 @@ struct Cli {
 enum Command {
     /// Run the proxy (the default).
     Run,
+    /// Get, use and revoke tokens for a protected URL, as an MCP client would.
+    Token(scopegate::client::cli::TokenArgs),
     /// Validate the config, print the compiled route table, and exit non-zero on any problem.
     Check(CheckArgs),
     /// Explain what the proxy would do with one request: canonical path, route, requirement, decision.
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&cli, args),
         Command::Explain(args) => explain(&cli, args),
         Command::Run => run(&cli),
+        Command::Token(args) => token(args),
         #[cfg(feature = "dev")]
         Command::Demo(args) => demo(&cli, args),
         #[cfg(feature = "dev")]
@@ -98,6 +101,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn token(args: &scopegate::client::cli::TokenArgs) -> anyhow::Result<ExitCode> {
+    Ok(runtime()?.block_on(scopegate::client::cli::run(args.clone()))?)
 }
 
 fn config_path(cli: &Cli) -> anyhow::Result<&PathBuf> {

@@ -34,6 +34,9 @@ pub struct DevIssuerConfig {
     pub default_audience: Option<String>,
     /// Answer development-only endpoints (`POST /dev/rotate`).
     pub dev_endpoints: bool,
+    /// Accept RFC 7591 registrations. When false the endpoint is still advertised (as by
+    /// servers whose registration needs an initial access token) but refuses every request.
+    pub open_registration: bool,
 }
 
 impl Default for DevIssuerConfig {
@@ -51,6 +54,7 @@ impl Default for DevIssuerConfig {
             jwks_cache_control: None,
             default_audience: None,
             dev_endpoints: false,
+            open_registration: true,
         }
     }
 }

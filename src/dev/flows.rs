@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::client_auth::{Params, authenticate};
 use super::keys::{b64url, random_token};
-use super::registration::valid_resource;
+use super::registration::{self, valid_resource};
 use super::respond::{Resp, json_response, no_store, oauth_error, response};
 use super::state::{
     AccessGrant, CodeRecord, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN, RefreshTemplate,
@@ -69,7 +69,14 @@ pub(crate) fn authorize(shared: &Shared, params: &Params) -> Resp {
     };
     let (redirect_uri, redirect_uri_sent) = match params.one("redirect_uri") {
         Err(e) => return page(&e),
-        Ok(Some(r)) if client.redirect_uris.iter().any(|x| x == r) => (r.to_owned(), true),
+        Ok(Some(r))
+            if client
+                .redirect_uris
+                .iter()
+                .any(|x| registration::redirect_matches(x, r)) =>
+        {
+            (r.to_owned(), true)
+        }
         Ok(Some(_)) => return page("redirect_uri is not registered for this client"),
         Ok(None) => match client.redirect_uris.as_slice() {
             [only] => (only.clone(), false),

@@ -189,6 +189,14 @@ fn jwks(shared: &Shared) -> Resp {
 
 fn register(shared: &Shared, body: &[u8]) -> Resp {
     let reg_error = |code: &str, d: &str| no_store(oauth_error(StatusCode::BAD_REQUEST, code, d));
+    if !shared.config.open_registration {
+        // RFC 7591 §3: a server may require an initial access token (RFC 6750) to register.
+        return no_store(oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "registration needs an initial access token",
+        ));
+    }
     let req: ClientRegistration = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => return reg_error("invalid_client_metadata", &format!("invalid JSON: {e}")),

@@ -44,6 +44,25 @@ pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `requested` is the registered redirect URI `registered`. RFC 8252 §7.3: for a
+/// loopback IP redirect the port is whatever the native app could bind at the time, so it
+/// is ignored; everything else must match exactly.
+pub(crate) fn redirect_matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    let without_port = |uri: &str| -> Option<(String, String)> {
+        let rest = uri.strip_prefix("http://")?;
+        let (authority, path) = rest.find(['/', '?']).map_or((rest, ""), |i| rest.split_at(i));
+        let host = match authority.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => authority,
+        };
+        matches!(host, "127.0.0.1" | "[::1]").then(|| (host.to_owned(), path.to_owned()))
+    };
+    matches!((without_port(registered), without_port(requested)), (Some(a), Some(b)) if a == b)
+}
+
 /// An absolute URI without fragment (RFC 8707 §2).
 pub(crate) fn valid_resource(uri: &str) -> bool {
     let Some((scheme, rest)) = uri.split_once(':') else {
@@ -121,6 +140,22 @@ mod tests {
         assert!(check_redirect_uri("https://user@app.example/cb").is_err());
         assert!(check_redirect_uri("http://127.0.0.1.evil.example/cb").is_err());
         assert!(check_redirect_uri("https:///cb").is_err());
+    }
+
+    #[test]
+    fn loopback_ip_redirects_match_on_any_port() {
+        assert!(redirect_matches("http://127.0.0.1:1000/cb", "http://127.0.0.1:2000/cb"));
+        assert!(redirect_matches("http://127.0.0.1/cb", "http://127.0.0.1:2000/cb"));
+        assert!(redirect_matches("http://[::1]:1/cb", "http://[::1]:2/cb"));
+        assert!(!redirect_matches(
+            "http://127.0.0.1:1000/cb",
+            "http://127.0.0.1:2000/other"
+        ));
+        assert!(!redirect_matches(
+            "https://app.example:1/cb",
+            "https://app.example:2/cb"
+        ));
+        assert!(!redirect_matches("http://localhost:1/cb", "http://localhost:2/cb"));
     }
 
     #[test]

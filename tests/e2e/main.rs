@@ -26,6 +26,7 @@ mod recipes;
 mod resource_limits;
 mod review;
 mod thirdparty_as;
+mod token_cli;
 mod token_hardening;
 mod token_validation;
 mod wycheproof;

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
+use crate::common::token_cli::follow_redirects;
 use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -267,58 +268,11 @@ impl AuthServer {
             query.append_pair("resource", resource);
         }
         let query = query.finish();
-        let mut next = self.url(&format!("/auth?{query}"));
-        let mut cookies: BTreeMap<String, String> = BTreeMap::new();
-        let mut code = None;
-        for _ in 0..10 {
-            let jar = cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            let mut request = client().get(&next);
-            if !jar.is_empty() {
-                request = request.header("cookie", jar);
-            }
-            let response = request.send().await.unwrap();
-            for set in response.headers().get_all("set-cookie") {
-                let pair = set.to_str().unwrap().split(';').next().unwrap_or_default();
-                if let Some((name, value)) = pair.split_once('=') {
-                    if value.is_empty() {
-                        cookies.remove(name.trim());
-                    } else {
-                        cookies.insert(name.trim().to_string(), value.to_string());
-                    }
-                }
-            }
-            let status = response.status().as_u16();
-            let location = response
-                .headers()
-                .get("location")
-                .map(|v| v.to_str().unwrap().to_string());
-            let Some(location) = location else {
-                panic!(
-                    "authorization flow stopped at {next}: {status} {}",
-                    response.text().await.unwrap()
-                );
-            };
-            if let Some(query) = location.strip_prefix(&format!("{REDIRECT_URI}?")) {
-                let params: BTreeMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-                assert_eq!(params.get("state").map(String::as_str), Some("state-1"), "{location}");
-                code = Some(
-                    params
-                        .get("code")
-                        .unwrap_or_else(|| panic!("no code: {location}"))
-                        .clone(),
-                );
-                break;
-            }
-            next = if location.starts_with('/') {
-                self.url(&location)
-            } else {
-                location
-            };
-        }
+        let start = self.url(&format!("/auth?{query}"));
+        let landed = follow_redirects(&start, |next| next.as_str().starts_with(&format!("{REDIRECT_URI}?"))).await;
+        let params: BTreeMap<String, String> = landed.query_pairs().into_owned().collect();
+        assert_eq!(params.get("state").map(String::as_str), Some("state-1"), "{landed}");
+        let code = params.get("code").cloned();
         let code = code.expect("the authorization flow did not come back with a code");
         let mut form = vec![
             ("grant_type", "authorization_code"),
