@@ -2,7 +2,7 @@
 
 use super::state::{
     AUTH_BASIC, AUTH_NONE, AUTH_POST, ClientRegistration, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS,
-    GRANT_REFRESH_TOKEN, Shared,
+    GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, RegisteredClient, Shared,
 };
 
 /// `https` URI, or `http` with a loopback host; no fragment (RFC 8252 §7.3,
@@ -63,6 +63,26 @@ pub(crate) fn redirect_matches(registered: &str, requested: &str) -> bool {
     matches!((without_port(registered), without_port(requested)), (Some(a), Some(b)) if a == b)
 }
 
+/// Resolve the requested scope against the supported and client scopes.
+pub(crate) fn resolve_scope(shared: &Shared, client: &RegisteredClient, requested: Option<&str>) -> Option<String> {
+    let text = requested
+        .map(str::to_owned)
+        .or_else(|| client.scope.clone())
+        .unwrap_or_else(|| "read".to_owned());
+    let supported = shared.scopes_supported();
+    let allowed: Option<Vec<&str>> = client.scope.as_deref().map(|s| s.split_whitespace().collect());
+    let mut out: Vec<&str> = Vec::new();
+    for s in text.split_whitespace() {
+        if !supported.iter().any(|x| x == s) || allowed.as_ref().is_some_and(|a| !a.contains(&s)) {
+            return None;
+        }
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    (!out.is_empty()).then(|| out.join(" "))
+}
+
 /// An absolute URI without fragment (RFC 8707 §2).
 pub(crate) fn valid_resource(uri: &str) -> bool {
     let Some((scheme, rest)) = uri.split_once(':') else {
@@ -90,7 +110,14 @@ pub(crate) fn validate_registration(shared: &Shared, req: &ClientRegistration) -
         &req.grant_types
     };
     for g in grants {
-        if ![GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_CLIENT_CREDENTIALS].contains(&g.as_str()) {
+        if ![
+            GRANT_AUTHORIZATION_CODE,
+            GRANT_REFRESH_TOKEN,
+            GRANT_CLIENT_CREDENTIALS,
+            GRANT_DEVICE_CODE,
+        ]
+        .contains(&g.as_str())
+        {
             return Err(meta(format!("unsupported grant_type {g}")));
         }
     }

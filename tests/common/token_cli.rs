@@ -134,19 +134,30 @@ impl Running {
 
     /// The next line on stderr that is a URL (the authorization URL the command prints).
     pub async fn authorization_url(&mut self) -> String {
+        self.next_line(|line| (line.starts_with("http://") || line.starts_with("https://")).then(|| line.to_string()))
+            .await
+    }
+
+    /// The device grant's verification URL with the user code in it (RFC 8628 §3.3.1).
+    pub async fn verification_url(&mut self) -> String {
+        self.next_line(|line| line.split_once("or open ").map(|(_, url)| url.trim().to_string()))
+            .await
+    }
+
+    async fn next_line(&mut self, pick: impl Fn(&str) -> Option<String>) -> String {
         let found = tokio::time::timeout(LIMIT, async {
             while let Some(line) = self.lines.recv().await {
-                if line.starts_with("http://") || line.starts_with("https://") {
-                    return Some(line);
+                if let Some(found) = pick(&line) {
+                    return Some(found);
                 }
             }
             None
         })
         .await;
         match found {
-            Ok(Some(url)) => url,
+            Ok(Some(found)) => found,
             _ => panic!(
-                "the command printed no authorization URL; stderr:\n{}",
+                "the command did not print what the test waits for; stderr:\n{}",
                 self.stderr.lock().unwrap()
             ),
         }

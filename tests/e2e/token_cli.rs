@@ -325,6 +325,36 @@ async fn client_credentials_exec_and_revoke() {
     assert_eq!(home.stored()["tokens"].as_array().unwrap().len(), 0);
 }
 
+#[tokio::test]
+async fn without_a_browser_the_device_grant_is_used() {
+    let world = World::with_issuer(DevIssuerConfig {
+        device_poll_interval: std::time::Duration::from_secs(1),
+        ..DevIssuerConfig::default()
+    })
+    .await;
+    let home = TokenHome::new("device");
+    // No DISPLAY, no --no-browser, and the server offers RFC 8628: the device grant.
+    let mut run = home.spawn(&["get", &world.url("/mcp")]);
+    let verification = run.verification_url().await;
+    let user_code = query(&verification)["user_code"].clone();
+    assert_eq!(user_code.len(), 9, "{verification}");
+    let r = client().get(&verification).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let done = run.finish().await;
+    assert!(done.success, "{done:?}");
+    assert!(
+        done.stderr.contains(&user_code) && done.stderr.contains("(device)"),
+        "{done:?}"
+    );
+    let token = done.stdout.trim();
+    assert_eq!(claims(token)["aud"], world.resource());
+    assert_eq!(world.issuer.count(Endpoint::Authorize), 0);
+    assert_eq!(world.issuer.count(Endpoint::DeviceAuthorization), 1);
+    let r = world.get("/mcp", token).await;
+    assert_eq!(r.status(), 200, "{}", challenge(&r));
+    assert!(home.stored()["tokens"][0]["refresh_token"].is_string());
+}
+
 /// Runs a command that must fail; its stderr.
 async fn failing(home: &TokenHome, args: &[&str]) -> String {
     let out: Finished = home.run(args).await;
