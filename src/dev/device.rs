@@ -12,7 +12,9 @@ use super::client_auth::{Params, authenticate};
 use super::keys::random_token;
 use super::registration::{resolve_scope, valid_resource};
 use super::respond::{Resp, json_response, no_store, oauth_error, response, token_response};
-use super::state::{AccessGrant, DeviceRecord, GRANT_DEVICE_CODE, RefreshTemplate, RegisteredClient, Shared, lock};
+use super::state::{
+    DeviceRecord, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, RefreshTemplate, RegisteredClient, Shared, lock,
+};
 
 /// Device codes live this long (RFC 8628 §3.2 `expires_in`).
 const DEVICE_CODE_TTL: Duration = Duration::from_secs(600);
@@ -153,29 +155,15 @@ pub(crate) fn grant(
     let aud = shared.audience_for(&resources);
     let family = store.new_family();
     let auth_time = super::state::now_unix();
-    let access = shared.issue_access(
-        &mut store,
-        &AccessGrant {
-            sub: &sub,
-            client_id: &client.client_id,
-            scope: &scope,
-            aud: &aud,
-            expires_in: shared.access_ttl_secs(),
-            family: Some(family),
-            auth_time: Some(auth_time),
-            extra: None,
-        },
-    );
-    let refresh = client.allows_grant(super::state::GRANT_REFRESH_TOKEN).then(|| {
-        let template = RefreshTemplate {
-            client_id: &client.client_id,
-            sub: &sub,
-            scope: &scope,
-            aud: &aud,
-            auth_time,
-        };
-        shared.issue_refresh(&mut store, family, &template)
-    });
+    let grant = RefreshTemplate {
+        client_id: &client.client_id,
+        sub: &sub,
+        scope: &scope,
+        aud: &aud,
+        auth_time,
+    };
+    let (access, refresh) =
+        shared.issue_user_tokens(&mut store, family, &grant, client.allows_grant(GRANT_REFRESH_TOKEN));
     Ok(token_response(
         &access,
         &scope,

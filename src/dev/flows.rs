@@ -243,29 +243,15 @@ fn code_grant(shared: &Shared, client: &RegisteredClient, params: &Params) -> Gr
     if let Some(rec) = store.codes.get_mut(&code.to_owned()) {
         rec.redeemed_family = Some(family);
     }
-    let access = shared.issue_access(
-        &mut store,
-        &AccessGrant {
-            sub: &sub,
-            client_id: &client.client_id,
-            scope: &scope,
-            aud: &aud,
-            expires_in: shared.access_ttl_secs(),
-            family: Some(family),
-            auth_time: Some(auth_time),
-            extra: None,
-        },
-    );
-    let refresh = client.allows_grant(GRANT_REFRESH_TOKEN).then(|| {
-        let template = RefreshTemplate {
-            client_id: &client.client_id,
-            sub: &sub,
-            scope: &scope,
-            aud: &aud,
-            auth_time,
-        };
-        shared.issue_refresh(&mut store, family, &template)
-    });
+    let grant = RefreshTemplate {
+        client_id: &client.client_id,
+        sub: &sub,
+        scope: &scope,
+        aud: &aud,
+        auth_time,
+    };
+    let (access, refresh) =
+        shared.issue_user_tokens(&mut store, family, &grant, client.allows_grant(GRANT_REFRESH_TOKEN));
     Ok(token_success(shared, &access, &scope, refresh.as_deref()))
 }
 

@@ -432,6 +432,32 @@ impl Shared {
         token
     }
 
+    /// What a user's grant (authorization code, device) issues: an access token of
+    /// `family` and, when the client may refresh, a refresh token of it.
+    pub(crate) fn issue_user_tokens(
+        &self,
+        store: &mut Store,
+        family: u64,
+        grant: &RefreshTemplate<'_>,
+        refreshable: bool,
+    ) -> (String, Option<String>) {
+        let access = self.issue_access(
+            store,
+            &AccessGrant {
+                sub: grant.sub,
+                client_id: grant.client_id,
+                scope: grant.scope,
+                aud: grant.aud,
+                expires_in: self.access_ttl_secs(),
+                family: Some(family),
+                auth_time: Some(grant.auth_time),
+                extra: None,
+            },
+        );
+        let refresh = refreshable.then(|| self.issue_refresh(store, family, grant));
+        (access, refresh)
+    }
+
     pub(crate) fn access_ttl_secs(&self) -> i64 {
         i64::try_from(self.config.access_token_ttl.as_secs()).unwrap_or(i64::MAX)
     }
