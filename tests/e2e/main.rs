@@ -27,6 +27,7 @@ mod resource_limits;
 mod review;
 mod thirdparty_as;
 mod token_cli;
+mod token_cli_thirdparty;
 mod token_hardening;
 mod token_validation;
 mod wycheproof;

@@ -30,11 +30,11 @@ const API_ES: &str = "https://api-es.scopegate.test";
 /// JWT access tokens for a resource server scopegate does not protect.
 const OTHER: &str = "https://other.scopegate.test";
 /// Opaque access tokens, for introspection.
-const OPAQUE: &str = "https://opaque.scopegate.test";
+pub(crate) const OPAQUE: &str = "https://opaque.scopegate.test";
 /// Opaque access tokens for another resource server.
 const OPAQUE_OTHER: &str = "https://opaque-other.scopegate.test";
 
-const APP: (&str, &str) = ("app", "app-secret");
+pub(crate) const APP: (&str, &str) = ("app", "app-secret");
 const INTROSPECTION_SECRET: &str = "scopegate-secret";
 const REDIRECT_URI: &str = "https://app.scopegate.test/callback";
 
@@ -126,14 +126,14 @@ fn ensure_installed() {
 }
 
 /// The oidc-provider process; killed and reaped when dropped.
-struct AuthServer {
+pub(crate) struct AuthServer {
     child: Child,
-    issuer: String,
+    pub(crate) issuer: String,
     log: Arc<Mutex<String>>,
 }
 
 impl AuthServer {
-    fn start() -> AuthServer {
+    pub(crate) fn start() -> AuthServer {
         ensure_installed();
         let dir = thirdparty_dir();
         let mut child = Command::new("node")
@@ -236,7 +236,7 @@ impl AuthServer {
     }
 
     /// Asks the server itself what it thinks of a token (as scopegate's client).
-    async fn introspect(&self, token: &str) -> Value {
+    pub(crate) async fn introspect(&self, token: &str) -> Value {
         let (status, json) = self
             .post_form(
                 "/token/introspection",
@@ -434,10 +434,10 @@ async fn jwt_mode_user_tokens_from_the_authorization_code_flow() {
 }
 
 /// The introspection client's secret, in a file removed when dropped.
-struct SecretFile(PathBuf);
+pub(crate) struct SecretFile(pub(crate) PathBuf);
 
 impl SecretFile {
-    fn new(secret: &str) -> SecretFile {
+    pub(crate) fn new(secret: &str) -> SecretFile {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let path = std::env::temp_dir().join(format!(
             "scopegate-thirdparty-{}-{}.secret",
