@@ -67,6 +67,13 @@ pub struct Target {
 /// one of several servers a resource lists.
 pub async fn discover(client: &reqwest::Client, url: &str, issuer: Option<&str>) -> Result<Target, ClientError> {
     let parsed = Url::parse(url).map_err(|e| ClientError::Usage(format!("{url} is not a URL: {e}")))?;
+    // A bearer token is a password for its lifetime (RFC 6750 §5.3): never in clear text
+    // beyond this machine.
+    if !is_acceptable_remote_url(&parsed) {
+        return Err(ClientError::Usage(format!(
+            "{url}: a token is only sent over https (or plain http to a loopback address)"
+        )));
+    }
     let response = client
         .get(parsed.clone())
         .send()

@@ -18,6 +18,8 @@ use super::state::{
 
 /// Device codes live this long (RFC 8628 §3.2 `expires_in`).
 const DEVICE_CODE_TTL: Duration = Duration::from_secs(600);
+/// RFC 8628 §3.1 endpoint path.
+pub(crate) const AUTHORIZATION_PATH: &str = "/oauth/device_authorization";
 /// Verification path; `?user_code=` approves.
 pub(crate) const VERIFICATION_PATH: &str = "/oauth/device";
 

@@ -53,7 +53,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Handl
         "/oauth/introspect" => Some(Endpoint::Introspect),
         "/oauth/revoke" => Some(Endpoint::Revoke),
         "/oauth/userinfo" => Some(Endpoint::Userinfo),
-        "/oauth/device_authorization" => Some(Endpoint::DeviceAuthorization),
+        device::AUTHORIZATION_PATH => Some(Endpoint::DeviceAuthorization),
         device::VERIFICATION_PATH => Some(Endpoint::DeviceVerification),
         _ => None,
     };
@@ -165,7 +165,7 @@ fn metadata(shared: &Shared) -> Value {
         "grant_types_supported": [
             GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE
         ],
-        "device_authorization_endpoint": shared.url("/oauth/device_authorization"),
+        "device_authorization_endpoint": shared.url(device::AUTHORIZATION_PATH),
         "token_endpoint_auth_methods_supported": [AUTH_NONE, AUTH_BASIC, AUTH_POST],
         "revocation_endpoint_auth_methods_supported": [AUTH_NONE, AUTH_BASIC, AUTH_POST],
         "introspection_endpoint_auth_methods_supported": [AUTH_BASIC, AUTH_POST],

@@ -414,6 +414,10 @@ async fn clear_errors_for_what_a_user_meets() {
     assert!(!done.stderr.contains("stolen"), "{done:?}");
     assert_eq!(world.upstream.requests(), reached, "nothing got through the proxy");
 
+    // A token never travels in clear text off this machine.
+    let stderr = failing(&home, &["get", "http://api.example.com/mcp"]).await;
+    assert!(stderr.contains("only sent over https"), "{stderr}");
+
     // Client credentials without a client id.
     let stderr = failing(&home, &["get", &url, "--grant", "client-credentials"]).await;
     assert!(stderr.contains("--client-id"), "{stderr}");
