@@ -3,6 +3,8 @@
 //! through the loopback redirect (the test plays the browser), the private token file,
 //! refresh after expiry, step-up on 403, client credentials, exec, revocation, and the
 //! errors a user meets.
+// The development authorization server these tests run against is behind the `dev` feature.
+#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used)]
 
 use scopegate::dev::{ClientRegistration, DevIssuer, DevIssuerConfig, Endpoint};
