@@ -239,9 +239,9 @@ pub async fn revoke(
     hint: &str,
 ) -> Result<(), ClientError> {
     let Some(endpoint) = &server.revocation_endpoint else {
-        return Err(ClientError::GrantUnavailable {
+        return Err(ClientError::Unsupported {
             issuer: server.issuer.clone(),
-            grant: "revocation",
+            what: "token revocation (RFC 7009)",
             reason: "its metadata has no revocation_endpoint".into(),
         });
     };
@@ -269,9 +269,9 @@ pub async fn device_authorization(
     form: &[(&str, &str)],
 ) -> Result<DeviceAuthorization, ClientError> {
     let Some(endpoint) = &server.device_authorization_endpoint else {
-        return Err(ClientError::GrantUnavailable {
+        return Err(ClientError::Unsupported {
             issuer: server.issuer.clone(),
-            grant: "device authorization",
+            what: "the device authorization grant (RFC 8628)",
             reason: "its metadata has no device_authorization_endpoint".into(),
         });
     };

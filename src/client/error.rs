@@ -23,12 +23,17 @@ pub enum ClientError {
         status: u16,
         detail: String,
     },
-    #[error("{issuer} does not offer the {grant} grant ({reason})")]
-    GrantUnavailable {
+    #[error("{issuer} does not offer {what} ({reason})")]
+    Unsupported {
         issuer: String,
-        grant: &'static str,
+        what: &'static str,
         reason: String,
     },
+    #[error(
+        "{issuer} no longer knows the client registered here earlier ({detail}); it is forgotten: run the \
+         command again to register a new one"
+    )]
+    ClientForgotten { issuer: String, detail: String },
     #[error(
         "no redirect reached http://{listener}/callback within {seconds} s; finish signing in sooner or raise --timeout"
     )]

@@ -112,14 +112,22 @@ pub async fn obtain(
                 how: "stored",
             });
         }
-        if let Some(refreshed) = refresh(http, request, &target.server, &stored).await {
-            store.put(refreshed.clone());
-            store::save(&request.store, &store)?;
-            return Ok(Obtained {
-                target,
-                token: refreshed,
-                how: "refreshed",
-            });
+        match refresh(http, request, &target.server, &stored).await {
+            Ok(refreshed) => {
+                store.put(refreshed.clone());
+                store::save(&request.store, &store)?;
+                return Ok(Obtained {
+                    target,
+                    token: refreshed,
+                    how: "refreshed",
+                });
+            }
+            Err(refused) => {
+                tracing::info!(error = %refused, "no refresh; getting a new token");
+                if refused == "invalid_client" && request.client_id.is_none() {
+                    store.clients.retain(|c| c.issuer != issuer);
+                }
+            }
         }
         store.remove(&stored.issuer, stored.resource.as_deref(), &stored.scopes);
     }
@@ -127,22 +135,36 @@ pub async fn obtain(
         scopes: &scopes,
         resource: resource.as_deref(),
     };
-    let (client_id, response, how) = new_token(http, request, &target.server, &mut store, &wanted, prompt).await?;
+    let (client_id, response, how) = match new_token(http, request, &target.server, &mut store, &wanted, prompt).await {
+        Ok(got) => got,
+        // A registration the server has since dropped: forget it so the next run registers.
+        Err(ClientError::TokenRefused { error, detail, .. })
+            if error == "invalid_client" && request.client_id.is_none() && store.client(&issuer).is_some() =>
+        {
+            store.clients.retain(|c| c.issuer != issuer);
+            store::save(&request.store, &store)?;
+            return Err(ClientError::ClientForgotten {
+                issuer,
+                detail: detail.unwrap_or(error),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     let token = stored_token(&issuer, resource, &scopes, client_id, response)?;
     store.put(token.clone());
     store::save(&request.store, &store)?;
     Ok(Obtained { target, token, how })
 }
 
-/// RFC 6749 §6, with the stored token's own scopes and resource. `None` when the server
-/// will not refresh (the caller falls back to a new grant).
+/// RFC 6749 §6, with the stored token's own scopes and resource. The error code when the
+/// server will not refresh (the caller falls back to a new grant).
 async fn refresh(
     http: &reqwest::Client,
     request: &TokenRequest,
     server: &ServerMetadata,
     stored: &StoredToken,
-) -> Option<StoredToken> {
-    let refresh_token = stored.refresh_token.as_deref()?;
+) -> Result<StoredToken, String> {
+    let refresh_token = stored.refresh_token.as_deref().ok_or("no refresh token")?;
     let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
     if let Some(resource) = &stored.resource {
         form.push(("resource", resource));
@@ -154,19 +176,16 @@ async fn refresh(
             if response.refresh_token.is_none() {
                 response.refresh_token = Some(refresh_token.to_string());
             }
-            let token = stored_token(
+            stored_token(
                 &stored.issuer,
                 stored.resource.clone(),
                 &stored.scopes,
                 stored.client_id.clone(),
                 response,
-            );
-            token.ok()
+            )
+            .map_err(|e| e.to_string())
         }
-        Err(e) => {
-            tracing::info!(error = %e.error, "refresh refused; getting a new token");
-            None
-        }
+        Err(e) => Err(e.error),
     }
 }
 
@@ -197,9 +216,9 @@ async fn new_token(
     }
     if grant == GrantChoice::Device {
         if !device_offered {
-            return Err(ClientError::GrantUnavailable {
+            return Err(ClientError::Unsupported {
                 issuer: server.issuer.clone(),
-                grant: "device authorization",
+                what: "the device authorization grant (RFC 8628)",
                 reason: "its metadata lists no device_authorization_endpoint or device_code grant".into(),
             });
         }
@@ -238,6 +257,8 @@ async fn client_id(
         issuer: server.issuer.clone(),
         client_id: client_id.clone(),
     });
+    // Kept even if the sign-in that follows fails: the next run reuses it.
+    store::save(&request.store, store)?;
     Ok(client_id)
 }
 

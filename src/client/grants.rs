@@ -91,9 +91,9 @@ pub async fn authorization_code(
     timeout: Duration,
     prompt: &dyn Fn(&Prompt<'_>),
 ) -> Result<TokenResponse, ClientError> {
-    let unavailable = |reason: &str| ClientError::GrantUnavailable {
+    let unavailable = |reason: &str| ClientError::Unsupported {
         issuer: server.issuer.clone(),
-        grant: "authorization code with PKCE S256",
+        what: "the authorization code grant with PKCE S256",
         reason: reason.to_string(),
     };
     let Some(endpoint) = &server.authorization_endpoint else {

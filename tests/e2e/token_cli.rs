@@ -207,6 +207,28 @@ async fn an_expired_token_is_refreshed_and_revoke_ends_it() {
 }
 
 #[tokio::test]
+async fn a_client_the_server_forgot_is_registered_again() {
+    let world = World::start().await;
+    let home = TokenHome::new("forgotten");
+    world.code_flow(&home, "/mcp", &[]).await;
+    // As after the server lost its registrations: the stored client and token are unknown.
+    home.edit(|doc| {
+        doc["clients"][0]["client_id"] = "no-longer-registered".into();
+        doc["tokens"][0]["client_id"] = "no-longer-registered".into();
+        doc["tokens"][0]["expires_at"] = 1.into();
+    });
+    let token = world.code_flow(&home, "/mcp", &[]).await;
+    assert_eq!(
+        world.issuer.count(Endpoint::Register),
+        2,
+        "the refused refresh led to a new registration"
+    );
+    assert_ne!(home.stored()["clients"][0]["client_id"], "no-longer-registered");
+    let r = world.get("/mcp", &token).await;
+    assert_eq!(r.status(), 200, "{}", challenge(&r));
+}
+
+#[tokio::test]
 async fn curl_steps_up_on_insufficient_scope() {
     let world = World::start().await;
     let home = TokenHome::new("stepup");
