@@ -88,7 +88,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&cli, args),
         Command::Explain(args) => explain(&cli, args),
         Command::Run => run(&cli),
-        Command::Token(args) => token(args),
+        Command::Token(args) => token(&cli, args),
         #[cfg(feature = "dev")]
         Command::Demo(args) => demo(&cli, args),
         #[cfg(feature = "dev")]
@@ -103,7 +103,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn token(args: &scopegate::client::cli::TokenArgs) -> anyhow::Result<ExitCode> {
+fn token(cli: &Cli, args: &scopegate::client::cli::TokenArgs) -> anyhow::Result<ExitCode> {
+    // Warnings only, unless asked: stdout carries the token, stderr talks to a person.
+    let quiet = scopegate::config::FileLogSettings {
+        level: Some("warn".into()),
+        format: None,
+    };
+    let _ = init_logging(cli, &quiet);
     Ok(runtime()?.block_on(scopegate::client::cli::run(args.clone()))?)
 }
 

@@ -63,7 +63,8 @@ struct TokenOptions {
     /// RFC 8707 resource indicator; default: the protected resource's identifier.
     #[arg(long)]
     resource: Option<String>,
-    /// The authorization server to use when the resource lists several.
+    /// The authorization server (issuer URL): one of several the resource lists, or the one
+    /// to use when the resource publishes no RFC 9728 metadata (a plain API).
     #[arg(long)]
     issuer: Option<String>,
     /// A client registered at the authorization server (default: register one, RFC 7591).

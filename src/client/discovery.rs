@@ -156,7 +156,9 @@ async fn protected(
         }
         (None, [only]) => only,
         (None, [first, ..]) => {
-            tracing::info!("the resource lists several authorization servers; using {first} (pick with --issuer)");
+            tracing::warn!(
+                "the resource lists several authorization servers; using {first} (pick another with --issuer)"
+            );
             first
         }
     };

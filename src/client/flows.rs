@@ -123,7 +123,7 @@ pub async fn obtain(
                 });
             }
             Err(refused) => {
-                tracing::info!(error = %refused, "no refresh; getting a new token");
+                tracing::warn!(error = %refused, "the stored token could not be refreshed; getting a new one");
                 if refused == "invalid_client" && request.client_id.is_none() {
                     store.clients.retain(|c| c.issuer != issuer);
                 }
