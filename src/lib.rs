@@ -47,12 +47,17 @@
 //!   the production build).
 //! - [`explain`] — `scopegate explain`: what the proxy would do with one request.
 //! - [`online`] — `scopegate check --online`: probe every issuer before deploying.
+//! - [`client`] — `scopegate token`: discovery from a protected URL, client registration,
+//!   PKCE through a loopback redirect, the device grant, client credentials, a private
+//!   token file, refresh, revocation, and `token curl`/`exec` with step-up. Outside the
+//!   request path.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod admission;
 pub mod body;
 pub mod canonical;
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod cors;

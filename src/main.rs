@@ -32,6 +32,8 @@ struct Cli {
 enum Command {
     /// Run the proxy (the default).
     Run(RunArgs),
+    /// Get, use and revoke tokens for a protected URL, as an MCP client would.
+    Token(scopegate::client::cli::TokenArgs),
     /// Validate the config, print the compiled route table, and exit non-zero on any problem.
     Check(CheckArgs),
     /// Explain what the proxy would do with one request: canonical path, route, requirement, decision.
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&cli, args),
         Command::Explain(args) => explain(&cli, args),
         Command::Run(args) => run(&cli, args),
+        Command::Token(args) => token(&cli, args),
         #[cfg(feature = "dev")]
         Command::Demo(args) => demo(&cli, args),
         #[cfg(feature = "dev")]
@@ -131,6 +134,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn token(cli: &Cli, args: &scopegate::client::cli::TokenArgs) -> anyhow::Result<ExitCode> {
+    // Warnings only, unless asked: stdout carries the token, stderr talks to a person.
+    let quiet = scopegate::config::FileLogSettings {
+        level: Some("warn".into()),
+        format: None,
+    };
+    let _ = init_logging(cli, &quiet);
+    Ok(runtime()?.block_on(scopegate::client::cli::run(args.clone()))?)
 }
 
 /// The command's own `--config`, else the top-level one (or `SCOPEGATE_CONFIG`).

@@ -32,6 +32,8 @@ mod resource_limits;
 mod resource_metadata;
 mod review;
 mod thirdparty_as;
+mod token_cli;
+mod token_cli_thirdparty;
 mod token_hardening;
 mod token_validation;
 mod wycheproof;
