@@ -64,7 +64,7 @@ struct TokenOptions {
     #[arg(long)]
     resource: Option<String>,
     /// The authorization server (issuer URL): one of several the resource lists, or the one
-    /// to use when the resource publishes no RFC 9728 metadata (a plain API).
+    /// to use when the resource publishes no RFC 9728 metadata (an API without `[[resource]]`).
     #[arg(long)]
     issuer: Option<String>,
     /// A client registered at the authorization server (default: register one, RFC 7591).

@@ -29,15 +29,27 @@ impl World {
     }
 
     async fn with_issuer(config: DevIssuerConfig) -> World {
+        World::with_setup(config, false).await
+    }
+
+    /// With `api_resource`, the plain API (`/read/**`, `/write/**`) is also an RFC 9728
+    /// resource (`[[resource]]`, identifier: the proxy's origin), so its 401s name metadata.
+    async fn with_setup(config: DevIssuerConfig, api_resource: bool) -> World {
         let issuer = dev_issuer(config).await;
         let upstream = Upstream::start().await;
         let data = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", data.local_addr().unwrap());
         let resource = format!("{base}/mcp");
         let api = format!("{base}/api");
-        let config = ConfigBuilder::new(&upstream.url())
+        let mut builder = ConfigBuilder::new(&upstream.url());
+        if api_resource {
+            builder = builder.merge_toml(&format!(
+                "[[resource]]\nuri = \"{base}\"\nroutes = [\"read\", \"write\"]\n"
+            ));
+        }
+        let config = builder
             .mcp(&resource, "token cli test")
-            .issuer(IssuerBuilder::new(issuer.issuer(), &[&resource, &api]))
+            .issuer(IssuerBuilder::new(issuer.issuer(), &[&resource, &api, &base]))
             .route(
                 RouteBuilder::new("mcp", "/mcp")
                     .mcp()
@@ -81,6 +93,29 @@ impl World {
         assert!(done.success, "{done:?}");
         done.stdout.trim().to_string()
     }
+}
+
+/// A plain API published as an RFC 9728 resource: `token get` needs no `--issuer`, the 401
+/// names the document, and the token is minted for that resource with the route's scope.
+#[tokio::test]
+async fn get_discovers_a_plain_api_published_as_a_resource() {
+    let world = World::with_setup(DevIssuerConfig::default(), true).await;
+    let home = TokenHome::new("api-resource");
+
+    let token = world.code_flow(&home, "/read/items", &[]).await;
+    let claims = claims(&token);
+    assert_eq!(
+        claims["aud"], world.base,
+        "RFC 8707 resource from [[resource]]: {claims}"
+    );
+    assert_eq!(claims["scope"], "read", "the 401 challenge's scope: {claims}");
+    let r = world.get("/read/items", &token).await;
+    assert_eq!(r.status(), 200, "{}", challenge(&r));
+    assert_eq!(world.upstream.requests(), 1);
+    // The same token does not carry `write`.
+    let r = world.get("/write/items", &token).await;
+    assert_eq!(r.status(), 403, "{}", challenge(&r));
+    assert_eq!(world.upstream.requests(), 1);
 }
 
 /// A confidential client for client credentials, its secret in a file.
