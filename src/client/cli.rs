@@ -156,7 +156,7 @@ pub async fn run(args: TokenArgs) -> Result<ExitCode, ClientError> {
             let target = flows::resolve(&http, &request).await?;
             let obtained = flows::obtain(&http, &request, target, &prompter(&get.options)).await?;
             eprintln!("scopegate: token {} ({})", describe(&obtained.token), obtained.how);
-            println!("{}", obtained.token.access_token);
+            crate::outln!("{}", obtained.token.access_token);
             Ok(ExitCode::SUCCESS)
         }
         TokenCommand::Curl(curl) => {
@@ -192,7 +192,7 @@ pub async fn run(args: TokenArgs) -> Result<ExitCode, ClientError> {
             let path = store_path(&args)?;
             let stored = store::load(&path)?;
             for token in &stored.tokens {
-                println!("{}", describe(token));
+                crate::outln!("{}", describe(token));
             }
             if stored.tokens.is_empty() {
                 eprintln!("scopegate: no stored tokens in {}", path.display());
