@@ -314,6 +314,7 @@ must_fail "sidecar.log.format=xml" "$SCHEMA_ERROR" --set sidecar.log.format=xml
 must_fail "sidecar.native=yes (string)" "$SCHEMA_ERROR" --set-string sidecar.native=yes
 must_fail "a grace period shorter than preStop + drain" "must exceed" --set terminationGracePeriodSeconds=20
 must_fail "app.port equal to the data port" "must differ" --set app.port=8080
+must_fail "a forward-auth port without [forward_auth]" "has no [forward_auth] section" --set sidecar.ports.forwardAuth=9191
 must_fail "introspection without a secret" "introspection.clientSecret is required" --set introspection.enabled=true
 must_fail "tls without a secret name" "tls.secretName is required" --set tls.enabled=true
 

@@ -49,13 +49,19 @@
 //!   and the integration tests; only with the `dev` cargo feature (on by default, off in
 //!   the production build).
 //! - [`explain`] — `scopegate explain`: what the proxy would do with one request.
-//! - [`online`] — `scopegate check --online`: probe every issuer before deploying.
+//! - [`online`] — `scopegate check --online`: probe every issuer before deploying;
+//!   [`output`] — command output on stdout that ends quietly when the reader goes away.
+//! - [`client`] — `scopegate token`: discovery from a protected URL, client registration,
+//!   PKCE through a loopback redirect, the device grant, client credentials, a private
+//!   token file, refresh, revocation, and `token curl`/`exec` with step-up. Outside the
+//!   request path.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod admission;
 pub mod body;
 pub mod canonical;
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod cors;
@@ -74,6 +80,7 @@ pub mod known_series;
 pub mod mcp;
 pub mod metrics;
 pub mod online;
+pub mod output;
 pub mod policy;
 pub mod proxy;
 pub mod record;

@@ -32,6 +32,8 @@ struct Cli {
 enum Command {
     /// Run the proxy (the default).
     Run(RunArgs),
+    /// Get, use and revoke tokens for a protected URL, as an MCP client would.
+    Token(scopegate::client::cli::TokenArgs),
     /// Validate the config, print the compiled route table, and exit non-zero on any problem.
     Check(CheckArgs),
     /// Explain what the proxy would do with one request: canonical path, route, requirement, decision.
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&cli, args),
         Command::Explain(args) => explain(&cli, args),
         Command::Run(args) => run(&cli, args),
+        Command::Token(args) => token(&cli, args),
         #[cfg(feature = "dev")]
         Command::Demo(args) => demo(&cli, args),
         #[cfg(feature = "dev")]
@@ -131,6 +134,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn token(cli: &Cli, args: &scopegate::client::cli::TokenArgs) -> anyhow::Result<ExitCode> {
+    // Warnings only, unless asked: stdout carries the token, stderr talks to a person.
+    let quiet = scopegate::config::FileLogSettings {
+        level: Some("warn".into()),
+        format: None,
+    };
+    let _ = init_logging(cli, &quiet);
+    Ok(runtime()?.block_on(scopegate::client::cli::run(args.clone()))?)
 }
 
 /// The command's own `--config`, else the top-level one (or `SCOPEGATE_CONFIG`).
@@ -146,10 +159,13 @@ fn check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     match scopegate::explain::Loaded::load(path) {
         Ok(loaded) => {
             let config = &loaded.config;
-            println!("{}: ok", path.display());
-            println!(
+            scopegate::outln!("{}: ok", path.display());
+            scopegate::outln!(
                 "listener {}  admin {}  upstream {}://{}",
-                config.listener.address, config.admin_address, config.upstream.scheme, config.upstream.authority
+                config.listener.address,
+                config.admin_address,
+                config.upstream.scheme,
+                config.upstream.authority
             );
             if let Some(tls) = &config.listener.tls {
                 println!("{}", tls.describe());
@@ -165,7 +181,7 @@ fn check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
             }
             if let Some(forward_auth) = &config.forward_auth {
                 let peers: Vec<String> = forward_auth.trusted_peers.iter().map(ToString::to_string).collect();
-                println!(
+                scopegate::outln!(
                     "forward-auth {}  ingress {}  trusted peers {}{}",
                     forward_auth.listen,
                     forward_auth.ingress.label(),
@@ -179,12 +195,14 @@ fn check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
             }
             for issuer in &config.tokens.issuers {
                 let algs: Vec<&str> = issuer.algorithms.iter().map(|a| a.name()).collect();
-                println!(
+                scopegate::outln!(
                     "issuer {}  audiences {:?}  algorithms {:?}",
-                    issuer.issuer, issuer.audiences, algs
+                    issuer.issuer,
+                    issuer.audiences,
+                    algs
                 );
                 if let Some(caution) = issuer.typ_caution() {
-                    println!("  note: {caution}");
+                    scopegate::outln!("  note: {caution}");
                 }
                 if let (Some(file), Some(ca)) = (&issuer.ca_file, &issuer.extra_roots) {
                     println!(
@@ -194,24 +212,24 @@ fn check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             if let Some(cors) = config.cors.describe_refusals() {
-                println!("{cors}");
+                scopegate::outln!("{cors}");
             }
-            println!();
-            print!("{}", config.routes.describe());
+            scopegate::outln!();
+            scopegate::out!("{}", config.routes.describe());
             let bindings = loaded.bindings();
             if !bindings.is_empty() {
-                println!();
-                println!("audience binding and MCP tool rules:");
+                scopegate::outln!();
+                scopegate::outln!("audience binding and MCP tool rules:");
                 for line in bindings {
-                    println!("  {line}");
+                    scopegate::outln!("  {line}");
                 }
             }
             let metadata = loaded.resource_metadata();
             if !metadata.is_empty() {
-                println!();
-                println!("protected-resource metadata (RFC 9728), named by 401 challenges:");
+                scopegate::outln!();
+                scopegate::outln!("protected-resource metadata (RFC 9728), named by 401 challenges:");
                 for line in metadata {
-                    println!("  {line}");
+                    scopegate::outln!("  {line}");
                 }
             }
             if args.online {
@@ -235,18 +253,20 @@ fn check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
 
 fn check_online(loaded: &scopegate::explain::Loaded) -> anyhow::Result<ExitCode> {
     use scopegate::online::Progress;
-    println!();
+    scopegate::outln!();
     let report = runtime()?.block_on(scopegate::online::check_online(loaded, |progress| match progress {
-        Progress::Checking { issuer, index, total } => println!("[{index}/{total}] checking issuer {issuer} ..."),
-        Progress::Done(result) => print!("{result}"),
+        Progress::Checking { issuer, index, total } => {
+            scopegate::outln!("[{index}/{total}] checking issuer {issuer} ...")
+        }
+        Progress::Done(result) => scopegate::out!("{result}"),
     }));
-    println!();
-    println!("what a token needs, per route:");
+    scopegate::outln!();
+    scopegate::outln!("what a token needs, per route:");
     for line in &report.routes {
-        println!("  {line}");
+        scopegate::outln!("  {line}");
     }
-    println!();
-    println!("{}", report.summary());
+    scopegate::outln!();
+    scopegate::outln!("{}", report.summary());
     if report.is_ok() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -299,7 +319,7 @@ fn explain(cli: &Cli, args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let explanation = runtime()?.block_on(scopegate::explain::explain_request(&loaded, &request, &credentials));
-    print!("{explanation}");
+    scopegate::out!("{explanation}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -385,14 +405,14 @@ fn demo(cli: &Cli, args: &scopegate::dev::demo::DemoArgs) -> anyhow::Result<Exit
         if args.check {
             let (lines, ok) = demo.self_check().await;
             for line in &lines {
-                println!("{line}");
+                scopegate::outln!("{line}");
             }
             let passed = lines.iter().filter(|l| l.starts_with("ok")).count();
-            println!("demo check: {passed} passed, {} failed", lines.len() - passed);
+            scopegate::outln!("demo check: {passed} passed, {} failed", lines.len() - passed);
             demo.shutdown().await;
             return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
-        println!("{}", demo.instructions());
+        scopegate::outln!("{}", demo.instructions());
         shutdown_signal().await;
         demo.shutdown().await;
         Ok(ExitCode::SUCCESS)

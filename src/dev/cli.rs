@@ -69,6 +69,7 @@ pub async fn run(args: DevIssuerArgs, shutdown: impl Future<Output = ()>) -> Res
     println!("introspection endpoint: {}", issuer.introspection_endpoint());
     println!("revocation endpoint:    {}", issuer.revocation_endpoint());
     println!("userinfo endpoint:      {}", issuer.userinfo_endpoint());
+    println!("device authorization:   {}", issuer.device_authorization_endpoint());
     println!(
         "rotate keys:            POST {}/dev/rotate",
         issuer.issuer().trim_end_matches('/')

@@ -34,6 +34,11 @@ pub struct DevIssuerConfig {
     pub default_audience: Option<String>,
     /// Answer development-only endpoints (`POST /dev/rotate`).
     pub dev_endpoints: bool,
+    /// Accept RFC 7591 registrations. When false the endpoint is still advertised (as by
+    /// servers whose registration needs an initial access token) but refuses every request.
+    pub open_registration: bool,
+    /// RFC 8628 §3.2 `interval`: how often device clients may poll (whole seconds, at least 1).
+    pub device_poll_interval: Duration,
 }
 
 impl Default for DevIssuerConfig {
@@ -51,6 +56,8 @@ impl Default for DevIssuerConfig {
             jwks_cache_control: None,
             default_audience: None,
             dev_endpoints: false,
+            open_registration: true,
+            device_poll_interval: Duration::from_secs(5),
         }
     }
 }
@@ -76,9 +83,13 @@ pub enum Endpoint {
     Revoke,
     /// `/oauth/userinfo`
     Userinfo,
+    /// `/oauth/device_authorization` (RFC 8628 §3.1)
+    DeviceAuthorization,
+    /// `/oauth/device`, the verification page (RFC 8628 §3.3)
+    DeviceVerification,
 }
 
-pub(crate) const ENDPOINT_COUNT: usize = 9;
+pub(crate) const ENDPOINT_COUNT: usize = 11;
 
 impl Endpoint {
     pub(crate) fn index(self) -> usize {

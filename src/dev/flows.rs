@@ -6,39 +6,18 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::digest;
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderValue};
-use serde_json::{Value, json};
 
 use super::client_auth::{Params, authenticate};
 use super::keys::{b64url, random_token};
-use super::registration::valid_resource;
-use super::respond::{Resp, json_response, no_store, oauth_error, response};
+use super::registration::{self, resolve_scope, valid_resource};
+use super::respond::{Resp, no_store, oauth_error, response, token_response};
 use super::state::{
-    AccessGrant, CodeRecord, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN, RefreshTemplate,
-    RegisteredClient, Shared, lock, now_unix, token_key,
+    AccessGrant, CodeRecord, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE,
+    GRANT_REFRESH_TOKEN, RefreshTemplate, RegisteredClient, Shared, lock, now_unix, token_key,
 };
 
 /// Authorization codes live this long.
 const CODE_TTL: Duration = Duration::from_secs(60);
-
-/// Resolve the requested scope against the supported and client scopes.
-fn resolve_scope(shared: &Shared, client: &RegisteredClient, requested: Option<&str>) -> Option<String> {
-    let text = requested
-        .map(str::to_owned)
-        .or_else(|| client.scope.clone())
-        .unwrap_or_else(|| "read".to_owned());
-    let supported = shared.scopes_supported();
-    let allowed: Option<Vec<&str>> = client.scope.as_deref().map(|s| s.split_whitespace().collect());
-    let mut out: Vec<&str> = Vec::new();
-    for s in text.split_whitespace() {
-        if !supported.iter().any(|x| x == s) || allowed.as_ref().is_some_and(|a| !a.contains(&s)) {
-            return None;
-        }
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    (!out.is_empty()).then(|| out.join(" "))
-}
 
 fn append_query(uri: &str, pairs: &[(&str, &str)]) -> String {
     let query = form_urlencoded::Serializer::new(String::new())
@@ -69,7 +48,14 @@ pub(crate) fn authorize(shared: &Shared, params: &Params) -> Resp {
     };
     let (redirect_uri, redirect_uri_sent) = match params.one("redirect_uri") {
         Err(e) => return page(&e),
-        Ok(Some(r)) if client.redirect_uris.iter().any(|x| x == r) => (r.to_owned(), true),
+        Ok(Some(r))
+            if client
+                .redirect_uris
+                .iter()
+                .any(|x| registration::redirect_matches(x, r)) =>
+        {
+            (r.to_owned(), true)
+        }
         Ok(Some(_)) => return page("redirect_uri is not registered for this client"),
         Ok(None) => match client.redirect_uris.as_slice() {
             [only] => (only.clone(), false),
@@ -159,14 +145,7 @@ fn token_error(code: &str, description: &str) -> Resp {
 }
 
 fn token_success(shared: &Shared, access: &str, scope: &str, refresh: Option<&str>) -> Resp {
-    let mut body = json!({
-        "access_token": access, "token_type": "Bearer",
-        "expires_in": shared.access_ttl_secs(), "scope": scope,
-    });
-    if let (Some(r), Some(obj)) = (refresh, body.as_object_mut()) {
-        obj.insert("refresh_token".into(), Value::String(r.to_owned()));
-    }
-    no_store(json_response(StatusCode::OK, &body))
+    token_response(access, scope, refresh, shared.access_ttl_secs())
 }
 
 /// `POST /oauth/token`.
@@ -180,7 +159,14 @@ pub(crate) fn token(shared: &Shared, headers: &HeaderMap, params: &Params) -> Re
         Ok(c) => c,
         Err(resp) => return *resp,
     };
-    if ![GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_CLIENT_CREDENTIALS].contains(&grant) {
+    if ![
+        GRANT_AUTHORIZATION_CODE,
+        GRANT_REFRESH_TOKEN,
+        GRANT_CLIENT_CREDENTIALS,
+        GRANT_DEVICE_CODE,
+    ]
+    .contains(&grant)
+    {
         return token_error("unsupported_grant_type", "unsupported grant_type");
     }
     if !client.allows_grant(grant) {
@@ -189,6 +175,7 @@ pub(crate) fn token(shared: &Shared, headers: &HeaderMap, params: &Params) -> Re
     let result = match grant {
         GRANT_AUTHORIZATION_CODE => code_grant(shared, &client, params),
         GRANT_REFRESH_TOKEN => refresh_grant(shared, &client, params),
+        GRANT_DEVICE_CODE => super::device::grant(shared, &client, params),
         _ => client_credentials_grant(shared, &client, params),
     };
     result.unwrap_or_else(|(code, d)| token_error(code, &d))
@@ -256,29 +243,15 @@ fn code_grant(shared: &Shared, client: &RegisteredClient, params: &Params) -> Gr
     if let Some(rec) = store.codes.get_mut(&code.to_owned()) {
         rec.redeemed_family = Some(family);
     }
-    let access = shared.issue_access(
-        &mut store,
-        &AccessGrant {
-            sub: &sub,
-            client_id: &client.client_id,
-            scope: &scope,
-            aud: &aud,
-            expires_in: shared.access_ttl_secs(),
-            family: Some(family),
-            auth_time: Some(auth_time),
-            extra: None,
-        },
-    );
-    let refresh = client.allows_grant(GRANT_REFRESH_TOKEN).then(|| {
-        let template = RefreshTemplate {
-            client_id: &client.client_id,
-            sub: &sub,
-            scope: &scope,
-            aud: &aud,
-            auth_time,
-        };
-        shared.issue_refresh(&mut store, family, &template)
-    });
+    let grant = RefreshTemplate {
+        client_id: &client.client_id,
+        sub: &sub,
+        scope: &scope,
+        aud: &aud,
+        auth_time,
+    };
+    let (access, refresh) =
+        shared.issue_user_tokens(&mut store, family, &grant, client.allows_grant(GRANT_REFRESH_TOKEN));
     Ok(token_success(shared, &access, &scope, refresh.as_deref()))
 }
 

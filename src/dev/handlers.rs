@@ -17,9 +17,9 @@ use super::config::{Endpoint, Fault};
 use super::respond::{Resp, json_response, no_store, oauth_error, response};
 use super::state::{
     AUTH_BASIC, AUTH_NONE, AUTH_POST, ClientRegistration, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS,
-    GRANT_REFRESH_TOKEN, Shared, build_client, lock, rotate,
+    GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, Shared, build_client, lock, rotate,
 };
-use super::{flows, registration};
+use super::{device, flows, registration};
 
 /// Largest accepted request body.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
@@ -53,6 +53,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Handl
         "/oauth/introspect" => Some(Endpoint::Introspect),
         "/oauth/revoke" => Some(Endpoint::Revoke),
         "/oauth/userinfo" => Some(Endpoint::Userinfo),
+        device::AUTHORIZATION_PATH => Some(Endpoint::DeviceAuthorization),
+        device::VERIFICATION_PATH => Some(Endpoint::DeviceVerification),
         _ => None,
     };
     if let Some(ep) = endpoint {
@@ -117,11 +119,14 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Handl
         (Some(Endpoint::Introspect), _) if post => introspect(&shared, &headers, &Params::parse(&body)),
         (Some(Endpoint::Revoke), _) if post => revoke(&shared, &headers, &Params::parse(&body)),
         (Some(Endpoint::Userinfo), _) if get || post => userinfo(&shared, &headers),
+        (Some(Endpoint::DeviceAuthorization), _) if post => device::authorize(&shared, &headers, &Params::parse(&body)),
+        (Some(Endpoint::DeviceVerification), _) if get => device::verify(&shared, &Params::parse(query.as_bytes())),
         (Some(_), _) => {
             let mut r = oauth_error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "method not allowed");
             let allow = match endpoint {
                 Some(Endpoint::Metadata | Endpoint::OidcMetadata | Endpoint::Jwks) => "GET, HEAD",
                 Some(Endpoint::Authorize | Endpoint::Userinfo) => "GET, POST",
+                Some(Endpoint::DeviceVerification) => "GET",
                 _ => "POST",
             };
             r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
@@ -158,8 +163,9 @@ fn metadata(shared: &Shared) -> Value {
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": [
-            GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_CLIENT_CREDENTIALS
+            GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE
         ],
+        "device_authorization_endpoint": shared.url(device::AUTHORIZATION_PATH),
         "token_endpoint_auth_methods_supported": [AUTH_NONE, AUTH_BASIC, AUTH_POST],
         "revocation_endpoint_auth_methods_supported": [AUTH_NONE, AUTH_BASIC, AUTH_POST],
         "introspection_endpoint_auth_methods_supported": [AUTH_BASIC, AUTH_POST],
@@ -189,6 +195,14 @@ fn jwks(shared: &Shared) -> Resp {
 
 fn register(shared: &Shared, body: &[u8]) -> Resp {
     let reg_error = |code: &str, d: &str| no_store(oauth_error(StatusCode::BAD_REQUEST, code, d));
+    if !shared.config.open_registration {
+        // RFC 7591 §3: a server may require an initial access token (RFC 6750) to register.
+        return no_store(oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "registration needs an initial access token",
+        ));
+    }
     let req: ClientRegistration = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => return reg_error("invalid_client_metadata", &format!("invalid JSON: {e}")),

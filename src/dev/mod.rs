@@ -9,7 +9,7 @@
 //! * the authorization-code grant with PKCE (S256 only) and RFC 8707
 //!   resource indicators, auto-approved for a fixed development user,
 //! * refresh tokens with rotation and family revocation on reuse,
-//! * the client-credentials grant,
+//! * the client-credentials grant and the device authorization grant (RFC 8628),
 //! * RFC 9068 JWT access tokens (or opaque tokens),
 //! * RFC 7009 revocation, RFC 7662 introspection and a userinfo endpoint,
 //! * fault injection and request counters for outage tests.
@@ -23,12 +23,14 @@
 //! Compiled only with the `dev` cargo feature (on by default); the production build
 //! (`--no-default-features`, the container image) leaves all of it out.
 
-// Imports run one way: server → handlers → flows → (client_auth, registration) →
-// (respond, state) → (config, mint) → keys → error; `cli` and `demo` sit on top.
+// Imports run one way: server → handlers → flows → device → (client_auth, registration) →
+// (respond, state) → (bounded, config, mint) → keys → error; `cli` and `demo` sit on top.
+mod bounded;
 pub mod cli;
 mod client_auth;
 mod config;
 pub mod demo;
+mod device;
 mod error;
 mod flows;
 mod handlers;

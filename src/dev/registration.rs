@@ -2,7 +2,7 @@
 
 use super::state::{
     AUTH_BASIC, AUTH_NONE, AUTH_POST, ClientRegistration, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS,
-    GRANT_REFRESH_TOKEN, Shared,
+    GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, RegisteredClient, Shared,
 };
 
 /// `https` URI, or `http` with a loopback host; no fragment (RFC 8252 §7.3,
@@ -44,6 +44,45 @@ pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `requested` is the registered redirect URI `registered`. RFC 8252 §7.3: for a
+/// loopback IP redirect the port is whatever the native app could bind at the time, so it
+/// is ignored; everything else must match exactly.
+pub(crate) fn redirect_matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    let without_port = |uri: &str| -> Option<(String, String)> {
+        let rest = uri.strip_prefix("http://")?;
+        let (authority, path) = rest.find(['/', '?']).map_or((rest, ""), |i| rest.split_at(i));
+        let host = match authority.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => authority,
+        };
+        matches!(host, "127.0.0.1" | "[::1]").then(|| (host.to_owned(), path.to_owned()))
+    };
+    matches!((without_port(registered), without_port(requested)), (Some(a), Some(b)) if a == b)
+}
+
+/// Resolve the requested scope against the supported and client scopes.
+pub(crate) fn resolve_scope(shared: &Shared, client: &RegisteredClient, requested: Option<&str>) -> Option<String> {
+    let text = requested
+        .map(str::to_owned)
+        .or_else(|| client.scope.clone())
+        .unwrap_or_else(|| "read".to_owned());
+    let supported = shared.scopes_supported();
+    let allowed: Option<Vec<&str>> = client.scope.as_deref().map(|s| s.split_whitespace().collect());
+    let mut out: Vec<&str> = Vec::new();
+    for s in text.split_whitespace() {
+        if !supported.iter().any(|x| x == s) || allowed.as_ref().is_some_and(|a| !a.contains(&s)) {
+            return None;
+        }
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    (!out.is_empty()).then(|| out.join(" "))
+}
+
 /// An absolute URI without fragment (RFC 8707 §2).
 pub(crate) fn valid_resource(uri: &str) -> bool {
     let Some((scheme, rest)) = uri.split_once(':') else {
@@ -71,7 +110,14 @@ pub(crate) fn validate_registration(shared: &Shared, req: &ClientRegistration) -
         &req.grant_types
     };
     for g in grants {
-        if ![GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_CLIENT_CREDENTIALS].contains(&g.as_str()) {
+        if ![
+            GRANT_AUTHORIZATION_CODE,
+            GRANT_REFRESH_TOKEN,
+            GRANT_CLIENT_CREDENTIALS,
+            GRANT_DEVICE_CODE,
+        ]
+        .contains(&g.as_str())
+        {
             return Err(meta(format!("unsupported grant_type {g}")));
         }
     }
@@ -121,6 +167,22 @@ mod tests {
         assert!(check_redirect_uri("https://user@app.example/cb").is_err());
         assert!(check_redirect_uri("http://127.0.0.1.evil.example/cb").is_err());
         assert!(check_redirect_uri("https:///cb").is_err());
+    }
+
+    #[test]
+    fn loopback_ip_redirects_match_on_any_port() {
+        assert!(redirect_matches("http://127.0.0.1:1000/cb", "http://127.0.0.1:2000/cb"));
+        assert!(redirect_matches("http://127.0.0.1/cb", "http://127.0.0.1:2000/cb"));
+        assert!(redirect_matches("http://[::1]:1/cb", "http://[::1]:2/cb"));
+        assert!(!redirect_matches(
+            "http://127.0.0.1:1000/cb",
+            "http://127.0.0.1:2000/other"
+        ));
+        assert!(!redirect_matches(
+            "https://app.example:1/cb",
+            "https://app.example:2/cb"
+        ));
+        assert!(!redirect_matches("http://localhost:1/cb", "http://localhost:2/cb"));
     }
 
     #[test]

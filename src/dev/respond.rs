@@ -24,6 +24,18 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Resp {
     response(status, "application/json", bytes.into())
 }
 
+/// RFC 6749 §5.1: a bearer token response.
+pub(crate) fn token_response(access: &str, scope: &str, refresh: Option<&str>, expires_in: i64) -> Resp {
+    let mut body = json!({
+        "access_token": access, "token_type": "Bearer",
+        "expires_in": expires_in, "scope": scope,
+    });
+    if let (Some(r), Some(obj)) = (refresh, body.as_object_mut()) {
+        obj.insert("refresh_token".into(), Value::String(r.to_owned()));
+    }
+    no_store(json_response(StatusCode::OK, &body))
+}
+
 /// RFC 6749 §5.2 style error body.
 pub(crate) fn oauth_error(status: StatusCode, code: &str, description: &str) -> Resp {
     json_response(status, &json!({"error": code, "error_description": description}))

@@ -149,6 +149,11 @@ impl DevIssuer {
         self.shared().url("/oauth/revoke")
     }
 
+    /// RFC 8628 device authorization endpoint URL.
+    pub fn device_authorization_endpoint(&self) -> String {
+        self.shared().url(super::device::AUTHORIZATION_PATH)
+    }
+
     /// Userinfo endpoint URL.
     pub fn userinfo_endpoint(&self) -> String {
         self.shared().url("/oauth/userinfo")

@@ -1,7 +1,5 @@
 //! In-memory state of the development issuer: keys, clients, codes, tokens.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -11,6 +9,7 @@ use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::bounded::Bounded;
 use super::config::{DevIssuerConfig, ENDPOINT_COUNT, Fault};
 use super::keys::{KeyAlg, SigningKey, random_token};
 use super::mint::mint;
@@ -21,6 +20,8 @@ pub(crate) const MAX_ENTRIES: usize = 100_000;
 pub(crate) const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
 pub(crate) const GRANT_REFRESH_TOKEN: &str = "refresh_token";
 pub(crate) const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+/// RFC 8628 §3.4.
+pub(crate) const GRANT_DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 pub(crate) const AUTH_NONE: &str = "none";
 pub(crate) const AUTH_BASIC: &str = "client_secret_basic";
 pub(crate) const AUTH_POST: &str = "client_secret_post";
@@ -43,45 +44,6 @@ pub(crate) fn token_key(token: &str) -> TokenKey {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
     out
-}
-
-/// A map that forgets its oldest entries beyond a capacity.
-pub(crate) struct Bounded<K, V> {
-    map: HashMap<K, V>,
-    order: VecDeque<K>,
-    cap: usize,
-}
-
-impl<K: Eq + Hash + Clone, V> Bounded<K, V> {
-    pub(crate) fn new(cap: usize) -> Self {
-        Self {
-            map: HashMap::new(),
-            order: VecDeque::new(),
-            cap,
-        }
-    }
-
-    pub(crate) fn insert(&mut self, key: K, value: V) {
-        if self.map.insert(key.clone(), value).is_none() {
-            self.order.push_back(key);
-        }
-        while self.map.len() > self.cap {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.map.remove(&old);
-                }
-                None => break,
-            }
-        }
-    }
-
-    pub(crate) fn get(&self, key: &K) -> Option<&V> {
-        self.map.get(key)
-    }
-
-    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        self.map.get_mut(key)
-    }
 }
 
 /// RFC 7591 client metadata as sent to the registration endpoint (and to
@@ -243,6 +205,19 @@ pub(crate) struct RefreshRecord {
     pub rotated: bool,
 }
 
+/// A pending device authorization (RFC 8628 §3.2).
+pub(crate) struct DeviceRecord {
+    pub client_id: String,
+    pub user_code: String,
+    pub scope: String,
+    pub resources: Vec<String>,
+    pub expires_at: Instant,
+    /// Set when the user visits the verification URI.
+    pub approved: bool,
+    pub redeemed: bool,
+    pub last_poll: Option<Instant>,
+}
+
 /// Everything a grant produced, for revocation of the whole family.
 pub(crate) struct Family {
     pub revoked: bool,
@@ -252,6 +227,8 @@ pub(crate) struct Family {
 pub(crate) struct Store {
     pub clients: Bounded<String, RegisteredClient>,
     pub codes: Bounded<String, CodeRecord>,
+    /// By device code.
+    pub devices: Bounded<String, DeviceRecord>,
     pub access: Bounded<TokenKey, AccessRecord>,
     pub refresh: Bounded<TokenKey, RefreshRecord>,
     pub families: Bounded<u64, Family>,
@@ -263,6 +240,7 @@ impl Store {
         Self {
             clients: Bounded::new(MAX_ENTRIES),
             codes: Bounded::new(MAX_ENTRIES),
+            devices: Bounded::new(MAX_ENTRIES),
             access: Bounded::new(MAX_ENTRIES),
             refresh: Bounded::new(MAX_ENTRIES),
             families: Bounded::new(MAX_ENTRIES),
@@ -459,6 +437,32 @@ impl Shared {
             },
         );
         token
+    }
+
+    /// What a user's grant (authorization code, device) issues: an access token of
+    /// `family` and, when the client may refresh, a refresh token of it.
+    pub(crate) fn issue_user_tokens(
+        &self,
+        store: &mut Store,
+        family: u64,
+        grant: &RefreshTemplate<'_>,
+        refreshable: bool,
+    ) -> (String, Option<String>) {
+        let access = self.issue_access(
+            store,
+            &AccessGrant {
+                sub: grant.sub,
+                client_id: grant.client_id,
+                scope: grant.scope,
+                aud: grant.aud,
+                expires_in: self.access_ttl_secs(),
+                family: Some(family),
+                auth_time: Some(grant.auth_time),
+                extra: None,
+            },
+        );
+        let refresh = refreshable.then(|| self.issue_refresh(store, family, grant));
+        (access, refresh)
     }
 
     pub(crate) fn access_ttl_secs(&self) -> i64 {

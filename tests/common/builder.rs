@@ -217,36 +217,5 @@ impl IssuerBuilder {
 /// The parameters of a `Bearer` challenge (RFC 6750 §3), e.g. `error`, `scope`,
 /// `resource_metadata`; quoted values unquoted. `None` for no header or another scheme.
 pub fn bearer_params(header: Option<&str>) -> Option<std::collections::BTreeMap<String, String>> {
-    let rest = header?.strip_prefix("Bearer")?;
-    let mut params = std::collections::BTreeMap::new();
-    let mut chars = rest.trim_start().chars().peekable();
-    loop {
-        while matches!(chars.peek(), Some(' ' | ',')) {
-            chars.next();
-        }
-        let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        if name.is_empty() {
-            return Some(params);
-        }
-        let value = if chars.peek() == Some(&'"') {
-            chars.next();
-            let mut value = String::new();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => value.extend(chars.next()),
-                    '"' => break,
-                    c => value.push(c),
-                }
-            }
-            value
-        } else {
-            chars
-                .by_ref()
-                .take_while(|c| *c != ',')
-                .collect::<String>()
-                .trim()
-                .to_string()
-        };
-        params.insert(name.trim().to_string(), value);
-    }
+    scopegate::client::challenge::BearerChallenge::parse(header?).map(|c| c.params().clone())
 }

@@ -289,3 +289,29 @@ fn a_port_in_use_is_named_with_its_listener_and_exits_non_zero() {
     }
     drop(taken);
 }
+
+/// `scopegate check | head -0`: the reader has closed the pipe before the command writes. The
+/// command ends as Unix tools do (status 141, nothing on stderr), not with a panic about a
+/// broken pipe (std's `println!` panics there).
+#[test]
+fn a_reader_that_goes_away_ends_check_and_explain_quietly() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    for args in [
+        vec!["check", "--config", example],
+        vec!["explain", "--config", example, "GET", "/orgs/acme/projects/1"],
+    ] {
+        let mut child = scopegate()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the only read end at once: the child is still starting (reading its config),
+        // so its first write meets a closed pipe.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {:?} {stderr}", out.status);
+    }
+}

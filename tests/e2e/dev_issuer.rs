@@ -269,7 +269,16 @@ async fn discovery_documents() {
         assert_eq!(m["response_types_supported"], json!(["code"]));
         assert_eq!(
             m["grant_types_supported"],
-            json!(["authorization_code", "refresh_token", "client_credentials"])
+            json!([
+                "authorization_code",
+                "refresh_token",
+                "client_credentials",
+                "urn:ietf:params:oauth:grant-type:device_code"
+            ])
+        );
+        assert_eq!(
+            m["device_authorization_endpoint"],
+            format!("{issuer}/oauth/device_authorization")
         );
         assert_eq!(
             m["token_endpoint_auth_methods_supported"],

@@ -33,6 +33,8 @@ mod resource_metadata;
 mod review;
 mod thirdparty_as;
 mod tls;
+mod token_cli;
+mod token_cli_thirdparty;
 mod token_hardening;
 mod token_validation;
 mod wycheproof;

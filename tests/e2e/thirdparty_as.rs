@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
+use crate::common::token_cli::follow_redirects;
 use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -29,11 +30,11 @@ const API_ES: &str = "https://api-es.scopegate.test";
 /// JWT access tokens for a resource server scopegate does not protect.
 const OTHER: &str = "https://other.scopegate.test";
 /// Opaque access tokens, for introspection.
-const OPAQUE: &str = "https://opaque.scopegate.test";
+pub(crate) const OPAQUE: &str = "https://opaque.scopegate.test";
 /// Opaque access tokens for another resource server.
 const OPAQUE_OTHER: &str = "https://opaque-other.scopegate.test";
 
-const APP: (&str, &str) = ("app", "app-secret");
+pub(crate) const APP: (&str, &str) = ("app", "app-secret");
 const INTROSPECTION_SECRET: &str = "scopegate-secret";
 const REDIRECT_URI: &str = "https://app.scopegate.test/callback";
 
@@ -125,14 +126,14 @@ fn ensure_installed() {
 }
 
 /// The oidc-provider process; killed and reaped when dropped.
-struct AuthServer {
+pub(crate) struct AuthServer {
     child: Child,
-    issuer: String,
+    pub(crate) issuer: String,
     log: Arc<Mutex<String>>,
 }
 
 impl AuthServer {
-    fn start() -> AuthServer {
+    pub(crate) fn start() -> AuthServer {
         ensure_installed();
         let dir = thirdparty_dir();
         let mut child = Command::new("node")
@@ -235,7 +236,7 @@ impl AuthServer {
     }
 
     /// Asks the server itself what it thinks of a token (as scopegate's client).
-    async fn introspect(&self, token: &str) -> Value {
+    pub(crate) async fn introspect(&self, token: &str) -> Value {
         let (status, json) = self
             .post_form(
                 "/token/introspection",
@@ -267,58 +268,11 @@ impl AuthServer {
             query.append_pair("resource", resource);
         }
         let query = query.finish();
-        let mut next = self.url(&format!("/auth?{query}"));
-        let mut cookies: BTreeMap<String, String> = BTreeMap::new();
-        let mut code = None;
-        for _ in 0..10 {
-            let jar = cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            let mut request = client().get(&next);
-            if !jar.is_empty() {
-                request = request.header("cookie", jar);
-            }
-            let response = request.send().await.unwrap();
-            for set in response.headers().get_all("set-cookie") {
-                let pair = set.to_str().unwrap().split(';').next().unwrap_or_default();
-                if let Some((name, value)) = pair.split_once('=') {
-                    if value.is_empty() {
-                        cookies.remove(name.trim());
-                    } else {
-                        cookies.insert(name.trim().to_string(), value.to_string());
-                    }
-                }
-            }
-            let status = response.status().as_u16();
-            let location = response
-                .headers()
-                .get("location")
-                .map(|v| v.to_str().unwrap().to_string());
-            let Some(location) = location else {
-                panic!(
-                    "authorization flow stopped at {next}: {status} {}",
-                    response.text().await.unwrap()
-                );
-            };
-            if let Some(query) = location.strip_prefix(&format!("{REDIRECT_URI}?")) {
-                let params: BTreeMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-                assert_eq!(params.get("state").map(String::as_str), Some("state-1"), "{location}");
-                code = Some(
-                    params
-                        .get("code")
-                        .unwrap_or_else(|| panic!("no code: {location}"))
-                        .clone(),
-                );
-                break;
-            }
-            next = if location.starts_with('/') {
-                self.url(&location)
-            } else {
-                location
-            };
-        }
+        let start = self.url(&format!("/auth?{query}"));
+        let landed = follow_redirects(&start, |next| next.as_str().starts_with(&format!("{REDIRECT_URI}?"))).await;
+        let params: BTreeMap<String, String> = landed.query_pairs().into_owned().collect();
+        assert_eq!(params.get("state").map(String::as_str), Some("state-1"), "{landed}");
+        let code = params.get("code").cloned();
         let code = code.expect("the authorization flow did not come back with a code");
         let mut form = vec![
             ("grant_type", "authorization_code"),
@@ -480,10 +434,10 @@ async fn jwt_mode_user_tokens_from_the_authorization_code_flow() {
 }
 
 /// The introspection client's secret, in a file removed when dropped.
-struct SecretFile(PathBuf);
+pub(crate) struct SecretFile(pub(crate) PathBuf);
 
 impl SecretFile {
-    fn new(secret: &str) -> SecretFile {
+    pub(crate) fn new(secret: &str) -> SecretFile {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let path = std::env::temp_dir().join(format!(
             "scopegate-thirdparty-{}-{}.secret",

@@ -14,6 +14,10 @@
 //   https://other.scopegate.test         JWT access tokens for another resource server
 //   https://opaque.scopegate.test        opaque access tokens (for introspection)
 //   https://opaque-other.scopegate.test  opaque access tokens for another resource server
+//   http://127.0.0.1:PORT/...            any loopback resource (a scopegate proxy a test
+//                                        started): JWT access tokens, RS256
+// Dynamic client registration (RFC 7591) is open, so `scopegate token` registers native
+// clients with loopback redirect URIs (any port matches, RFC 8252 §7.3).
 // Logins are approved automatically as account "alice" (GET /interaction/:uid), so an
 // authorization-code flow needs no browser.
 
@@ -35,6 +39,18 @@ const RESOURCE_SERVERS = {
   'https://opaque.scopegate.test': { format: 'opaque' },
   'https://opaque-other.scopegate.test': { format: 'opaque' },
 };
+
+// A scopegate proxy under test serves its protected resources on 127.0.0.1.
+function resourceServer(indicator) {
+  if (RESOURCE_SERVERS[indicator]) return RESOURCE_SERVERS[indicator];
+  try {
+    const url = new URL(indicator);
+    if (url.protocol === 'http:' && url.hostname === '127.0.0.1' && !url.hash) return { format: 'jwt', alg: 'RS256' };
+  } catch {
+    // not a URL: no such resource server
+  }
+  return undefined;
+}
 
 function noOutboundNetwork() {
   throw new Error('this test authorization server makes no outbound requests');
@@ -92,12 +108,13 @@ function configuration() {
         allowedPolicy: async (_ctx, client, token) => client.clientId === 'scopegate' || client.clientId === token.clientId,
       },
       revocation: { enabled: true },
+      registration: { enabled: true },
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx, _client, oneOf) => oneOf,
         useGrantedResource: async () => false,
         getResourceServerInfo: async (_ctx, resourceIndicator) => {
-          const server = RESOURCE_SERVERS[resourceIndicator];
+          const server = resourceServer(resourceIndicator);
           if (!server) throw new errors.InvalidTarget();
           return {
             scope: SCOPES,

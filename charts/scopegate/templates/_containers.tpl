@@ -29,6 +29,11 @@
     - name: admin
       containerPort: {{ .Values.sidecar.ports.admin }}
       protocol: TCP
+    {{- with .Values.sidecar.ports.forwardAuth }}
+    - name: forward-auth
+      containerPort: {{ . }}
+      protocol: TCP
+    {{- end }}
   {{- with .Values.sidecar.startupProbe }}
   startupProbe:
     {{- toYaml . | nindent 4 }}

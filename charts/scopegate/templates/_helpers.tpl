@@ -138,6 +138,14 @@ config.drainTimeoutSeconds with an existing ConfigMap. scopegate's default is 30
 {{- if not (regexMatch (printf "\"(0\\.0\\.0\\.0|\\[::\\]):%s\"" $admin) $toml) }}
 {{- fail (printf "config.toml: [admin] address must be \"0.0.0.0:%s\" (sidecar.ports.admin) so the kubelet can probe it" $admin) }}
 {{- end }}
+{{- with .Values.sidecar.ports.forwardAuth }}
+{{- if not (regexMatch (printf "(?m)^\\s*\\[forward_auth\\]" ) $toml) }}
+{{- fail (printf "sidecar.ports.forwardAuth is %v but config.toml has no [forward_auth] section" .) }}
+{{- end }}
+{{- if not (regexMatch (printf "\"(0\\.0\\.0\\.0|\\[::\\]):%v\"" .) $toml) }}
+{{- fail (printf "config.toml: [forward_auth] listen must be \"0.0.0.0:%v\" (sidecar.ports.forwardAuth) so the ingress can reach it" .) }}
+{{- end }}
+{{- end }}
 {{- if not (regexMatch (printf "\"http://(127\\.0\\.0\\.1|localhost|\\[::1\\]):%s/?\"" $app) $toml) }}
 {{- fail (printf "config.toml: [upstream] url must be \"http://127.0.0.1:%s\" (app.port)" $app) }}
 {{- end }}
