@@ -65,8 +65,26 @@ pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 pub(crate) const PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
+/// The largest certificate, key or CA file read: a whole system CA bundle is about 200 KiB.
+const MAX_PEM_BYTES: u64 = 4 << 20;
+
+/// Reads a PEM file, at most [`MAX_PEM_BYTES`] of it (a path such as `/dev/zero` must not
+/// hang `check` or start-up).
 fn read(path: &Path) -> Result<Vec<u8>, TlsFileError> {
-    std::fs::read(path).map_err(|e| TlsFileError(format!("cannot read {}: {e}", path.display())))
+    use std::io::Read;
+    let cannot = |e: std::io::Error| TlsFileError(format!("cannot read {}: {e}", path.display()));
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_PEM_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(TlsFileError(format!(
+            "{} is larger than {} MiB: not a PEM certificate, key or CA bundle",
+            path.display(),
+            MAX_PEM_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Every certificate of a PEM file, in order; none at all is an error.

@@ -498,6 +498,8 @@ fn check_reports_unusable_tls_files_and_prints_the_tls_settings() {
     );
     let empty = problems(&base().set("listener.tls.cert_file", garbage.clone()));
     assert!(empty.contains("holds no certificate"), "{empty}");
+    let endless = problems(&base().set("listener.tls.key_file", "/dev/zero"));
+    assert!(endless.contains("larger than 4 MiB"), "{endless}");
     let no_ca = problems(&base().set("listener.tls.client_auth", "required"));
     assert!(
         no_ca.contains("listener.tls.client_ca_file") && no_ca.contains("is needed"),
