@@ -25,7 +25,9 @@ use crate::mcp::McpRoute;
 use crate::mcp::rules::{self, InspectionError, Verdict};
 use crate::policy::{Access, EnforcementMode, RouteSpec};
 use crate::resource::ResourceDocument;
-use crate::token::bearer::bearer_token;
+use crate::token::bearer::credentials;
+use crate::token::binding::{LISTENER_SCHEME, Presented, ProofHeader, Scheme, received_uri};
+use crate::token::config::sender::DpopMode;
 use crate::token::error::AuthError;
 use crate::token::{Principal, fingerprint, token_digest};
 
@@ -90,10 +92,11 @@ pub enum Target<'c> {
 
 /// The I/O a decision needs, supplied by its caller.
 pub trait Inputs {
-    /// Judges a bearer token (`digest` is its SHA-256, the cache key).
+    /// Judges the token a request presents, and for a sender-constrained one whether the
+    /// request holds it (`digest` is the token's SHA-256, the cache key).
     fn authenticate(
         &mut self,
-        token: &str,
+        presented: &Presented<'_>,
         digest: &[u8; 32],
     ) -> impl Future<Output = Result<Arc<Principal>, AuthError>> + Send;
 
@@ -117,6 +120,8 @@ pub struct Decision<'c> {
     pub dry_run: bool,
     /// Log fingerprint of the presented token.
     pub token_fingerprint: Option<String>,
+    /// The scheme the token was presented with (`Bearer` or `DPoP`).
+    pub scheme: Option<Scheme>,
     /// The token as it was verified, whatever came after.
     pub verified: Option<Arc<Principal>>,
     /// The identity forwarded to the upstream (none when its token was refused).
@@ -149,6 +154,7 @@ impl<'c> Decision<'c> {
             resource: None,
             dry_run: false,
             token_fingerprint: None,
+            scheme: None,
             verified: None,
             principal: None,
             identity: Vec::new(),
@@ -211,7 +217,7 @@ impl<'c> Decision<'c> {
         inputs: &mut impl Inputs,
     ) -> Result<(), ProxyError> {
         if self.needs_token() {
-            let authenticated = self.authenticate(head, inputs).await;
+            let authenticated = self.authenticate(config, head, inputs).await;
             self.verified = self.unless_dry_run(authenticated.map(Some), |_| None)?;
         }
         let admitted = self.admit(config);
@@ -280,11 +286,50 @@ impl<'c> Decision<'c> {
         }
     }
 
-    async fn authenticate(&mut self, head: &Head<'_>, inputs: &mut impl Inputs) -> Result<Arc<Principal>, ProxyError> {
-        let token = bearer_token(head.headers, head.query)?.ok_or(AuthError::Missing)?;
+    async fn authenticate(
+        &mut self,
+        config: &Config,
+        head: &Head<'_>,
+        inputs: &mut impl Inputs,
+    ) -> Result<Arc<Principal>, ProxyError> {
+        let mode = self.dpop_mode(config);
+        let (scheme, token) =
+            credentials(head.headers, head.query, mode != DpopMode::Off)?.ok_or(AuthError::Missing)?;
         let digest = token_digest(token);
         self.token_fingerprint = Some(fingerprint(&digest));
-        Ok(inputs.authenticate(token, &digest).await?)
+        self.scheme = Some(scheme);
+        // DESIGN §7: a proof is checked against the request as received.
+        let uri = received_uri(
+            head.headers,
+            head.authority,
+            head.path,
+            LISTENER_SCHEME,
+            config.forwarding.trust_forwarded_headers,
+        );
+        let presented = Presented {
+            scheme,
+            token,
+            proof: ProofHeader::of(head.headers),
+            method: head.method.as_str(),
+            uri: uri.as_deref(),
+            mode,
+            headers: head.headers,
+        };
+        Ok(inputs.authenticate(&presented, &digest).await?)
+    }
+
+    /// What a challenge says of DPoP on this target: its mode and the `algs` accepted,
+    /// `None` where DPoP is off.
+    pub fn dpop_challenge(&self, config: &Config) -> Option<(DpopMode, String)> {
+        let mode = self.dpop_mode(config);
+        (mode != DpopMode::Off).then(|| (mode, config.tokens.dpop.algorithm_names().join(" ")))
+    }
+
+    /// The DPoP mode of the target: the route's own, else `dpop.mode`.
+    pub fn dpop_mode(&self, config: &Config) -> DpopMode {
+        self.route_spec()
+            .and_then(|route| route.dpop)
+            .unwrap_or(config.tokens.dpop.mode)
     }
 
     /// Audience binding (RFC 8707), then the route's scopes after implications.

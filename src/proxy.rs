@@ -26,6 +26,8 @@ use crate::forward::{
 use crate::gateway::App;
 use crate::mcp::rules::InspectionError;
 use crate::token::Principal;
+use crate::token::binding::{Presented, Scheme, strip_untrusted_certificate};
+use crate::token::config::sender::DpopMode;
 use crate::token::error::AuthError;
 
 /// Handles one request end to end. Never panics on request input and never answers 500:
@@ -44,6 +46,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
                 realm: &app.config.auth.realm,
                 resource_metadata: record.resource_metadata.as_deref(),
                 route_scopes: record.route_scopes.as_deref(),
+                dpop: record.dpop.as_ref().map(|(mode, algs)| (*mode, algs.as_str())),
+                scheme: record.scheme,
             };
             let mut response = error.clone().into_response(&ctx);
             if body_may_be_unread {
@@ -97,6 +101,7 @@ async fn process(
     let Some(path) = decision.path.as_ref() else {
         return Err(ProxyError::NoRoute);
     };
+    strip_untrusted_certificate(&config.tokens.cert_binding, &mut parts.headers, peer.ip());
     let upgrade = decision.route_spec().is_some_and(|r| r.allow_upgrade) && wants_upgrade(&parts.headers);
     let client_upgrade = if upgrade { take_upgrade(&mut parts) } else { None };
     let body = match (decision.body.take(), inputs.body.take()) {
@@ -129,12 +134,16 @@ struct ProxyInputs<'a> {
 }
 
 impl Inputs for ProxyInputs<'_> {
-    async fn authenticate(&mut self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, AuthError> {
+    async fn authenticate(
+        &mut self,
+        presented: &Presented<'_>,
+        digest: &[u8; 32],
+    ) -> Result<Arc<Principal>, AuthError> {
         let started = Instant::now();
         let result = self
             .app
             .auth
-            .authenticate_from(token, digest, Some(self.peer.ip()))
+            .authenticate_presented(presented, digest, Some(self.peer.ip()))
             .await;
         self.app.metrics.auth_duration.observe(started.elapsed().as_secs_f64());
         result
@@ -211,6 +220,9 @@ struct RequestRecord {
     route_scopes: Option<String>,
     resource_metadata: Option<String>,
     token_fingerprint: Option<String>,
+    /// The route's DPoP mode and accepted proof algorithms, when it takes DPoP.
+    dpop: Option<(DpopMode, String)>,
+    scheme: Option<Scheme>,
     client_id: Option<String>,
     /// In dry-run mode: the denial that was not enforced.
     would_deny: Option<ProxyError>,
@@ -241,6 +253,8 @@ impl RequestRecord {
             route_scopes: None,
             resource_metadata: None,
             token_fingerprint: None,
+            dpop: None,
+            scheme: None,
             client_id: None,
             would_deny: None,
             error: None,
@@ -255,11 +269,13 @@ impl RequestRecord {
         self.canonical_path = decision.path.as_ref().map(|p| p.as_str().to_string());
         self.route_scopes = decision.route_scopes();
         self.resource_metadata = decision.resource_metadata(config).map(str::to_string);
+        self.dpop = decision.dpop_challenge(config);
     }
 
     /// What authentication and authorization settled.
     fn decided(&mut self, decision: &Decision<'_>) {
         self.token_fingerprint = decision.token_fingerprint.clone();
+        self.scheme = decision.scheme;
         self.client_id = decision.verified.as_ref().and_then(|p| p.client_id.clone());
         self.would_deny = decision.would_deny.clone();
     }

@@ -31,6 +31,7 @@ pub use crate::identity::{FileIdentity, IdentityConfig};
 use crate::mcp::config::{FileMcp, McpConfig};
 use crate::policy::{EnforcementMode, FileRoute, RouteSpec, RouteTable, ScopeImplications};
 use crate::resource::{FileResource, ResourceConfig};
+use crate::token::config::sender::{CertBindingConfig, DpopConfig, FileCertBinding, FileDpop};
 use crate::token::config::{FileIssuer, FileTokenSettings, TokenConfig};
 use document::{Document, Unread};
 pub use network::{AdminConfig, FileAdmin, FileListener, FileUpstream, ListenerConfig, UpstreamConfig};
@@ -65,6 +66,10 @@ pub struct FileConfig {
     pub mcp: Option<FileMcp>,
     /// `[[resource]]`: RFC 9728 metadata for the API's other routes.
     pub resources: Vec<FileResource>,
+    /// `[dpop]`: DPoP-bound tokens (RFC 9449).
+    pub dpop: FileDpop,
+    /// `[cert_binding]`: certificate-bound tokens behind a TLS-terminating proxy (RFC 8705).
+    pub cert_binding: FileCertBinding,
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,7 +286,7 @@ impl Config {
 }
 
 /// Top-level sections, in the order `config.example.toml` documents them.
-const SECTIONS: [&str; 14] = [
+const SECTIONS: [&str; 16] = [
     "listener",
     "admin",
     "upstream",
@@ -296,6 +301,8 @@ const SECTIONS: [&str; 14] = [
     "reload",
     "mcp",
     "resource",
+    "dpop",
+    "cert_binding",
 ];
 
 impl FileConfig {
@@ -318,6 +325,8 @@ impl FileConfig {
             reload: unread.table(document, "reload", issues),
             mcp: unread.table(document, "mcp", issues),
             resources: unread.array(document, "resource", issues),
+            dpop: unread.table(document, "dpop", issues),
+            cert_binding: unread.table(document, "cert_binding", issues),
         };
         (file, unread)
     }
@@ -382,6 +391,10 @@ impl FileConfig {
             TokenConfig::compile(&self.issuers, &self.token, issues)
         });
         tokens.retained_claims = self.identity.claims.keys().cloned().collect();
+        tokens.dpop = unread.step(&["dpop"], issues, |issues| DpopConfig::compile(&self.dpop, issues));
+        tokens.cert_binding = unread.step(&["cert_binding"], issues, |issues| {
+            CertBindingConfig::compile(&self.cert_binding, issues)
+        });
         let routes = unread.step(&["route"], issues, |issues| {
             let specs: Vec<RouteSpec> = self
                 .routes
@@ -413,6 +426,8 @@ impl FileConfig {
         if !issues.is_empty() {
             return Err(std::mem::take(issues));
         }
+        let (mut mcp, mut resources) = (mcp, resources);
+        advertise_dpop(&routes, &tokens.dpop, &mut mcp, &mut resources);
         Ok(Config {
             listener,
             admin_address,
@@ -432,6 +447,32 @@ impl FileConfig {
             mcp,
             resources,
         })
+    }
+}
+
+/// RFC 9728 §2: a metadata document covering a route that takes DPoP lists the proof
+/// algorithms, and says DPoP-bound tokens are required when every route it covers requires
+/// them. Routes name their document in challenges, so the same lookup decides coverage.
+fn advertise_dpop(routes: &RouteTable, dpop: &DpopConfig, mcp: &mut McpConfig, resources: &mut ResourceConfig) {
+    use crate::token::config::sender::DpopMode;
+    let mut modes: BTreeMap<String, Vec<DpopMode>> = BTreeMap::new();
+    for route in routes.iter() {
+        let url = match mcp.route(&route.name) {
+            Some(m) => Some(m.metadata_url.clone()),
+            None => resources.for_route(&route.name).map(|d| d.metadata_url.clone()),
+        };
+        if let Some(url) = url {
+            modes.entry(url).or_default().push(route.dpop.unwrap_or(dpop.mode));
+        }
+    }
+    let algorithms = dpop.algorithm_names();
+    for document in mcp.documents.iter_mut().chain(resources.documents.iter_mut()) {
+        let Some(modes) = modes.get(&document.metadata_url) else {
+            continue;
+        };
+        if modes.iter().any(|m| *m != DpopMode::Off) {
+            document.advertise_dpop(&algorithms, modes.iter().all(|m| *m == DpopMode::Required));
+        }
     }
 }
 

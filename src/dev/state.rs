@@ -225,6 +225,8 @@ pub(crate) struct AccessRecord {
     pub jti: String,
     pub family: Option<u64>,
     pub revoked: bool,
+    /// RFC 9449 §6: the thumbprint of the DPoP key the token is bound to.
+    pub jkt: Option<String>,
 }
 
 /// An issued refresh token.
@@ -336,6 +338,8 @@ pub(crate) struct Shared {
     pub store: Mutex<Store>,
     pub counters: [AtomicU64; ENDPOINT_COUNT],
     pub fault: Mutex<Fault>,
+    /// Checks DPoP proofs sent to the token endpoint (RFC 9449 §5).
+    pub proofs: crate::token::dpop::ProofVerifier,
 }
 
 /// What an access token is issued for.
@@ -348,6 +352,8 @@ pub(crate) struct AccessGrant<'a> {
     pub family: Option<u64>,
     pub auth_time: Option<i64>,
     pub extra: Option<&'a Map<String, Value>>,
+    /// RFC 9449 §6.1: bind the token to this DPoP key thumbprint (`cnf.jkt`).
+    pub jkt: Option<&'a str>,
 }
 
 impl Shared {
@@ -407,6 +413,9 @@ impl Shared {
             if let (Some(at), Some(obj)) = (g.auth_time, claims.as_object_mut()) {
                 obj.insert("auth_time".into(), json!(at));
             }
+            if let (Some(jkt), Some(obj)) = (g.jkt, claims.as_object_mut()) {
+                obj.insert("cnf".into(), json!({ "jkt": jkt }));
+            }
             if let (Some(extra), Some(obj)) = (g.extra, claims.as_object_mut()) {
                 for (k, v) in extra {
                     obj.insert(k.clone(), v.clone());
@@ -427,6 +436,7 @@ impl Shared {
                 jti,
                 family: g.family,
                 revoked: false,
+                jkt: g.jkt.map(str::to_owned),
             },
         );
         token

@@ -22,6 +22,7 @@ use crate::error::{ChallengeContext, ProxyError};
 use crate::mcp::rules::InspectionError;
 use crate::metrics::Metrics;
 use crate::policy::{Access, RouteSpec};
+use crate::token::binding::Presented;
 use crate::token::error::{AuthError, InvalidReason};
 use crate::token::{Authenticator, Principal};
 use phrasing::methods_text;
@@ -138,17 +139,22 @@ pub async fn explain_request(loaded: &Loaded, request: &RequestSpec, credentials
         None => out.decision = allowed(&decision, credentials, &out),
         Some(denial) => {
             let route_scopes = decision.route_scopes();
+            let dpop = decision.dpop_challenge(config);
             let ctx = ChallengeContext {
                 realm: &config.auth.realm,
                 resource_metadata: decision.resource_metadata(config),
                 route_scopes: route_scopes.as_deref(),
+                dpop: dpop.as_ref().map(|(mode, algs)| (*mode, algs.as_str())),
+                scheme: decision.scheme,
             };
             let response = denial.clone().into_response(&ctx);
-            out.www_authenticate = response
+            let challenges: Vec<&str> = response
                 .headers()
-                .get(http::header::WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+                .get_all(http::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            out.www_authenticate = (!challenges.is_empty()).then(|| challenges.join(", "));
             out.decision = refused(denial, &out);
             if let ProxyError::BadPath(e) = denial {
                 out.canonical = Some(Err(format!("{}: {e}", e.code())));
@@ -219,6 +225,7 @@ impl ExplainInputs {
                         audiences: issuer.audiences.clone(),
                         claims: serde_json::Map::new(),
                         expires_at: u64::MAX,
+                        confirmation: None,
                     })
                 })
                 .ok_or(unknown),
@@ -247,7 +254,11 @@ impl ExplainInputs {
 }
 
 impl Inputs for ExplainInputs {
-    async fn authenticate(&mut self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, AuthError> {
+    async fn authenticate(
+        &mut self,
+        presented: &Presented<'_>,
+        digest: &[u8; 32],
+    ) -> Result<Arc<Principal>, AuthError> {
         let Some((authenticator, _)) = &self.authenticator else {
             return self.principal.clone();
         };
@@ -256,7 +267,7 @@ impl Inputs for ExplainInputs {
         while !authenticator.is_ready() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        authenticator.authenticate(token, digest).await
+        authenticator.authenticate_presented(presented, digest, None).await
     }
 
     async fn body(&mut self, limit: usize, _timeout: Duration) -> Result<Bytes, InspectionError> {

@@ -145,6 +145,8 @@ pub struct RouteSpec {
     pub allow_upgrade: bool,
     /// `None`: the global `auth.mode` applies.
     pub mode: Option<EnforcementMode>,
+    /// `None`: the global `dpop.mode` applies.
+    pub dpop: Option<crate::token::config::sender::DpopMode>,
     /// Position in the file: breaks specificity ties.
     pub index: usize,
 }
@@ -270,6 +272,7 @@ mod tests {
             any_scopes: vec![],
             allow_upgrade: false,
             mode: None,
+            dpop: None,
             mcp: false,
             mcp_resource: None,
             mcp_rules: vec![],

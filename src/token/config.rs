@@ -10,9 +10,11 @@ use crate::http_client::is_acceptable_remote_url;
 use crate::token::jwk::Algorithm;
 
 mod introspection;
+pub mod sender;
 mod token_shape;
 use introspection::compile_introspection;
 pub use introspection::{ClientAuthMethod, FileIntrospection, IntrospectionConfig, Secret};
+use sender::{CertBindingConfig, DpopConfig};
 use token_shape::{compile_accepted_typ, compile_scope_claims, typ_caution};
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +189,10 @@ pub struct TokenConfig {
     /// Claims kept on a cached principal besides the standard ones: those mapped to identity
     /// headers. Everything else is dropped, so a cache entry stays small.
     pub retained_claims: Vec<String>,
+    /// `[dpop]`: how DPoP proofs are checked.
+    pub dpop: DpopConfig,
+    /// `[cert_binding]`: where a certificate-bound token's client certificate comes from.
+    pub cert_binding: CertBindingConfig,
 }
 
 impl TokenConfig {
@@ -216,6 +222,8 @@ impl TokenConfig {
             cache_ttl: issues.duration("token.cache_ttl", &settings.cache_ttl, Duration::from_secs(300)),
             introspection_cache_max_entries: settings.introspection_cache_max_entries.max(1),
             retained_claims: Vec::new(),
+            dpop: DpopConfig::default(),
+            cert_binding: CertBindingConfig::default(),
         }
     }
 }

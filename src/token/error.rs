@@ -3,6 +3,8 @@
 //! (`crate::error`), and its [`AuthError::reason`] is the stable label metrics and the access
 //! log carry (`docs/metrics.md` lists them).
 
+use super::binding::BindingError;
+use super::dpop::ProofError;
 use super::jws::TokenError;
 
 /// Why a request was not authenticated.
@@ -20,6 +22,10 @@ pub enum AuthError {
     /// The authorization server could not be consulted: the token may well be fine (503).
     #[error("authorization server unavailable: {}", .0.label())]
     Unavailable(UnavailableReason),
+    /// The DPoP proof sent with a DPoP-bound token is not acceptable (401 RFC 9449 §7.1
+    /// `invalid_dpop_proof`, or §8 `use_dpop_nonce`).
+    #[error("DPoP proof refused: {}", .0.label())]
+    Proof(ProofError),
 }
 
 impl AuthError {
@@ -30,6 +36,7 @@ impl AuthError {
             AuthError::Malformed(reason) => reason.label(),
             AuthError::Invalid(reason) => reason.label(),
             AuthError::Unavailable(reason) => reason.label(),
+            AuthError::Proof(error) => error.label(),
         }
     }
 
@@ -50,7 +57,6 @@ impl AuthError {
                 I::NotYetValid,
                 I::IssuedInFuture,
                 I::WrongTokenType,
-                I::SenderConstrained,
                 I::InvalidClaim,
             ]
             .map(InvalidReason::Inactive),
@@ -64,6 +70,8 @@ impl AuthError {
             ]
             .map(AuthError::Invalid),
         );
+        all.extend(BindingError::ALL.map(|b| AuthError::Invalid(InvalidReason::Binding(b))));
+        all.extend(ProofError::ALL.map(AuthError::Proof));
         // Not `AsMetadataUnavailable`: it refuses a metadata request, never a token.
         all.extend(
             [
@@ -141,6 +149,8 @@ pub enum InvalidReason {
     WrongResource,
     /// Revoked through the admin plane (`POST /cache/evict`) and not yet expired.
     Revoked,
+    /// A sender-constrained token whose binding this request does not satisfy.
+    Binding(BindingError),
 }
 
 impl InvalidReason {
@@ -151,6 +161,7 @@ impl InvalidReason {
             InvalidReason::UnknownIssuer => "unknown_issuer",
             InvalidReason::WrongResource => "wrong_resource",
             InvalidReason::Revoked => "revoked",
+            InvalidReason::Binding(error) => error.label(),
         }
     }
 
@@ -162,6 +173,7 @@ impl InvalidReason {
             InvalidReason::UnknownIssuer => "the token was not issued by a trusted issuer",
             InvalidReason::WrongResource => "the token was not issued for this resource",
             InvalidReason::Revoked => "the token has been revoked",
+            InvalidReason::Binding(error) => error.description(),
         }
     }
 }
@@ -183,8 +195,6 @@ pub enum InactiveReason {
     IssuedInFuture,
     /// `token_type` is not an access token type (RFC 6749 §7.1).
     WrongTokenType,
-    /// `cnf` binds the token to a key (RFC 7800): never accepted as a bearer token.
-    SenderConstrained,
     /// A member has the wrong JSON type.
     InvalidClaim,
 }
@@ -199,7 +209,6 @@ impl InactiveReason {
             InactiveReason::NotYetValid => "not_yet_valid",
             InactiveReason::IssuedInFuture => "issued_in_future",
             InactiveReason::WrongTokenType => "wrong_token_type",
-            InactiveReason::SenderConstrained => "sender_constrained",
             InactiveReason::InvalidClaim => "invalid_claim",
         }
     }
