@@ -26,7 +26,6 @@ use super::config::sender::{CertBindingConfig, CertHeaderFormat, DpopMode};
 use super::dpop::{ProofError, ProofTarget, ProofVerifier};
 use super::error::{AuthError, InvalidReason};
 use super::jwk::B64URL;
-use super::jws::TokenError;
 use super::principal::Principal;
 
 /// The scheme of scopegate's data listener, the `htu` scheme unless a trusted proxy says
@@ -81,6 +80,9 @@ pub struct Presented<'a> {
 /// Why a sender-constrained token was refused besides its proof (401 `invalid_token`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BindingError {
+    /// A token bound to a DPoP key (or to something scopegate cannot check) sent as a
+    /// bearer token: a stolen copy replayed without its key.
+    BearerUse,
     /// The proof's key is not the one the token is bound to (`cnf.jkt`).
     DpopKeyMismatch,
     /// `Authorization: DPoP` with a token that has no `cnf.jkt`.
@@ -94,7 +96,8 @@ pub enum BindingError {
 }
 
 impl BindingError {
-    pub const ALL: [BindingError; 5] = [
+    pub const ALL: [BindingError; 6] = [
+        BindingError::BearerUse,
         BindingError::DpopKeyMismatch,
         BindingError::DpopTokenNotBound,
         BindingError::DpopRequired,
@@ -104,6 +107,7 @@ impl BindingError {
 
     pub fn label(self) -> &'static str {
         match self {
+            BindingError::BearerUse => "sender_constrained",
             BindingError::DpopKeyMismatch => "dpop_binding_mismatch",
             BindingError::DpopTokenNotBound => "dpop_token_not_bound",
             BindingError::DpopRequired => "dpop_required",
@@ -114,6 +118,7 @@ impl BindingError {
 
     pub fn description(self) -> &'static str {
         match self {
+            BindingError::BearerUse => "The token is bound to a proof of possession",
             BindingError::DpopKeyMismatch => "The DPoP proof key is not the key the token is bound to",
             BindingError::DpopTokenNotBound => "The token is not bound to a DPoP key",
             BindingError::DpopRequired => "This resource requires a DPoP-bound token",
@@ -151,7 +156,7 @@ pub fn check(
             // A `cnf` naming nothing a bearer request can prove (a DPoP key, or only members
             // scopegate does not know) makes the token unusable as a bearer token.
             if cnf.is_some_and(|c| c.jkt.is_some() || c.x5t_s256.is_none()) {
-                return Err(TokenError::SenderConstrained.into());
+                return Err(InvalidReason::Binding(BindingError::BearerUse).into());
             }
         }
         Scheme::Dpop => {

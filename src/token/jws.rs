@@ -81,14 +81,11 @@ pub enum TokenError {
     MissingClaim,
     /// A claim has the wrong JSON type or an invalid value.
     InvalidClaim,
-    /// A `cnf` claim binds the token to a key (RFC 7800): it is good only with a proof of
-    /// possession, which a bearer request does not carry.
-    SenderConstrained,
 }
 
 impl TokenError {
     /// Every variant (for tests and metric registration).
-    pub const ALL: [TokenError; 16] = [
+    pub const ALL: [TokenError; 15] = [
         TokenError::TooLarge,
         TokenError::Malformed,
         TokenError::UnsupportedAlgorithm,
@@ -104,7 +101,6 @@ impl TokenError {
         TokenError::IssuedInFuture,
         TokenError::MissingClaim,
         TokenError::InvalidClaim,
-        TokenError::SenderConstrained,
     ];
 
     /// Stable snake_case code.
@@ -125,7 +121,6 @@ impl TokenError {
             TokenError::IssuedInFuture => "issued_in_future",
             TokenError::MissingClaim => "missing_claim",
             TokenError::InvalidClaim => "invalid_claim",
-            TokenError::SenderConstrained => "sender_constrained",
         }
     }
 
@@ -148,7 +143,6 @@ impl TokenError {
             TokenError::IssuedInFuture => "The token issue time is in the future",
             TokenError::MissingClaim => "A required token claim is missing",
             TokenError::InvalidClaim => "A token claim has an invalid value",
-            TokenError::SenderConstrained => "The token is bound to a proof of possession",
         }
     }
 }

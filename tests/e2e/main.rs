@@ -14,6 +14,7 @@ mod cli;
 mod decision;
 mod demo;
 mod dev_issuer;
+mod dpop;
 mod explain;
 mod hygiene;
 mod identity;
