@@ -23,6 +23,7 @@ use crate::mcp::rules::InspectionError;
 use crate::metrics::Metrics;
 use crate::policy::{Access, RouteSpec};
 use crate::token::binding::Presented;
+use crate::token::config::sender::DpopMode;
 use crate::token::error::{AuthError, InvalidReason};
 use crate::token::{Authenticator, Principal};
 use phrasing::methods_text;
@@ -93,6 +94,7 @@ pub async fn explain_request(loaded: &Loaded, request: &RequestSpec, credentials
         requirement: None,
         needs: None,
         bound_audience: None,
+        dpop: None,
         tool_rules: Vec::new(),
         dry_run: false,
         effective_scopes: None,
@@ -284,6 +286,15 @@ fn describe_route(loaded: &Loaded, decision: &crate::decision::Decision<'_>, out
     }
     out.dry_run = decision.dry_run;
     out.bound_audience = decision.bound_audience().map(str::to_string);
+    out.dpop = match decision.dpop_challenge(&loaded.config) {
+        Some((DpopMode::Required, algs)) if decision.needs_token() => Some(format!(
+            "DPoP required: Authorization: DPoP with a DPoP-bound token and a proof signed with one of {algs}"
+        )),
+        Some((_, algs)) if decision.needs_token() => Some(format!(
+            "DPoP allowed: a bearer token, or a DPoP-bound token with a proof signed with one of {algs}"
+        )),
+        _ => None,
+    };
     out.tool_rules = decision.mcp.map(tool_rule_lines).unwrap_or_default();
     out.route = match decision.target {
         None if matches!(decision.denial, Some(ProxyError::NoRoute)) => RouteOutcome::NoRoute,

@@ -89,6 +89,8 @@ pub struct Explanation {
     pub needs: Option<String>,
     /// RFC 8707: the audience a token must carry on this (MCP) route.
     pub bound_audience: Option<String>,
+    /// Where the route takes DPoP-bound tokens (RFC 9449): what it asks of them.
+    pub dpop: Option<String>,
     /// The route's MCP tool rules, as `check` prints them.
     pub tool_rules: Vec<String>,
     /// Denials are only counted on this route (`mode = "dry_run"`).
@@ -138,6 +140,9 @@ impl fmt::Display for Explanation {
         }
         if let Some(audience) = &self.bound_audience {
             writeln!(f, "audience:    the token's aud must include {audience} (RFC 8707)")?;
+        }
+        if let Some(dpop) = &self.dpop {
+            writeln!(f, "dpop:        {dpop}")?;
         }
         for rule in &self.tool_rules {
             writeln!(f, "tool rule:   {rule}")?;

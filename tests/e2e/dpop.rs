@@ -702,3 +702,28 @@ routes = ["strict"]
     let strict = document("/.well-known/oauth-protected-resource/strict").await;
     assert_eq!(strict["dpop_bound_access_tokens_required"], json!(true), "{strict}");
 }
+
+/// `explain` says what a route asks of DPoP, and shows the challenges a client would get.
+#[tokio::test]
+async fn explain_names_the_dpop_requirement() {
+    use scopegate::explain::{Credentials, Loaded, explain};
+    let config =
+        routes(ConfigBuilder::new("http://127.0.0.1:9").issuer(IssuerBuilder::new("https://issuer.test", &[API])))
+            .build();
+    let loaded = Loaded { config };
+    let strict = explain(&loaded, "GET", "/strict/1", &Credentials::None).await;
+    let text = strict.to_string();
+    assert!(text.contains("DPoP required"), "{text}");
+    assert!(
+        strict.www_authenticate.as_deref().unwrap().starts_with("DPoP "),
+        "{text}"
+    );
+    let items = explain(&loaded, "GET", "/items/1", &Credentials::None)
+        .await
+        .to_string();
+    assert!(items.contains("DPoP allowed"), "{items}");
+    let legacy = explain(&loaded, "GET", "/legacy/1", &Credentials::None)
+        .await
+        .to_string();
+    assert!(!legacy.contains("dpop:"), "{legacy}");
+}
