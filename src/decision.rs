@@ -25,11 +25,12 @@ use crate::mcp::McpRoute;
 use crate::mcp::rules::{self, InspectionError, Verdict};
 use crate::policy::{Access, EnforcementMode, RouteSpec};
 use crate::resource::ResourceDocument;
-use crate::token::bearer::credentials;
-use crate::token::binding::{LISTENER_SCHEME, Presented, ProofHeader, Scheme, received_uri};
+use crate::token::binding::{Presented, Scheme};
 use crate::token::config::sender::DpopMode;
 use crate::token::error::AuthError;
 use crate::token::{Principal, fingerprint, token_digest};
+
+type AuthResult = Result<Arc<Principal>, ProxyError>;
 
 /// What the decision reads of a request: its head, as the client sent it.
 pub struct Head<'a> {
@@ -286,43 +287,15 @@ impl<'c> Decision<'c> {
         }
     }
 
-    async fn authenticate(
-        &mut self,
-        config: &Config,
-        head: &Head<'_>,
-        inputs: &mut impl Inputs,
-    ) -> Result<Arc<Principal>, ProxyError> {
-        let mode = self.dpop_mode(config);
-        let (scheme, token) =
-            credentials(head.headers, head.query, mode != DpopMode::Off)?.ok_or(AuthError::Missing)?;
-        let digest = token_digest(token);
-        self.token_fingerprint = Some(fingerprint(&digest));
-        self.scheme = Some(scheme);
+    async fn authenticate(&mut self, config: &Config, head: &Head<'_>, inputs: &mut impl Inputs) -> AuthResult {
         // DESIGN §7: a proof is checked against the request as received.
-        let uri = received_uri(
-            head.headers,
-            head.authority,
-            head.path,
-            LISTENER_SCHEME,
-            config.forwarding.trust_forwarded_headers,
-        );
-        let presented = Presented {
-            scheme,
-            token,
-            proof: ProofHeader::of(head.headers),
-            method: head.method.as_str(),
-            uri: uri.as_deref(),
-            mode,
-            headers: head.headers,
-        };
+        let target = (head.method.as_str(), head.authority, head.path);
+        let forwarded = config.forwarding.trust_forwarded_headers;
+        let presented = Presented::read(head.headers, head.query, target, self.dpop_mode(config), forwarded)?;
+        let digest = token_digest(presented.token);
+        self.token_fingerprint = Some(fingerprint(&digest));
+        self.scheme = Some(presented.scheme);
         Ok(inputs.authenticate(&presented, &digest).await?)
-    }
-
-    /// What a challenge says of DPoP on this target: its mode and the `algs` accepted,
-    /// `None` where DPoP is off.
-    pub fn dpop_challenge(&self, config: &Config) -> Option<(DpopMode, String)> {
-        let mode = self.dpop_mode(config);
-        (mode != DpopMode::Off).then(|| (mode, config.tokens.dpop.algorithm_names().join(" ")))
     }
 
     /// The DPoP mode of the target: the route's own, else `dpop.mode`.

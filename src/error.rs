@@ -11,8 +11,7 @@ use crate::identity::IdentityError;
 use crate::mcp::rules::InspectionError;
 use crate::token::binding::Scheme;
 use crate::token::config::sender::DpopMode;
-use crate::token::dpop::ProofError;
-use crate::token::error::{AuthError, InvalidReason};
+use crate::token::error::{AuthError, InvalidReason, ProofError};
 
 /// Why a request was not (successfully) forwarded. Each variant is classified as the
 /// client's fault, the authorization path's, or the upstream's.

@@ -269,7 +269,7 @@ impl RequestRecord {
         self.canonical_path = decision.path.as_ref().map(|p| p.as_str().to_string());
         self.route_scopes = decision.route_scopes();
         self.resource_metadata = decision.resource_metadata(config).map(str::to_string);
-        self.dpop = decision.dpop_challenge(config);
+        self.dpop = config.tokens.dpop.challenge(decision.dpop_mode(config));
     }
 
     /// What authentication and authorization settled.

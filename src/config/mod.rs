@@ -10,6 +10,7 @@
 //! - [`network`]: `[listener]`, `[admin]` and `[upstream]`, the sections that bound
 //!   connections, streams and upstream requests.
 
+mod advertise;
 pub mod document;
 pub mod network;
 pub mod problems;
@@ -427,7 +428,7 @@ impl FileConfig {
             return Err(std::mem::take(issues));
         }
         let (mut mcp, mut resources) = (mcp, resources);
-        advertise_dpop(&routes, &tokens.dpop, &mut mcp, &mut resources);
+        advertise::advertise_dpop(&routes, &tokens.dpop, &mut mcp, &mut resources);
         Ok(Config {
             listener,
             admin_address,
@@ -447,32 +448,6 @@ impl FileConfig {
             mcp,
             resources,
         })
-    }
-}
-
-/// RFC 9728 §2: a metadata document covering a route that takes DPoP lists the proof
-/// algorithms, and says DPoP-bound tokens are required when every route it covers requires
-/// them. Routes name their document in challenges, so the same lookup decides coverage.
-fn advertise_dpop(routes: &RouteTable, dpop: &DpopConfig, mcp: &mut McpConfig, resources: &mut ResourceConfig) {
-    use crate::token::config::sender::DpopMode;
-    let mut modes: BTreeMap<String, Vec<DpopMode>> = BTreeMap::new();
-    for route in routes.iter() {
-        let url = match mcp.route(&route.name) {
-            Some(m) => Some(m.metadata_url.clone()),
-            None => resources.for_route(&route.name).map(|d| d.metadata_url.clone()),
-        };
-        if let Some(url) = url {
-            modes.entry(url).or_default().push(route.dpop.unwrap_or(dpop.mode));
-        }
-    }
-    let algorithms = dpop.algorithm_names();
-    for document in mcp.documents.iter_mut().chain(resources.documents.iter_mut()) {
-        let Some(modes) = modes.get(&document.metadata_url) else {
-            continue;
-        };
-        if modes.iter().any(|m| *m != DpopMode::Off) {
-            document.advertise_dpop(&algorithms, modes.iter().all(|m| *m == DpopMode::Required));
-        }
     }
 }
 

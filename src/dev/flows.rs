@@ -221,7 +221,7 @@ fn dpop_key(shared: &Shared, headers: &HeaderMap) -> Result<Option<String>, &'st
         .proofs
         .check(proof, &target, now)
         .map(Some)
-        .map_err(crate::token::dpop::ProofError::description)
+        .map_err(crate::token::error::ProofError::description)
 }
 
 type GrantResult = Result<Resp, (&'static str, String)>;

@@ -141,7 +141,7 @@ pub async fn explain_request(loaded: &Loaded, request: &RequestSpec, credentials
         None => out.decision = allowed(&decision, credentials, &out),
         Some(denial) => {
             let route_scopes = decision.route_scopes();
-            let dpop = decision.dpop_challenge(config);
+            let dpop = config.tokens.dpop.challenge(decision.dpop_mode(config));
             let ctx = ChallengeContext {
                 realm: &config.auth.realm,
                 resource_metadata: decision.resource_metadata(config),
@@ -286,7 +286,7 @@ fn describe_route(loaded: &Loaded, decision: &crate::decision::Decision<'_>, out
     }
     out.dry_run = decision.dry_run;
     out.bound_audience = decision.bound_audience().map(str::to_string);
-    out.dpop = match decision.dpop_challenge(&loaded.config) {
+    out.dpop = match loaded.config.tokens.dpop.challenge(decision.dpop_mode(&loaded.config)) {
         Some((DpopMode::Required, algs)) if decision.needs_token() => Some(format!(
             "DPoP required: Authorization: DPoP with a DPoP-bound token and a proof signed with one of {algs}"
         )),

@@ -4,8 +4,15 @@
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-use crate::token::binding::Scheme;
 use crate::token::error::{AuthError, MalformedHeader};
+
+/// The authentication scheme the token was sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    /// RFC 9449 §7.1.
+    Dpop,
+}
 
 /// The token of a well-formed `Authorization: Bearer <token68>` header, `None` when the
 /// request carries no bearer credentials at all.

@@ -22,23 +22,17 @@ use std::net::IpAddr;
 use base64::Engine as _;
 use http::HeaderMap;
 
+pub use super::bearer::Scheme;
+use super::bearer::credentials;
 use super::config::sender::{CertBindingConfig, CertHeaderFormat, DpopMode};
-use super::dpop::{ProofError, ProofTarget, ProofVerifier};
-use super::error::{AuthError, InvalidReason};
+use super::dpop::{ProofTarget, ProofVerifier};
+use super::error::{AuthError, BindingError, InvalidReason, ProofError};
 use super::jwk::B64URL;
 use super::principal::Principal;
 
 /// The scheme of scopegate's data listener, the `htu` scheme unless a trusted proxy says
 /// otherwise: plain HTTP (a TLS listener would answer `https`).
 pub const LISTENER_SCHEME: &str = "http";
-
-/// The authentication scheme the token was sent with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Bearer,
-    /// RFC 9449 §7.1.
-    Dpop,
-}
 
 /// The `DPoP` request headers (RFC 9449 §4.3 step 1: exactly one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +56,7 @@ impl<'a> ProofHeader<'a> {
 
 /// What a request presents to prove it holds a token: the token, its scheme, and what the
 /// binding check compares the token's `cnf` with.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Presented<'a> {
     pub scheme: Scheme,
     pub token: &'a str,
@@ -70,69 +64,39 @@ pub struct Presented<'a> {
     /// The request method, as sent.
     pub method: &'a str,
     /// The URI the client addressed (see [`received_uri`]); `None` when it cannot be known.
-    pub uri: Option<&'a str>,
+    pub uri: Option<String>,
     /// The route's DPoP mode.
     pub mode: DpopMode,
     /// The request headers (where a trusted proxy forwards the client certificate).
     pub headers: &'a HeaderMap,
 }
 
-/// Why a sender-constrained token was refused besides its proof (401 `invalid_token`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BindingError {
-    /// A token bound to a DPoP key (or to something scopegate cannot check) sent as a
-    /// bearer token: a stolen copy replayed without its key.
-    BearerUse,
-    /// The proof's key is not the one the token is bound to (`cnf.jkt`).
-    DpopKeyMismatch,
-    /// `Authorization: DPoP` with a token that has no `cnf.jkt`.
-    DpopTokenNotBound,
-    /// A bearer token on a route that requires DPoP.
-    DpopRequired,
-    /// A certificate-bound token without a client certificate.
-    CertificateMissing,
-    /// The client certificate is not the one the token is bound to (`cnf.x5t#S256`).
-    CertificateMismatch,
-}
-
-impl BindingError {
-    pub const ALL: [BindingError; 6] = [
-        BindingError::BearerUse,
-        BindingError::DpopKeyMismatch,
-        BindingError::DpopTokenNotBound,
-        BindingError::DpopRequired,
-        BindingError::CertificateMissing,
-        BindingError::CertificateMismatch,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            BindingError::BearerUse => "sender_constrained",
-            BindingError::DpopKeyMismatch => "dpop_binding_mismatch",
-            BindingError::DpopTokenNotBound => "dpop_token_not_bound",
-            BindingError::DpopRequired => "dpop_required",
-            BindingError::CertificateMissing => "cert_missing",
-            BindingError::CertificateMismatch => "cert_binding_mismatch",
-        }
-    }
-
-    pub fn description(self) -> &'static str {
-        match self {
-            BindingError::BearerUse => "The token is bound to a proof of possession",
-            BindingError::DpopKeyMismatch => "The DPoP proof key is not the key the token is bound to",
-            BindingError::DpopTokenNotBound => "The token is not bound to a DPoP key",
-            BindingError::DpopRequired => "This resource requires a DPoP-bound token",
-            BindingError::CertificateMissing => "The token is bound to a client certificate",
-            BindingError::CertificateMismatch => "The client certificate is not the one the token is bound to",
-        }
-    }
-
-    /// Whether the refusal is about DPoP (answered with a `DPoP` challenge).
-    pub fn is_dpop(self) -> bool {
-        matches!(
-            self,
-            BindingError::DpopKeyMismatch | BindingError::DpopTokenNotBound | BindingError::DpopRequired
-        )
+impl<'a> Presented<'a> {
+    /// What a request presents: the token and scheme of its `Authorization` header (`DPoP`
+    /// only where `mode` takes it), its `DPoP` header, and the URI the client addressed
+    /// (`target` is the method, authority and path as received; see [`received_uri`], where
+    /// forwarded headers count when `trust_forwarded`).
+    ///
+    /// # Errors
+    /// [`AuthError::Missing`] without credentials, [`AuthError::Malformed`] as
+    /// [`credentials`] says.
+    pub fn read(
+        headers: &'a HeaderMap,
+        query: Option<&str>,
+        (method, authority, path): (&'a str, Option<&str>, &str),
+        mode: DpopMode,
+        trust_forwarded: bool,
+    ) -> Result<Presented<'a>, AuthError> {
+        let (scheme, token) = credentials(headers, query, mode != DpopMode::Off)?.ok_or(AuthError::Missing)?;
+        Ok(Presented {
+            scheme,
+            token,
+            proof: ProofHeader::of(headers),
+            method,
+            uri: received_uri(headers, authority, path, LISTENER_SCHEME, trust_forwarded),
+            mode,
+            headers,
+        })
     }
 }
 
@@ -165,7 +129,10 @@ pub fn check(
                 ProofHeader::None => return Err(AuthError::Proof(ProofError::Missing)),
                 ProofHeader::Unusable => return Err(AuthError::Proof(ProofError::Invalid)),
             };
-            let uri = presented.uri.ok_or(AuthError::Proof(ProofError::UriMismatch))?;
+            let uri = presented
+                .uri
+                .as_deref()
+                .ok_or(AuthError::Proof(ProofError::UriMismatch))?;
             let target = ProofTarget {
                 method: presented.method,
                 uri,
@@ -198,7 +165,7 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 /// one comparison every certificate source goes through: a forwarded header today, the
 /// TLS listener's peer certificate when scopegate terminates TLS itself.
 pub fn certificate_thumbprint(der: &[u8]) -> String {
-    B64URL.encode(super::sha256(der))
+    B64URL.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der))
 }
 
 /// The client certificate's thumbprint as a trusted TLS-terminating proxy forwarded it;
@@ -303,7 +270,7 @@ fn percent_decode(text: &str) -> Option<String> {
 }
 
 fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

@@ -18,101 +18,12 @@ use moka::sync::Cache;
 use serde_json::Value;
 
 use super::config::sender::DpopConfig;
+use super::error::{NONCE_BYTES, Nonce, ProofError};
 use super::jwk::{B64URL, parse_jwk};
 use super::jws::{Round, check_header, decode, full_media_type, numeric_date, parse_object};
 
 /// Longest proof read, in bytes (a proof with an RSA 4096 `jwk` is under 2 KiB).
 pub const MAX_PROOF_BYTES: usize = 8 * 1024;
-
-/// Why a DPoP proof was refused (RFC 9449 §7.1 `invalid_dpop_proof`, or §8 `use_dpop_nonce`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProofError {
-    /// `Authorization: DPoP` without a `DPoP` header.
-    Missing,
-    /// Several `DPoP` headers (RFC 9449 §4.3 step 1), or a proof that is not a well-formed
-    /// compact JWS with `typ` `dpop+jwt`, an accepted `alg`, a public `jwk` and the claims.
-    Invalid,
-    /// The signature does not verify with the proof's own key.
-    BadSignature,
-    /// `htm` is not the request method.
-    MethodMismatch,
-    /// `htu` is not the request URI.
-    UriMismatch,
-    /// `ath` is not the hash of the access token sent with it.
-    TokenHashMismatch,
-    /// `iat` is outside the accepted window.
-    Stale,
-    /// The `jti` was seen within the window: a replayed proof.
-    Replay,
-    /// A nonce is required and the proof has none, or an old or foreign one; the answer
-    /// carries a fresh one.
-    UseNonce(Nonce),
-}
-
-impl ProofError {
-    /// Stable code for metrics and the access log.
-    pub fn label(self) -> &'static str {
-        match self {
-            ProofError::Missing => "dpop_proof_missing",
-            ProofError::Invalid => "dpop_proof_invalid",
-            ProofError::BadSignature => "dpop_bad_signature",
-            ProofError::MethodMismatch => "dpop_htm_mismatch",
-            ProofError::UriMismatch => "dpop_htu_mismatch",
-            ProofError::TokenHashMismatch => "dpop_ath_mismatch",
-            ProofError::Stale => "dpop_proof_stale",
-            ProofError::Replay => "dpop_replay",
-            ProofError::UseNonce(_) => "dpop_nonce_required",
-        }
-    }
-
-    /// Fixed text for `error_description`.
-    pub fn description(self) -> &'static str {
-        match self {
-            ProofError::Missing => "A DPoP proof is required with a DPoP-bound token",
-            ProofError::Invalid => "The DPoP proof is malformed",
-            ProofError::BadSignature => "The DPoP proof signature is invalid",
-            ProofError::MethodMismatch => "The DPoP proof is for another method",
-            ProofError::UriMismatch => "The DPoP proof is for another URI",
-            ProofError::TokenHashMismatch => "The DPoP proof is for another access token",
-            ProofError::Stale => "The DPoP proof is too old or from the future",
-            ProofError::Replay => "The DPoP proof was already used",
-            ProofError::UseNonce(_) => "Resource server requires nonce in DPoP proof",
-        }
-    }
-
-    /// Every kind, with a placeholder nonce (metric registration).
-    pub const ALL: [ProofError; 9] = [
-        ProofError::Missing,
-        ProofError::Invalid,
-        ProofError::BadSignature,
-        ProofError::MethodMismatch,
-        ProofError::UriMismatch,
-        ProofError::TokenHashMismatch,
-        ProofError::Stale,
-        ProofError::Replay,
-        ProofError::UseNonce(Nonce([0; NONCE_BYTES])),
-    ];
-}
-
-const NONCE_BYTES: usize = 24;
-
-/// A server nonce (RFC 9449 §8): the time window it was made in and an HMAC of it, so any
-/// instance holding the key verifies it without remembering it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Nonce([u8; NONCE_BYTES]);
-
-impl std::fmt::Debug for Nonce {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Nonce(..)")
-    }
-}
-
-impl Nonce {
-    /// The `DPoP-Nonce` header value: base64url, so a valid `NQCHAR` string.
-    pub fn encoded(&self) -> String {
-        B64URL.encode(self.0)
-    }
-}
 
 /// The request a proof must be about.
 #[derive(Debug, Clone, Copy)]
@@ -231,7 +142,7 @@ impl ProofVerifier {
         }
         // RFC 9449 §4.3 step 12 (§7): the proof names the token it goes with.
         if let Some(token) = target.token {
-            let expected_ath = B64URL.encode(super::sha256(token.as_bytes()));
+            let expected_ath = B64URL.encode(sha256(token.as_bytes()));
             if string("ath")? != expected_ath {
                 return Err(ProofError::TokenHashMismatch);
             }
@@ -251,7 +162,7 @@ impl ProofVerifier {
         seen_key.extend_from_slice(key.thumbprint().as_bytes());
         seen_key.push(b' ');
         seen_key.extend_from_slice(jti.as_bytes());
-        let entry = self.state.seen.entry(super::sha256(&seen_key)).or_insert(());
+        let entry = self.state.seen.entry(sha256(&seen_key)).or_insert(());
         if !entry.is_fresh() {
             return Err(ProofError::Replay);
         }
@@ -283,6 +194,13 @@ impl ProofVerifier {
         let tag = hmac::sign(&self.state.nonce_key, &bytes[..8]);
         aws_lc_rs::constant_time::verify_slices_are_equal(&tag.as_ref()[..NONCE_BYTES - 8], &bytes[8..]).is_ok()
     }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
 /// How long a `jti` must be remembered: as long as a proof carrying it is accepted.

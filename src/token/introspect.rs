@@ -322,12 +322,8 @@ pub fn interpret(body: &Map<String, Value>, expected: &Expected<'_>, now: u64) -
     // RFC 7662 §2.2: token_type as in RFC 6749 §7.1 (`DPoP`: RFC 9449 §6.2); refresh tokens
     // are not access tokens.
     if let Some(kind) = body.get("token_type") {
-        let ok = kind.as_str().is_some_and(|k| {
-            ["bearer", "access_token", "dpop"]
-                .iter()
-                .any(|t| k.eq_ignore_ascii_case(t))
-        });
-        if !ok {
+        let kind = kind.as_str().map(str::to_ascii_lowercase);
+        if !matches!(kind.as_deref(), Some("bearer" | "access_token" | "dpop")) {
             return Ok(Answer::Inactive(InactiveReason::WrongTokenType));
         }
     }
@@ -476,15 +472,10 @@ mod tests {
             "invalid_claim",
             "a cnf that cannot be read is not ignored"
         );
-        match check(json!({"active": true, "aud": "api", "token_type": "DPoP", "cnf": {"jkt": "0ZcOCORZNYy"}})) {
-            Ok(Answer::Active(principal)) => {
-                assert_eq!(
-                    principal.confirmation.as_ref().and_then(|c| c.jkt.as_deref()),
-                    Some("0ZcOCORZNYy")
-                );
-            }
-            _ => panic!("a DPoP-bound answer is read with its binding"),
-        }
+        assert!(matches!(
+            check(json!({"active": true, "aud": "api", "token_type": "DPoP", "cnf": {"jkt": "x"}})),
+            Ok(Answer::Active(p)) if p.confirmation.as_ref().and_then(|c| c.jkt.as_deref()) == Some("x")
+        ));
     }
 
     #[test]

@@ -560,7 +560,7 @@ pub fn validate_claims(raw: &Map<String, Value>, policy: &VerifyPolicy, now: u64
     // RFC 9449 §7.1, RFC 8705 §3 (DESIGN §7): a token bound to a key is accepted only with a
     // proof of possession, which is per request: `cnf` is read here and checked against each
     // request's proof (`token::binding`), never taken as a plain bearer token.
-    let cnf = confirmation(raw).map_err(|()| TokenError::InvalidClaim)?;
+    let cnf = confirmation(raw).map_err(|_| TokenError::InvalidClaim)?;
     let sub = optional_claim_string(raw, "sub")?;
     let client_id = match optional_claim_string(raw, "client_id")? {
         Some(client_id) => Some(client_id),

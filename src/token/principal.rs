@@ -31,21 +31,27 @@ pub struct Confirmation {
     pub x5t_s256: Option<String>,
 }
 
+/// A `cnf` member that cannot be read as a binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnreadableConfirmation;
+
 /// Reads the `cnf` member of JWT claims or an introspection answer (RFC 9449 §6, RFC 8705
 /// §3.1–3.2), `None` when the token is not bound.
 ///
 /// # Errors
-/// `Err(())` when `cnf` is not an object, or `jkt` / `x5t#S256` is not a non-empty string:
-/// a binding half-read would be a binding ignored.
-pub fn confirmation(claims: &serde_json::Map<String, serde_json::Value>) -> Result<Option<Confirmation>, ()> {
+/// [`UnreadableConfirmation`] when `cnf` is not an object, or `jkt` / `x5t#S256` is not a
+/// non-empty string: a binding half-read would be a binding ignored.
+pub fn confirmation(
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<Confirmation>, UnreadableConfirmation> {
     let Some(cnf) = claims.get("cnf") else {
         return Ok(None);
     };
-    let cnf = cnf.as_object().ok_or(())?;
+    let cnf = cnf.as_object().ok_or(UnreadableConfirmation)?;
     let member = |name: &str| match cnf.get(name) {
         None => Ok(None),
         Some(serde_json::Value::String(value)) if !value.is_empty() => Ok(Some(value.clone())),
-        Some(_) => Err(()),
+        Some(_) => Err(UnreadableConfirmation),
     };
     Ok(Some(Confirmation {
         jkt: member("jkt")?,

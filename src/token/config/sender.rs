@@ -142,6 +142,12 @@ impl DpopConfig {
         }
     }
 
+    /// What a challenge says of DPoP on a route in `mode`: the mode and the `algs`
+    /// accepted, `None` where DPoP is off.
+    pub fn challenge(&self, mode: DpopMode) -> Option<(DpopMode, String)> {
+        (mode != DpopMode::Off).then(|| (mode, self.algorithm_names().join(" ")))
+    }
+
     /// The `algs` of a DPoP challenge and `dpop_signing_alg_values_supported`.
     pub fn algorithm_names(&self) -> Vec<&'static str> {
         self.algorithms.iter().map(Algorithm::name).collect()
