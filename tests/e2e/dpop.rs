@@ -146,140 +146,107 @@ async fn a_proof_is_checked_on_every_request_and_each_broken_one_is_refused() {
     let replayed = world.dpop("GET", "/items/1", &bound, accepted).await;
     assert_dpop_refusal(&world, &replayed, "invalid_dpop_proof", "replayed jti", before);
 
+    // Each a proof for GET /items/1 with `bound`, wrong in one way.
+    let proof_with = |edit: &dyn Fn(&mut Value, &mut serde_json::Map<String, Value>)| {
+        let (mut header, mut claims) = prover.parts("GET", &url, Some(&bound), None);
+        edit(&mut header, &mut claims);
+        prover.sign(&header, &claims)
+    };
     let other_key = DpopProver::generate(KeyAlg::ES256).unwrap();
-    let response = world
-        .dpop(
-            "GET",
-            "/items/1",
-            &bound,
-            other_key.proof("GET", &url, Some(&bound), None),
-        )
-        .await;
-    assert_dpop_refusal(&world, &response, "invalid_token", "thumbprint is not cnf.jkt", before);
-
-    let response = world
-        .dpop(
-            "GET",
-            "/items/1",
-            &bound,
-            prover.proof("GET", &world.url("/items/2"), Some(&bound), None),
-        )
-        .await;
-    assert_dpop_refusal(&world, &response, "invalid_dpop_proof", "htu of another path", before);
-
+    let another_token = world.token(Some(json!({ "jkt": prover.thumbprint() })));
     let elsewhere = format!("http://localhost:{}/items/1", world.proxy.addr.port());
-    let response = world
-        .dpop(
-            "GET",
-            "/items/1",
-            &bound,
+    let (header, claims) = prover.parts("GET", &url, Some(&bound), None);
+    let mut none = header.clone();
+    none["alg"] = json!("none");
+    let hmac = SigningKey::hmac("k", b"a shared secret of thirty-two b!");
+    let mut hs256 = header.clone();
+    hs256["alg"] = json!("HS256");
+    hs256["jwk"] = hmac.public_jwk();
+    let signed = prover.sign(&header, &claims);
+    let (head, _) = signed.rsplit_once('.').unwrap();
+    let other_claims = proof_with(&|_, c| {
+        c.insert("htm".into(), json!("GET "));
+    });
+    let (_, other_signature) = other_claims.rsplit_once('.').unwrap();
+    let invalid = "invalid_dpop_proof";
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "thumbprint is not cnf.jkt",
+            other_key.proof("GET", &url, Some(&bound), None),
+            "invalid_token",
+        ),
+        (
+            "htu of another path",
+            prover.proof("GET", &world.url("/items/2"), Some(&bound), None),
+            invalid,
+        ),
+        (
+            "htu of another host",
             prover.proof("GET", &elsewhere, Some(&bound), None),
-        )
-        .await;
-    assert_dpop_refusal(&world, &response, "invalid_dpop_proof", "htu of another host", before);
-
-    let response = world
-        .dpop(
-            "GET",
-            "/items/1",
-            &bound,
+            invalid,
+        ),
+        (
+            "htm of another method",
             prover.proof("POST", &url, Some(&bound), None),
-        )
-        .await;
-    assert_dpop_refusal(&world, &response, "invalid_dpop_proof", "htm of another method", before);
-
-    let (header, mut claims) = prover.parts("GET", &url, Some(&bound), None);
-    claims.insert("iat".into(), json!(now() - 600));
-    let response = world
-        .dpop("GET", "/items/1", &bound, prover.sign(&header, &claims))
-        .await;
-    assert_dpop_refusal(&world, &response, "invalid_dpop_proof", "stale iat", before);
-    claims.insert("iat".into(), json!(now() + 600));
-    let response = world
-        .dpop("GET", "/items/1", &bound, prover.sign(&header, &claims))
-        .await;
-    assert_dpop_refusal(&world, &response, "invalid_dpop_proof", "iat in the future", before);
+            invalid,
+        ),
+        (
+            "stale iat",
+            proof_with(&|_, c| drop(c.insert("iat".into(), json!(now() - 600)))),
+            invalid,
+        ),
+        (
+            "iat in the future",
+            proof_with(&|_, c| drop(c.insert("iat".into(), json!(now() + 600)))),
+            invalid,
+        ),
+        (
+            "ath of another token",
+            prover.proof("GET", &url, Some(&another_token), None),
+            invalid,
+        ),
+        ("no ath", proof_with(&|_, c| drop(c.remove("ath"))), invalid),
+        (
+            "alg none",
+            mint_unsigned(&none, &Value::Object(claims.clone())),
+            invalid,
+        ),
+        (
+            "HS256 with an oct key",
+            mint(&hs256, &Value::Object(claims.clone()), &hmac),
+            invalid,
+        ),
+        // Whatever the private scalar's value: a `jwk` with a private member is refused
+        // before its signature is looked at.
+        (
+            "private key in jwk",
+            proof_with(&|h, _| h["jwk"]["d"] = json!("bm90IHRoZSByZWFsIHNjYWxhcg")),
+            invalid,
+        ),
+        (
+            "typ is not dpop+jwt",
+            proof_with(&|h, _| h["typ"] = json!("JWT")),
+            invalid,
+        ),
+        (
+            "signature of other claims",
+            format!("{head}.{other_signature}"),
+            invalid,
+        ),
+    ];
+    for (what, proof, error) in cases {
+        let response = world.dpop("GET", "/items/1", &bound, proof).await;
+        assert_dpop_refusal(&world, &response, error, what, before);
+    }
 
     let response = world.send("GET", "/items/1", Some(format!("DPoP {bound}")), &[]).await;
     assert_dpop_refusal(&world, &response, "invalid_dpop_proof", "no proof", before);
-
     let two = [
         prover.proof("GET", &url, Some(&bound), None),
         prover.proof("GET", &url, Some(&bound), None),
     ];
     let response = world.send("GET", "/items/1", Some(format!("DPoP {bound}")), &two).await;
     assert_dpop_refusal(&world, &response, "invalid_dpop_proof", "two DPoP headers", before);
-
-    let another_token = world.token(Some(json!({ "jkt": prover.thumbprint() })));
-    let response = world
-        .dpop(
-            "GET",
-            "/items/1",
-            &bound,
-            prover.proof("GET", &url, Some(&another_token), None),
-        )
-        .await;
-    assert_dpop_refusal(&world, &response, "invalid_dpop_proof", "ath of another token", before);
-    let (header, mut claims) = prover.parts("GET", &url, Some(&bound), None);
-    claims.remove("ath");
-    let response = world
-        .dpop("GET", "/items/1", &bound, prover.sign(&header, &claims))
-        .await;
-    assert_dpop_refusal(&world, &response, "invalid_dpop_proof", "no ath", before);
-
-    let (mut header, claims) = prover.parts("GET", &url, Some(&bound), None);
-    header["alg"] = json!("none");
-    let response = world
-        .dpop(
-            "GET",
-            "/items/1",
-            &bound,
-            mint_unsigned(&header, &Value::Object(claims)),
-        )
-        .await;
-    assert_dpop_refusal(&world, &response, "invalid_dpop_proof", "alg none", before);
-
-    let hmac = SigningKey::hmac("k", b"a shared secret of thirty-two b!");
-    let (mut header, claims) = prover.parts("GET", &url, Some(&bound), None);
-    header["alg"] = json!("HS256");
-    header["jwk"] = hmac.public_jwk();
-    let response = world
-        .dpop("GET", "/items/1", &bound, mint(&header, &Value::Object(claims), &hmac))
-        .await;
-    assert_dpop_refusal(&world, &response, "invalid_dpop_proof", "HS256 with an oct key", before);
-
-    // The private scalar's value does not matter: a proof whose `jwk` has any private
-    // member is refused before its signature is looked at.
-    let (mut header, claims) = prover.parts("GET", &url, Some(&bound), None);
-    header["jwk"]["d"] = json!("bm90IHRoZSByZWFsIHNjYWxhciBidXQgYSBwcml2YXRlIG1lbWJlcg");
-    let response = world
-        .dpop("GET", "/items/1", &bound, prover.sign(&header, &claims))
-        .await;
-    assert_dpop_refusal(&world, &response, "invalid_dpop_proof", "private key in jwk", before);
-
-    let (mut header, claims) = prover.parts("GET", &url, Some(&bound), None);
-    header["typ"] = json!("JWT");
-    let response = world
-        .dpop("GET", "/items/1", &bound, prover.sign(&header, &claims))
-        .await;
-    assert_dpop_refusal(&world, &response, "invalid_dpop_proof", "typ is not dpop+jwt", before);
-
-    let (header, mut claims) = prover.parts("GET", &url, Some(&bound), None);
-    let proof = prover.sign(&header, &claims);
-    claims.insert("htm".into(), json!("GET "));
-    let forged_payload = prover.sign(&header, &claims);
-    let (head, _) = proof.rsplit_once('.').unwrap();
-    let (_, signature) = forged_payload.rsplit_once('.').unwrap();
-    let response = world
-        .dpop("GET", "/items/1", &bound, format!("{head}.{signature}"))
-        .await;
-    assert_dpop_refusal(
-        &world,
-        &response,
-        "invalid_dpop_proof",
-        "signature of other claims",
-        before,
-    );
 
     // A bound token as a bearer token: today's refusal, with its Bearer challenge.
     let response = world
@@ -599,57 +566,32 @@ async fn certificate_bound_tokens_need_the_forwarded_certificate_of_a_trusted_pe
     assert_eq!(send(None).await.unwrap().status(), 401, "no certificate");
     assert_eq!(world.upstream.requests(), before);
 
-    // A certificate header from a peer that is not trusted is removed, never believed
-    // (nginx's URL-encoded PEM here, under a name no other rule strips).
+    // nginx's URL-encoded PEM, under a name no other rule strips: from a peer that is not
+    // trusted it is removed, never believed; from a trusted one believed and passed on.
     const NGINX: &str = "ssl-client-cert";
-    let world = world_with(|b| {
-        b.set("cert_binding.header", NGINX)
-            .set("cert_binding.format", "pem_url_encoded")
-            .set("cert_binding.trusted_peers", vec!["10.0.0.0/8".to_string()])
-    })
-    .await;
-    let bound = world.token(Some(json!({ "x5t#S256": x5t })));
     let escaped = url_encode(&pem);
-    let response = client()
-        .get(world.url("/items/1"))
-        .header("authorization", format!("Bearer {bound}"))
-        .header(NGINX, &escaped)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 401);
-    assert_eq!(world.upstream.requests(), 0);
-    let plain = world.token(None);
-    let response = client()
-        .get(world.url("/items/1"))
-        .header("authorization", format!("Bearer {plain}"))
-        .header(NGINX, &escaped)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(
-        !world.upstream.last().has_header(NGINX),
-        "an untrusted peer's certificate header does not reach the upstream"
-    );
-
-    // The same header from a trusted peer is believed, and passed on.
-    let world = world_with(|b| {
-        b.set("cert_binding.header", NGINX)
-            .set("cert_binding.format", "pem_url_encoded")
-            .set("cert_binding.trusted_peers", vec!["127.0.0.0/8".to_string()])
-    })
-    .await;
-    let bound = world.token(Some(json!({ "x5t#S256": x5t })));
-    let response = client()
-        .get(world.url("/items/1"))
-        .header("authorization", format!("Bearer {bound}"))
-        .header(NGINX, &escaped)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(world.upstream.last().header(NGINX), Some(escaped.as_str()));
+    for (peers, trusted) in [("10.0.0.0/8", false), ("127.0.0.0/8", true)] {
+        let world = world_with(|b| {
+            b.set("cert_binding.header", NGINX)
+                .set("cert_binding.format", "pem_url_encoded")
+                .set("cert_binding.trusted_peers", vec![peers.to_string()])
+        })
+        .await;
+        let send = |token: String| {
+            client()
+                .get(world.url("/items/1"))
+                .header("authorization", format!("Bearer {token}"))
+                .header(NGINX, &escaped)
+                .send()
+        };
+        let bound = world.token(Some(json!({ "x5t#S256": x5t })));
+        let expected = if trusted { 200 } else { 401 };
+        assert_eq!(send(bound).await.unwrap().status(), expected, "trusted: {trusted}");
+        assert_eq!(world.upstream.requests(), u64::from(trusted));
+        assert_eq!(send(world.token(None)).await.unwrap().status(), 200);
+        let forwarded = world.upstream.last().header(NGINX).map(str::to_string);
+        assert_eq!(forwarded, trusted.then(|| escaped.clone()), "trusted: {trusted}");
+    }
 }
 
 fn b64url_decode(text: &str) -> Vec<u8> {
