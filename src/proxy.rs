@@ -46,7 +46,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
                 realm: &app.config.auth.realm,
                 resource_metadata: record.resource_metadata.as_deref(),
                 route_scopes: record.route_scopes.as_deref(),
-                dpop: record.dpop.as_ref().map(|(mode, algs)| (*mode, algs.as_str())),
+                dpop: app.config.tokens.dpop.challenge(record.dpop),
                 scheme: record.scheme,
             };
             let mut response = error.clone().into_response(&ctx);
@@ -220,8 +220,8 @@ struct RequestRecord {
     route_scopes: Option<String>,
     resource_metadata: Option<String>,
     token_fingerprint: Option<String>,
-    /// The route's DPoP mode and accepted proof algorithms, when it takes DPoP.
-    dpop: Option<(DpopMode, String)>,
+    /// The route's DPoP mode.
+    dpop: DpopMode,
     scheme: Option<Scheme>,
     client_id: Option<String>,
     /// In dry-run mode: the denial that was not enforced.
@@ -253,7 +253,7 @@ impl RequestRecord {
             route_scopes: None,
             resource_metadata: None,
             token_fingerprint: None,
-            dpop: None,
+            dpop: DpopMode::Off,
             scheme: None,
             client_id: None,
             would_deny: None,
@@ -269,7 +269,7 @@ impl RequestRecord {
         self.canonical_path = decision.path.as_ref().map(|p| p.as_str().to_string());
         self.route_scopes = decision.route_scopes();
         self.resource_metadata = decision.resource_metadata(config).map(str::to_string);
-        self.dpop = config.tokens.dpop.challenge(decision.dpop_mode(config));
+        self.dpop = decision.dpop_mode(config);
     }
 
     /// What authentication and authorization settled.

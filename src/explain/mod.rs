@@ -141,12 +141,11 @@ pub async fn explain_request(loaded: &Loaded, request: &RequestSpec, credentials
         None => out.decision = allowed(&decision, credentials, &out),
         Some(denial) => {
             let route_scopes = decision.route_scopes();
-            let dpop = config.tokens.dpop.challenge(decision.dpop_mode(config));
             let ctx = ChallengeContext {
                 realm: &config.auth.realm,
                 resource_metadata: decision.resource_metadata(config),
                 route_scopes: route_scopes.as_deref(),
-                dpop: dpop.as_ref().map(|(mode, algs)| (*mode, algs.as_str())),
+                dpop: config.tokens.dpop.challenge(decision.dpop_mode(config)),
                 scheme: decision.scheme,
             };
             let response = denial.clone().into_response(&ctx);

@@ -93,7 +93,10 @@ impl<'a> Presented<'a> {
             token,
             proof: ProofHeader::of(headers),
             method,
-            uri: received_uri(headers, authority, path, LISTENER_SCHEME, trust_forwarded),
+            // Only a proof is compared with it: a bearer request does not pay for it.
+            uri: (scheme == Scheme::Dpop)
+                .then(|| received_uri(headers, authority, path, LISTENER_SCHEME, trust_forwarded))
+                .flatten(),
             mode,
             headers,
         })

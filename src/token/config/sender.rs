@@ -87,6 +87,8 @@ pub struct DpopConfig {
     pub replay_cache_entries: u64,
     /// `Some(lifetime)` when proofs must carry a server nonce.
     pub nonce_lifetime: Option<Duration>,
+    /// `algorithms` as a challenge's `algs` (RFC 9449 §7.1), space-separated.
+    pub algs: String,
 }
 
 impl Default for DpopConfig {
@@ -134,6 +136,7 @@ impl DpopConfig {
         }
         DpopConfig {
             mode: file.mode,
+            algs: algorithms.iter().map(Algorithm::name).collect::<Vec<_>>().join(" "),
             algorithms,
             max_age,
             leeway,
@@ -144,8 +147,8 @@ impl DpopConfig {
 
     /// What a challenge says of DPoP on a route in `mode`: the mode and the `algs`
     /// accepted, `None` where DPoP is off.
-    pub fn challenge(&self, mode: DpopMode) -> Option<(DpopMode, String)> {
-        (mode != DpopMode::Off).then(|| (mode, self.algorithm_names().join(" ")))
+    pub fn challenge(&self, mode: DpopMode) -> Option<(DpopMode, &str)> {
+        (mode != DpopMode::Off).then_some((mode, self.algs.as_str()))
     }
 
     /// The `algs` of a DPoP challenge and `dpop_signing_alg_values_supported`.
