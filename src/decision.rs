@@ -28,9 +28,12 @@ use crate::mcp::rules::{self, InspectionError, Verdict};
 use crate::policy::claims::first_broken;
 use crate::policy::{Access, EnforcementMode, RouteSpec};
 use crate::resource::ResourceDocument;
-use crate::token::bearer::bearer_token;
+use crate::token::binding::{Presented, Scheme};
+use crate::token::config::sender::DpopMode;
 use crate::token::error::AuthError;
 use crate::token::{Principal, fingerprint, token_digest};
+
+type AuthResult = Result<Arc<Principal>, ProxyError>;
 
 /// What the decision reads of a request: its head, as the client sent it.
 pub struct Head<'a> {
@@ -44,6 +47,15 @@ pub struct Head<'a> {
     pub headers: &'a HeaderMap,
     /// A body follows the head (it is not known to be empty).
     pub has_body: bool,
+    /// The connection's TLS, when scopegate terminated it ([`Head::on_tls`]).
+    pub tls: Option<TlsSide>,
+}
+
+/// What the TLS connection a request came on says of it.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSide {
+    /// `x5t#S256` of the client certificate, when the client sent one (RFC 8705).
+    pub client_certificate: Option<String>,
 }
 
 impl<'a> Head<'a> {
@@ -62,7 +74,17 @@ impl<'a> Head<'a> {
             query: uri.query(),
             headers,
             has_body: !body_is_end_stream && declared_length(headers) != Some(0),
+            tls: None,
         }
+    }
+
+    /// The same head, received over TLS that scopegate terminated: the request's scheme is
+    /// `https` (a DPoP proof's `htu`), and `certificate` is the client's, if it sent one.
+    pub fn on_tls(mut self, certificate: Option<&crate::tls::ClientCertificate>) -> Head<'a> {
+        self.tls = Some(TlsSide {
+            client_certificate: certificate.map(crate::tls::ClientCertificate::thumbprint),
+        });
+        self
     }
 
     /// The head of a request an ingress asks about (forward-auth): the method, target and
@@ -77,6 +99,7 @@ impl<'a> Head<'a> {
             query: target.query(),
             headers,
             has_body,
+            tls: None,
         }
     }
 
@@ -108,10 +131,11 @@ pub enum Target<'c> {
 
 /// The I/O a decision needs, supplied by its caller.
 pub trait Inputs {
-    /// Judges a bearer token (`digest` is its SHA-256, the cache key).
+    /// Judges the token a request presents, and for a sender-constrained one whether the
+    /// request holds it (`digest` is the token's SHA-256, the cache key).
     fn authenticate(
         &mut self,
-        token: &str,
+        presented: &Presented<'_>,
         digest: &[u8; 32],
     ) -> impl Future<Output = Result<Arc<Principal>, AuthError>> + Send;
 
@@ -138,6 +162,8 @@ pub struct Decision<'c> {
     pub preflight: bool,
     /// Log fingerprint of the presented token.
     pub token_fingerprint: Option<String>,
+    /// The scheme the token was presented with (`Bearer` or `DPoP`).
+    pub scheme: Option<Scheme>,
     /// The token as it was verified, whatever came after.
     pub verified: Option<Arc<Principal>>,
     /// The identity forwarded to the upstream (none when its token was refused).
@@ -171,6 +197,7 @@ impl<'c> Decision<'c> {
             dry_run: false,
             preflight: false,
             token_fingerprint: None,
+            scheme: None,
             verified: None,
             principal: None,
             identity: Vec::new(),
@@ -240,7 +267,7 @@ impl<'c> Decision<'c> {
         inputs: &mut impl Inputs,
     ) -> Result<(), ProxyError> {
         if self.needs_token() {
-            let authenticated = self.authenticate(head, inputs).await;
+            let authenticated = self.authenticate(config, head, inputs).await;
             self.verified = self.unless_dry_run(authenticated.map(Some), |_| None)?;
         }
         let admitted = self.admit(config);
@@ -309,11 +336,30 @@ impl<'c> Decision<'c> {
         }
     }
 
-    async fn authenticate(&mut self, head: &Head<'_>, inputs: &mut impl Inputs) -> Result<Arc<Principal>, ProxyError> {
-        let token = bearer_token(head.headers, head.query)?.ok_or(AuthError::Missing)?;
-        let digest = token_digest(token);
+    async fn authenticate(&mut self, config: &Config, head: &Head<'_>, inputs: &mut impl Inputs) -> AuthResult {
+        // DESIGN §7: a proof is checked against the request as received.
+        let target = (head.method.as_str(), head.authority, head.path);
+        let forwarded = config.forwarding.trust_forwarded_headers;
+        let scheme = if head.tls.is_some() { "https" } else { "http" };
+        let mut presented = Presented::read(
+            head.headers,
+            head.query,
+            target,
+            self.dpop_mode(config),
+            (scheme, forwarded),
+        )?;
+        presented.tls_certificate = head.tls.as_ref().and_then(|tls| tls.client_certificate.clone());
+        let digest = token_digest(presented.token);
         self.token_fingerprint = Some(fingerprint(&digest));
-        Ok(inputs.authenticate(token, &digest).await?)
+        self.scheme = Some(presented.scheme);
+        Ok(inputs.authenticate(&presented, &digest).await?)
+    }
+
+    /// The DPoP mode of the target: the route's own, else `dpop.mode`.
+    pub fn dpop_mode(&self, config: &Config) -> DpopMode {
+        self.route_spec()
+            .and_then(|route| route.dpop)
+            .unwrap_or(config.tokens.dpop.mode)
     }
 
     /// Audience binding (RFC 8707), then the route's scopes after implications, then its

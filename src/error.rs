@@ -10,7 +10,9 @@ use crate::forward::UpstreamError;
 use crate::forward_auth::original::OriginalError;
 use crate::identity::IdentityError;
 use crate::mcp::rules::InspectionError;
-use crate::token::error::AuthError;
+use crate::token::binding::Scheme;
+use crate::token::config::sender::DpopMode;
+use crate::token::error::{AuthError, InvalidReason, ProofError};
 
 /// Why a request was not (successfully) forwarded. Each variant is classified as the
 /// client's fault, the authorization path's, or the upstream's.
@@ -50,6 +52,10 @@ pub struct ChallengeContext<'a> {
     pub resource_metadata: Option<&'a str>,
     /// Space-separated scopes of the matched route, as a hint on 401s.
     pub route_scopes: Option<&'a str>,
+    /// The route's DPoP mode and the proof algorithms (`algs`, RFC 9449 §7.1) accepted.
+    pub dpop: Option<(DpopMode, &'a str)>,
+    /// The scheme the client sent its token with, once read.
+    pub scheme: Option<Scheme>,
 }
 
 impl ProxyError {
@@ -80,9 +86,8 @@ impl ProxyError {
             ProxyError::Inspection(InspectionError::Encoded) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProxyError::Inspection(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::Auth(AuthError::Missing | AuthError::Invalid(_)) | ProxyError::Identity(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            ProxyError::Auth(AuthError::Missing | AuthError::Invalid(_) | AuthError::Proof(_))
+            | ProxyError::Identity(_) => StatusCode::UNAUTHORIZED,
             ProxyError::InsufficientScope { .. } | ProxyError::ClaimMismatch { .. } => StatusCode::FORBIDDEN,
             ProxyError::Auth(AuthError::Unavailable(_)) | ProxyError::Upstream(UpstreamError::Saturated) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -101,6 +106,16 @@ impl ProxyError {
                 "unauthorized",
                 "a bearer token is required",
                 Some(bearer_challenge(ctx, None, None, ctx.route_scopes)),
+            ),
+            ProxyError::Auth(AuthError::Proof(error)) => (
+                proof_error_code(*error),
+                error.description(),
+                Some(bearer_challenge(
+                    ctx,
+                    Some(proof_error_code(*error)),
+                    Some(error.description()),
+                    None,
+                )),
             ),
             ProxyError::Auth(AuthError::Malformed(_)) => (
                 "invalid_request",
@@ -204,8 +219,18 @@ impl ProxyError {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(value) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
-            headers.insert(WWW_AUTHENTICATE, value);
+        if let Some(challenge) = challenge {
+            for value in challenges(&self, ctx, &challenge) {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.append(WWW_AUTHENTICATE, value);
+                }
+            }
+        }
+        if let ProxyError::Auth(AuthError::Proof(ProofError::UseNonce(nonce))) = &self
+            && let Ok(value) = HeaderValue::from_str(&nonce.encoded())
+        {
+            // RFC 9449 §8.1: the nonce to put in the next proof.
+            headers.insert(DPOP_NONCE, value);
         }
         if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
             // RFC 9110 §12.5.3: a 415 for a content coding names the codings accepted.
@@ -266,6 +291,45 @@ impl From<crate::canonical::PathError> for ProxyError {
     }
 }
 
+/// RFC 9449 §8.1.
+const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
+
+/// RFC 9449 §7.1, §8: the error code of a refused proof.
+fn proof_error_code(error: ProofError) -> &'static str {
+    match error {
+        ProofError::UseNonce(_) => "use_dpop_nonce",
+        _ => "invalid_dpop_proof",
+    }
+}
+
+/// The `WWW-Authenticate` values of a refusal whose `Bearer` challenge is `bearer`, by the
+/// route's DPoP mode (RFC 9449 §7.1): a refusal about DPoP, or of a token sent with the
+/// `DPoP` scheme, is a `DPoP` challenge; a missing token on a route that takes both gets
+/// both challenges, on a route that requires DPoP only the `DPoP` one.
+fn challenges(error: &ProxyError, ctx: &ChallengeContext<'_>, bearer: &str) -> Vec<String> {
+    let Some((mode, algs)) = ctx.dpop.filter(|(mode, _)| *mode != DpopMode::Off) else {
+        return vec![bearer.to_string()];
+    };
+    let as_dpop = || {
+        let params = bearer.strip_prefix("Bearer ").unwrap_or_default();
+        format!("DPoP {params}, algs=\"{algs}\"")
+    };
+    let about_dpop = match error {
+        ProxyError::Auth(AuthError::Proof(_)) => true,
+        ProxyError::Auth(AuthError::Invalid(InvalidReason::Binding(binding))) => binding.is_dpop(),
+        ProxyError::Auth(AuthError::Missing) => mode == DpopMode::Required,
+        _ => ctx.scheme == Some(Scheme::Dpop),
+    };
+    match error {
+        _ if about_dpop => vec![as_dpop()],
+        ProxyError::Auth(AuthError::Missing) => vec![
+            bearer.to_string(),
+            format!("DPoP realm=\"{}\", algs=\"{algs}\"", ctx.realm),
+        ],
+        _ => vec![bearer.to_string()],
+    }
+}
+
 /// Builds an RFC 6750 §3 / RFC 9728 §5.1 challenge. Every value placed here is either
 /// configuration validated to be quotable or fixed text, so no escaping is needed.
 pub fn bearer_challenge(
@@ -300,6 +364,8 @@ mod tests {
             realm: "api",
             resource_metadata: Some("https://api.example/.well-known/oauth-protected-resource"),
             route_scopes: Some("read"),
+            dpop: None,
+            scheme: None,
         }
     }
 

@@ -137,7 +137,8 @@ fn strip_client_controlled(headers: &mut HeaderMap, identity: &IdentityConfig, f
             || OVERRIDES.contains(&name)
             || (!forwarding.trust_forwarded_headers
                 && (ORIGIN_CLAIMS.contains(&name) || ORIGIN_CLAIM_FAMILIES.iter().any(|f| name.starts_with(f))))
-            || (!forwarding.forward_authorization && name == "authorization")
+            // A DPoP proof (RFC 9449) is a credential like the token it comes with.
+            || (!forwarding.forward_authorization && (name == "authorization" || name == "dpop"))
     });
 }
 

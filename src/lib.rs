@@ -30,8 +30,11 @@
 //!   [`hygiene`] — `Host` rules and method override parameters, refused before routing.
 //! - [`policy`] — compiled route map, scope and claim rules (no I/O): [`policy::file`]
 //!   (`[[route]]` as written), [`policy::scopes`], [`policy::claims`], [`policy::table`].
-//! - [`token`] — bearer extraction, JWS verification, JWKS key sets, introspection, one
-//!   discovery per issuer, the token caches and their clock; [`token::error`] is what
+//! - [`token`] — token extraction (`Bearer`, `DPoP`), JWS verification, JWKS key sets,
+//!   introspection, one discovery per issuer, the token caches and their clock;
+//!   [`token::dpop`] and [`token::binding`] check, per request, that a sender-constrained
+//!   token's holder sent it (RFC 9449 proofs, RFC 8705 certificates; `[dpop]` and
+//!   `[cert_binding]` in [`token::config::sender`]); [`token::error`] is what
 //!   authentication answers besides a principal.
 //! - [`http_client`] — bounded fetches from an authorization server (client, size-capped
 //!   GETs, metadata discovery); a leaf shared by the token layer, MCP and `check --online`.

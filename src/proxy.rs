@@ -26,6 +26,7 @@ use crate::gateway::App;
 use crate::mcp::rules::InspectionError;
 use crate::record::{RequestRecord, Via, body_may_go_unread};
 use crate::token::Principal;
+use crate::token::binding::{Presented, strip_untrusted_certificate};
 use crate::token::error::AuthError;
 
 /// Handles one request end to end. Never panics on request input and never answers 500:
@@ -48,13 +49,16 @@ async fn process(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let config = &app.config;
     let (mut parts, body) = req.into_parts();
-    let head = Head::new(
+    let mut head = Head::new(
         &parts.method,
         &parts.uri,
         parts.version,
         &parts.headers,
         http_body::Body::is_end_stream(&body),
     );
+    if config.listener.tls.is_some() {
+        head = head.on_tls(parts.extensions.get());
+    }
     let mut decision = Decision::route(config, &head);
     record.routed(&decision, config);
     if let Some(Target::ResourceMetadata(document)) = decision.target {
@@ -78,6 +82,7 @@ async fn process(
     let Some(path) = decision.path.as_ref() else {
         return Err(ProxyError::NoRoute);
     };
+    strip_untrusted_certificate(&config.tokens.cert_binding, &mut parts.headers, peer.ip());
     let upgrade = decision.route_spec().is_some_and(|r| r.allow_upgrade) && wants_upgrade(&parts.headers);
     let client_upgrade = if upgrade { take_upgrade(&mut parts) } else { None };
     let body = match (decision.body.take(), inputs.body.take()) {
@@ -110,9 +115,17 @@ pub(crate) struct ProxyInputs<'a> {
 }
 
 impl Inputs for ProxyInputs<'_> {
-    async fn authenticate(&mut self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, AuthError> {
+    async fn authenticate(
+        &mut self,
+        presented: &Presented<'_>,
+        digest: &[u8; 32],
+    ) -> Result<Arc<Principal>, AuthError> {
         let started = Instant::now();
-        let result = self.app.auth.authenticate_from(token, digest, Some(self.client)).await;
+        let result = self
+            .app
+            .auth
+            .authenticate_presented(presented, digest, Some(self.client))
+            .await;
         self.app.metrics.auth_duration.observe(started.elapsed().as_secs_f64());
         result
     }

@@ -12,6 +12,8 @@ use crate::config::Config;
 use crate::decision::Decision;
 use crate::error::{ChallengeContext, ProxyError};
 use crate::gateway::App;
+use crate::token::binding::Scheme;
+use crate::token::config::sender::DpopMode;
 use crate::token::error::AuthError;
 
 /// Which endpoint answered a request.
@@ -59,6 +61,10 @@ pub struct RequestRecord {
     route_scopes: Option<String>,
     resource_metadata: Option<String>,
     token_fingerprint: Option<String>,
+    /// The route's DPoP mode: which challenges a refusal carries.
+    dpop: DpopMode,
+    /// The scheme the client sent its token with, once read.
+    scheme: Option<Scheme>,
     client_id: Option<String>,
     /// RFC 8705 `x5t#S256` of the client certificate the TLS connection verified.
     client_certificate: Option<String>,
@@ -94,6 +100,8 @@ impl RequestRecord {
             route_scopes: None,
             resource_metadata: None,
             token_fingerprint: None,
+            dpop: DpopMode::Off,
+            scheme: None,
             client_id: None,
             client_certificate: None,
             would_deny: None,
@@ -128,11 +136,13 @@ impl RequestRecord {
         self.canonical_path = decision.path.as_ref().map(|p| p.as_str().to_string());
         self.route_scopes = decision.route_scopes();
         self.resource_metadata = decision.resource_metadata(config).map(str::to_string);
+        self.dpop = decision.dpop_mode(config);
     }
 
     /// What authentication and authorization settled.
     pub fn decided(&mut self, decision: &Decision<'_>) {
         self.token_fingerprint = decision.token_fingerprint.clone();
+        self.scheme = decision.scheme;
         self.client_id = decision.verified.as_ref().and_then(|p| p.client_id.clone());
         self.would_deny = decision.would_deny.clone();
     }
@@ -152,6 +162,8 @@ impl RequestRecord {
                     realm: &self.app.config.auth.realm,
                     resource_metadata: self.resource_metadata.as_deref(),
                     route_scopes: self.route_scopes.as_deref(),
+                    dpop: self.app.config.tokens.dpop.challenge(self.dpop),
+                    scheme: self.scheme,
                 };
                 let mut response = error.clone().into_response(&ctx);
                 self.app

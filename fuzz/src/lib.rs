@@ -32,6 +32,11 @@ pub fn bearer(data: &[u8]) {
             "{token:?}"
         );
     }
+    // With DPoP accepted too (RFC 9449 §7.1): the same rules, whichever scheme.
+    if let Ok(Some((_, token))) = scopegate::token::bearer::credentials(&headers, query, true) {
+        assert_eq!(headers.get_all(http::header::AUTHORIZATION).iter().count(), 1);
+        assert!(!token.is_empty() && !token.bytes().any(|b| b.is_ascii_whitespace() || b == b','));
+    }
 }
 
 /// Compact JWS parsing up to the signature: split, base64url, header and claims JSON.

@@ -11,6 +11,7 @@
 //!   connections, streams and upstream requests; `[forward_auth]` compiles in
 //!   [`crate::forward_auth::config`].
 
+mod advertise;
 pub mod document;
 pub mod network;
 pub mod problems;
@@ -34,6 +35,7 @@ pub use crate::identity::{FileIdentity, IdentityConfig};
 use crate::mcp::config::{FileMcp, McpConfig};
 use crate::policy::{EnforcementMode, FileRoute, RouteSpec, RouteTable, ScopeImplications};
 use crate::resource::{FileResource, ResourceConfig};
+use crate::token::config::sender::{CertBindingConfig, DpopConfig, FileCertBinding, FileDpop};
 use crate::token::config::{FileIssuer, FileTokenSettings, TokenConfig};
 use document::{Document, Unread};
 pub use network::{AdminConfig, FileAdmin, FileListener, FileUpstream, ListenerConfig, UpstreamConfig};
@@ -72,6 +74,10 @@ pub struct FileConfig {
     pub cors: FileCors,
     /// The forward-auth listener, for an ingress that asks instead of proxying through.
     pub forward_auth: Option<FileForwardAuth>,
+    /// `[dpop]`: DPoP-bound tokens (RFC 9449).
+    pub dpop: FileDpop,
+    /// `[cert_binding]`: certificate-bound tokens behind a TLS-terminating proxy (RFC 8705).
+    pub cert_binding: FileCertBinding,
 }
 
 #[derive(Debug, Deserialize)]
@@ -291,7 +297,7 @@ impl Config {
 }
 
 /// Top-level sections, in the order `config.example.toml` documents them.
-const SECTIONS: [&str; 16] = [
+const SECTIONS: [&str; 18] = [
     "listener",
     "admin",
     "upstream",
@@ -308,6 +314,8 @@ const SECTIONS: [&str; 16] = [
     "resource",
     "cors",
     "forward_auth",
+    "dpop",
+    "cert_binding",
 ];
 
 impl FileConfig {
@@ -332,6 +340,8 @@ impl FileConfig {
             resources: unread.array(document, "resource", issues),
             cors: unread.table(document, "cors", issues),
             forward_auth: unread.table(document, "forward_auth", issues),
+            dpop: unread.table(document, "dpop", issues),
+            cert_binding: unread.table(document, "cert_binding", issues),
         };
         (file, unread)
     }
@@ -396,6 +406,10 @@ impl FileConfig {
             TokenConfig::compile(&self.issuers, &self.token, issues)
         });
         let cors = unread.step(&["cors"], issues, |issues| CorsConfig::compile(&self.cors, issues));
+        tokens.dpop = unread.step(&["dpop"], issues, |issues| DpopConfig::compile(&self.dpop, issues));
+        tokens.cert_binding = unread.step(&["cert_binding"], issues, |issues| {
+            CertBindingConfig::compile(&self.cert_binding, issues)
+        });
         let mut routes = unread.step(&["route"], issues, |issues| {
             let specs: Vec<RouteSpec> = self
                 .routes
@@ -451,6 +465,8 @@ impl FileConfig {
         if !issues.is_empty() {
             return Err(std::mem::take(issues));
         }
+        let (mut mcp, mut resources) = (mcp, resources);
+        advertise::advertise_dpop(&routes, &tokens.dpop, &mut mcp, &mut resources);
         Ok(Config {
             listener,
             admin_address,

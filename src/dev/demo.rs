@@ -13,7 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-use super::{AccessTokenRequest, DevError, DevIssuer, DevIssuerConfig};
+use super::{AccessTokenRequest, DevError, DevIssuer, DevIssuerConfig, DpopProver, KeyAlg};
 use crate::config::Config;
 use crate::server::Running;
 
@@ -38,6 +38,8 @@ address = "127.0.0.1:0"
 url = "{upstream}"
 [auth]
 realm = "scopegate-demo"
+[dpop]
+mode = "allowed"
 [scopes.implies]
 write = ["read"]
 [identity.claims]
@@ -85,6 +87,8 @@ pub struct Example {
     pub token: Option<String>,
     /// A JSON request body (sent with `Content-Type: application/json`).
     pub body: Option<&'static str>,
+    /// Send the token with `Authorization: DPoP` and a fresh proof of this key (RFC 9449).
+    pub dpop: Option<DpopProver>,
     pub expect: u16,
 }
 
@@ -151,6 +155,18 @@ impl Demo {
         let mcp = mcp_token("read mcp");
         let mcp_other_resource = token("read mcp", 3600);
         let expired = token("read", -120);
+        // RFC 9449: a token bound to this key (`cnf.jkt`), good only with its proofs.
+        let prover = DpopProver::generate(KeyAlg::ES256)?;
+        let bound = issuer.mint_access_token(&AccessTokenRequest {
+            scope: "read".into(),
+            audience: vec![audience.clone()],
+            expires_in_secs: 3600,
+            extra_claims: serde_json::json!({"cnf": {"jkt": prover.thumbprint()}})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            ..AccessTokenRequest::default()
+        });
         let examples = vec![
             Example {
                 what: "public route, no token",
@@ -158,6 +174,7 @@ impl Demo {
                 path: "/api/public",
                 token: None,
                 body: None,
+                dpop: None,
                 expect: 200,
             },
             Example {
@@ -166,6 +183,7 @@ impl Demo {
                 path: "/api/projects/42",
                 token: Some(read.clone()),
                 body: None,
+                dpop: None,
                 expect: 200,
             },
             Example {
@@ -174,6 +192,7 @@ impl Demo {
                 path: "/api/projects/42",
                 token: None,
                 body: None,
+                dpop: None,
                 expect: 401,
             },
             Example {
@@ -182,6 +201,25 @@ impl Demo {
                 path: "/api/projects/42",
                 token: Some(expired),
                 body: None,
+                dpop: None,
+                expect: 401,
+            },
+            Example {
+                what: "DPoP-bound token with its proof (RFC 9449)",
+                method: "GET",
+                path: "/api/projects/42",
+                token: Some(bound.clone()),
+                body: None,
+                dpop: Some(prover),
+                expect: 200,
+            },
+            Example {
+                what: "the same DPoP-bound token sent as a bearer token",
+                method: "GET",
+                path: "/api/projects/42",
+                token: Some(bound),
+                body: None,
+                dpop: None,
                 expect: 401,
             },
             Example {
@@ -190,6 +228,7 @@ impl Demo {
                 path: "/api/projects",
                 token: Some(read.clone()),
                 body: None,
+                dpop: None,
                 expect: 403,
             },
             Example {
@@ -198,6 +237,7 @@ impl Demo {
                 path: "/api/projects",
                 token: Some(write),
                 body: None,
+                dpop: None,
                 expect: 200,
             },
             Example {
@@ -206,6 +246,7 @@ impl Demo {
                 path: "/mcp",
                 token: Some(mcp_token("read")),
                 body: Some(TOOLS_LIST),
+                dpop: None,
                 expect: 403,
             },
             Example {
@@ -214,6 +255,7 @@ impl Demo {
                 path: "/mcp",
                 token: Some(mcp.clone()),
                 body: Some(TOOLS_LIST),
+                dpop: None,
                 expect: 200,
             },
             Example {
@@ -222,6 +264,7 @@ impl Demo {
                 path: "/mcp",
                 token: Some(mcp),
                 body: Some(DELETE_CALL),
+                dpop: None,
                 expect: 403,
             },
             Example {
@@ -230,6 +273,7 @@ impl Demo {
                 path: "/mcp",
                 token: Some(mcp_other_resource),
                 body: Some(TOOLS_LIST),
+                dpop: None,
                 expect: 401,
             },
             Example {
@@ -238,6 +282,7 @@ impl Demo {
                 path: "/.well-known/oauth-protected-resource/mcp",
                 token: None,
                 body: None,
+                dpop: None,
                 expect: 200,
             },
             Example {
@@ -246,6 +291,7 @@ impl Demo {
                 path: "/nowhere",
                 token: None,
                 body: None,
+                dpop: None,
                 expect: 404,
             },
         ];
@@ -272,7 +318,7 @@ impl Demo {
             "  metrics                http://{}/metrics\n\n",
             self.proxy.admin_addr
         ));
-        out.push_str("Try these (tokens are valid for an hour):\n\n");
+        out.push_str("Try these (tokens are valid for an hour; a DPoP proof is good once, within a minute):\n\n");
         for example in &self.examples {
             out.push_str(&format!(
                 "# {} -> {}\n{}\n\n",
@@ -291,16 +337,23 @@ impl Demo {
         } else {
             format!("-X {} ", example.method)
         };
-        let auth = example
-            .token
-            .as_ref()
-            .map(|t| format!("-H 'Authorization: Bearer {t}' "))
-            .unwrap_or_default();
+        let auth = match (&example.token, &example.dpop) {
+            (Some(t), Some(prover)) => format!(
+                "-H 'Authorization: DPoP {t}' -H 'DPoP: {}' ",
+                prover.proof(example.method, &self.url(example.path), Some(t), None)
+            ),
+            (Some(t), None) => format!("-H 'Authorization: Bearer {t}' "),
+            (None, _) => String::new(),
+        };
         let body = example
             .body
             .map(|b| format!("-H 'Content-Type: application/json' -d '{b}' "))
             .unwrap_or_default();
-        format!("curl -i {method}{auth}{body}http://{}{}", self.proxy.addr, example.path)
+        format!("curl -i {method}{auth}{body}{}", self.url(example.path))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.proxy.addr)
     }
 
     /// Sends every example request; returns one line per example and whether all matched.
@@ -311,9 +364,16 @@ impl Demo {
         for example in &self.examples {
             let method = http::Method::from_bytes(example.method.as_bytes()).unwrap_or(http::Method::GET);
             let mut request = client.request(method, format!("http://{}{}", self.proxy.addr, example.path));
-            if let Some(token) = &example.token {
-                request = request.bearer_auth(token);
-            }
+            request = match (&example.token, &example.dpop) {
+                (Some(token), Some(prover)) => request
+                    .header(http::header::AUTHORIZATION, format!("DPoP {token}"))
+                    .header(
+                        "dpop",
+                        prover.proof(example.method, &self.url(example.path), Some(token), None),
+                    ),
+                (Some(token), None) => request.bearer_auth(token),
+                (None, _) => request,
+            };
             if let Some(body) = example.body {
                 request = request
                     .header(http::header::CONTENT_TYPE, "application/json")

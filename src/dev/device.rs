@@ -164,12 +164,20 @@ pub(crate) fn grant(
         aud: &aud,
         auth_time,
     };
-    let (access, refresh) =
-        shared.issue_user_tokens(&mut store, family, &grant, client.allows_grant(GRANT_REFRESH_TOKEN));
+    let (access, refresh) = shared.issue_user_tokens(
+        &mut store,
+        family,
+        &grant,
+        client.allows_grant(GRANT_REFRESH_TOKEN),
+        None,
+    );
+    // Device-grant tokens are bearer tokens here: the development server binds a token to a
+    // DPoP key only in the token requests of the other grants.
     Ok(token_response(
         &access,
         &scope,
         refresh.as_deref(),
         shared.access_ttl_secs(),
+        None,
     ))
 }

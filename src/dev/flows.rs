@@ -144,8 +144,8 @@ fn token_error(code: &str, description: &str) -> Resp {
     no_store(oauth_error(StatusCode::BAD_REQUEST, code, description))
 }
 
-fn token_success(shared: &Shared, access: &str, scope: &str, refresh: Option<&str>) -> Resp {
-    token_response(access, scope, refresh, shared.access_ttl_secs())
+fn token_success(shared: &Shared, access: &str, scope: &str, refresh: Option<&str>, jkt: Option<&str>) -> Resp {
+    token_response(access, scope, refresh, shared.access_ttl_secs(), jkt)
 }
 
 /// `POST /oauth/token`.
@@ -172,13 +172,41 @@ pub(crate) fn token(shared: &Shared, headers: &HeaderMap, params: &Params) -> Re
     if !client.allows_grant(grant) {
         return token_error("unauthorized_client", "grant type not allowed for this client");
     }
+    let jkt = match dpop_key(shared, headers) {
+        Ok(jkt) => jkt,
+        Err(description) => return token_error("invalid_dpop_proof", description),
+    };
+    let jkt = jkt.as_deref();
     let result = match grant {
-        GRANT_AUTHORIZATION_CODE => code_grant(shared, &client, params),
-        GRANT_REFRESH_TOKEN => refresh_grant(shared, &client, params),
+        GRANT_AUTHORIZATION_CODE => code_grant(shared, &client, params, jkt),
+        GRANT_REFRESH_TOKEN => refresh_grant(shared, &client, params, jkt),
         GRANT_DEVICE_CODE => super::device::grant(shared, &client, params),
-        _ => client_credentials_grant(shared, &client, params),
+        _ => client_credentials_grant(shared, &client, params, jkt),
     };
     result.unwrap_or_else(|(code, d)| token_error(code, &d))
+}
+
+/// RFC 9449 §5: the thumbprint of the key of a valid `DPoP` proof sent to the token
+/// endpoint, `None` without one.
+fn dpop_key(shared: &Shared, headers: &HeaderMap) -> Result<Option<String>, &'static str> {
+    let mut proofs = headers.get_all("dpop").iter();
+    let proof = match (proofs.next(), proofs.next()) {
+        (None, _) => return Ok(None),
+        (Some(proof), None) => proof.to_str().map_err(|_| "the DPoP proof is malformed")?,
+        (Some(_), Some(_)) => return Err("only one DPoP proof may be sent"),
+    };
+    let uri = shared.url("/oauth/token");
+    let target = crate::token::dpop::ProofTarget {
+        method: "POST",
+        uri: &uri,
+        token: None,
+    };
+    let now = u64::try_from(now_unix()).unwrap_or_default();
+    shared
+        .proofs
+        .check(proof, &target, now)
+        .map(Some)
+        .map_err(crate::token::error::ProofError::description)
 }
 
 type GrantResult = Result<Resp, (&'static str, String)>;
@@ -195,7 +223,7 @@ fn narrow_resources(params: &Params, granted: &[String]) -> Result<Vec<String>, 
     Ok(requested.into_iter().map(str::to_owned).collect())
 }
 
-fn code_grant(shared: &Shared, client: &RegisteredClient, params: &Params) -> GrantResult {
+fn code_grant(shared: &Shared, client: &RegisteredClient, params: &Params, jkt: Option<&str>) -> GrantResult {
     let code = one(params, "code")?.ok_or(("invalid_request", "code is required".to_owned()))?;
     let redirect_uri = one(params, "redirect_uri")?;
     let verifier = one(params, "code_verifier")?;
@@ -250,12 +278,17 @@ fn code_grant(shared: &Shared, client: &RegisteredClient, params: &Params) -> Gr
         aud: &aud,
         auth_time,
     };
-    let (access, refresh) =
-        shared.issue_user_tokens(&mut store, family, &grant, client.allows_grant(GRANT_REFRESH_TOKEN));
-    Ok(token_success(shared, &access, &scope, refresh.as_deref()))
+    let (access, refresh) = shared.issue_user_tokens(
+        &mut store,
+        family,
+        &grant,
+        client.allows_grant(GRANT_REFRESH_TOKEN),
+        jkt,
+    );
+    Ok(token_success(shared, &access, &scope, refresh.as_deref(), jkt))
 }
 
-fn refresh_grant(shared: &Shared, client: &RegisteredClient, params: &Params) -> GrantResult {
+fn refresh_grant(shared: &Shared, client: &RegisteredClient, params: &Params, jkt: Option<&str>) -> GrantResult {
     let presented = one(params, "refresh_token")?.ok_or(("invalid_request", "refresh_token is required".to_owned()))?;
     let requested_scope = one(params, "scope")?;
     let invalid = |d: &str| Err(("invalid_grant", d.to_owned()));
@@ -304,6 +337,7 @@ fn refresh_grant(shared: &Shared, client: &RegisteredClient, params: &Params) ->
             family: Some(family),
             auth_time: Some(auth_time),
             extra: None,
+            jkt,
         },
     );
     // RFC 6749 §6: the new refresh token keeps the original scope.
@@ -315,10 +349,15 @@ fn refresh_grant(shared: &Shared, client: &RegisteredClient, params: &Params) ->
         auth_time,
     };
     let refresh = shared.issue_refresh(&mut store, family, &template);
-    Ok(token_success(shared, &access, &access_scope, Some(&refresh)))
+    Ok(token_success(shared, &access, &access_scope, Some(&refresh), jkt))
 }
 
-fn client_credentials_grant(shared: &Shared, client: &RegisteredClient, params: &Params) -> GrantResult {
+fn client_credentials_grant(
+    shared: &Shared,
+    client: &RegisteredClient,
+    params: &Params,
+    jkt: Option<&str>,
+) -> GrantResult {
     if !client.is_confidential() {
         return Err((
             "unauthorized_client",
@@ -348,7 +387,8 @@ fn client_credentials_grant(shared: &Shared, client: &RegisteredClient, params: 
             family: None,
             auth_time: None,
             extra: None,
+            jkt,
         },
     );
-    Ok(token_success(shared, &access, &scope, None))
+    Ok(token_success(shared, &access, &scope, None, jkt))
 }

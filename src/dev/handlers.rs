@@ -170,6 +170,8 @@ fn metadata(shared: &Shared) -> Value {
         "revocation_endpoint_auth_methods_supported": [AUTH_NONE, AUTH_BASIC, AUTH_POST],
         "introspection_endpoint_auth_methods_supported": [AUTH_BASIC, AUTH_POST],
         "code_challenge_methods_supported": ["S256"],
+        // RFC 9449 §5.1
+        "dpop_signing_alg_values_supported": shared.proofs.config().algorithm_names(),
         // RFC 9207
         "authorization_response_iss_parameter_supported": true,
         // Not a registered metadata name: an informational hint that RFC 8707
@@ -251,6 +253,11 @@ fn introspect(shared: &Shared, headers: &HeaderMap, params: &Params) -> Resp {
                     .filter(|(k, _)| *k != "active")
                     .map(|(k, v)| (k.clone(), v.clone())),
             );
+        }
+        // RFC 9449 §6.2: a DPoP-bound token is introspected with its binding.
+        if let (Some(jkt), Some(obj)) = (&r.jkt, body.as_object_mut()) {
+            obj.insert("token_type".into(), json!("DPoP"));
+            obj.insert("cnf".into(), json!({ "jkt": jkt }));
         }
         body
     } else if let Some(r) = store.active_refresh(token) {

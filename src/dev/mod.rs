@@ -10,7 +10,8 @@
 //!   resource indicators, auto-approved for a fixed development user,
 //! * refresh tokens with rotation and family revocation on reuse,
 //! * the client-credentials grant and the device authorization grant (RFC 8628),
-//! * RFC 9068 JWT access tokens (or opaque tokens),
+//! * RFC 9068 JWT access tokens (or opaque tokens), DPoP-bound (RFC 9449) when the token
+//!   request carries a proof,
 //! * RFC 7009 revocation, RFC 7662 introspection and a userinfo endpoint,
 //! * fault injection and request counters for outage tests.
 //!
@@ -18,13 +19,15 @@
 //! no login, approves every request and only listens on loopback unless told
 //! otherwise.
 //!
-//! [`mint`] builds arbitrary (including hostile) compact JWS tokens for tests.
+//! [`mint`] builds arbitrary (including hostile) compact JWS tokens for tests;
+//! [`DpopProver`] signs DPoP proofs, valid or not.
 //!
 //! Compiled only with the `dev` cargo feature (on by default); the production build
 //! (`--no-default-features`, the container image) leaves all of it out.
 
 // Imports run one way: server → handlers → flows → device → (client_auth, registration) →
-// (respond, state) → (bounded, config, mint) → keys → error; `cli` and `demo` sit on top.
+// (respond, state) → (bounded, config, mint) → keys → error; `proof` uses state, mint and
+// keys; `cli` and `demo` sit on top.
 mod bounded;
 pub mod cli;
 mod client_auth;
@@ -36,6 +39,7 @@ mod flows;
 mod handlers;
 mod keys;
 mod mint;
+mod proof;
 mod registration;
 mod respond;
 mod server;
@@ -45,5 +49,6 @@ pub use config::{DevIssuerConfig, Endpoint, Fault};
 pub use error::DevError;
 pub use keys::{KeyAlg, SigningKey, b64url};
 pub use mint::{AccessTokenRequest, mint, mint_segments, mint_unsigned, sign_segments};
+pub use proof::DpopProver;
 pub use server::DevIssuer;
 pub use state::{ClientRegistration, RegisteredClient};

@@ -25,9 +25,17 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Resp {
 }
 
 /// RFC 6749 §5.1: a bearer token response.
-pub(crate) fn token_response(access: &str, scope: &str, refresh: Option<&str>, expires_in: i64) -> Resp {
+pub(crate) fn token_response(
+    access: &str,
+    scope: &str,
+    refresh: Option<&str>,
+    expires_in: i64,
+    jkt: Option<&str>,
+) -> Resp {
+    // RFC 9449 §5: a token bound to the proof's key is of type `DPoP`.
+    let token_type = if jkt.is_some() { "DPoP" } else { "Bearer" };
     let mut body = json!({
-        "access_token": access, "token_type": "Bearer",
+        "access_token": access, "token_type": token_type,
         "expires_in": expires_in, "scope": scope,
     });
     if let (Some(r), Some(obj)) = (refresh, body.as_object_mut()) {

@@ -85,6 +85,7 @@ impl DevIssuer {
             store: std::sync::Mutex::new(Store::new()),
             counters: std::array::from_fn(|_| AtomicU64::new(0)),
             fault: std::sync::Mutex::new(Fault::None),
+            proofs: crate::token::dpop::ProofVerifier::new(&crate::token::config::sender::DpopConfig::default(), None),
         });
         let running = spawn_accept_loop(shared.clone(), listener);
         Ok(Self {
@@ -209,6 +210,7 @@ impl DevIssuer {
                 family: None,
                 auth_time: None,
                 extra: Some(&req.extra_claims),
+                jkt: None,
             },
         )
     }

@@ -190,6 +190,8 @@ pub(crate) struct AccessRecord {
     /// An opaque token's extra claims, which introspection answers with (RFC 7662 §2.2
     /// allows members beyond its own); a JWT carries its own.
     pub extra: Map<String, Value>,
+    /// RFC 9449 §6: the thumbprint of the DPoP key the token is bound to.
+    pub jkt: Option<String>,
 }
 
 /// An issued refresh token.
@@ -317,6 +319,8 @@ pub(crate) struct Shared {
     pub store: Mutex<Store>,
     pub counters: [AtomicU64; ENDPOINT_COUNT],
     pub fault: Mutex<Fault>,
+    /// Checks DPoP proofs sent to the token endpoint (RFC 9449 §5).
+    pub proofs: crate::token::dpop::ProofVerifier,
 }
 
 /// What an access token is issued for.
@@ -329,6 +333,8 @@ pub(crate) struct AccessGrant<'a> {
     pub family: Option<u64>,
     pub auth_time: Option<i64>,
     pub extra: Option<&'a Map<String, Value>>,
+    /// RFC 9449 §6.1: bind the token to this DPoP key thumbprint (`cnf.jkt`).
+    pub jkt: Option<&'a str>,
 }
 
 impl Shared {
@@ -388,6 +394,9 @@ impl Shared {
             if let (Some(at), Some(obj)) = (g.auth_time, claims.as_object_mut()) {
                 obj.insert("auth_time".into(), json!(at));
             }
+            if let (Some(jkt), Some(obj)) = (g.jkt, claims.as_object_mut()) {
+                obj.insert("cnf".into(), json!({ "jkt": jkt }));
+            }
             if let (Some(extra), Some(obj)) = (g.extra, claims.as_object_mut()) {
                 for (k, v) in extra {
                     obj.insert(k.clone(), v.clone());
@@ -412,6 +421,7 @@ impl Shared {
                     (true, Some(extra)) => extra.clone(),
                     _ => Map::new(),
                 },
+                jkt: g.jkt.map(str::to_owned),
             },
         );
         token
@@ -447,6 +457,7 @@ impl Shared {
         family: u64,
         grant: &RefreshTemplate<'_>,
         refreshable: bool,
+        jkt: Option<&str>,
     ) -> (String, Option<String>) {
         let access = self.issue_access(
             store,
@@ -459,6 +470,7 @@ impl Shared {
                 family: Some(family),
                 auth_time: Some(grant.auth_time),
                 extra: None,
+                jkt,
             },
         );
         let refresh = refreshable.then(|| self.issue_refresh(store, family, grant));

@@ -22,6 +22,8 @@ use crate::error::{ChallengeContext, ProxyError};
 use crate::mcp::rules::InspectionError;
 use crate::metrics::Metrics;
 use crate::policy::{Access, RouteSpec};
+use crate::token::binding::Presented;
+use crate::token::config::sender::DpopMode;
 use crate::token::error::{AuthError, InvalidReason};
 use crate::token::{Authenticator, Principal};
 use phrasing::methods_text;
@@ -92,6 +94,7 @@ pub async fn explain_request(loaded: &Loaded, request: &RequestSpec, credentials
         requirement: None,
         needs: None,
         bound_audience: None,
+        dpop: None,
         tool_rules: Vec::new(),
         claim_rules: Vec::new(),
         dry_run: false,
@@ -148,13 +151,17 @@ pub async fn explain_request(loaded: &Loaded, request: &RequestSpec, credentials
                 realm: &config.auth.realm,
                 resource_metadata: decision.resource_metadata(config),
                 route_scopes: route_scopes.as_deref(),
+                dpop: config.tokens.dpop.challenge(decision.dpop_mode(config)),
+                scheme: decision.scheme,
             };
             let response = denial.clone().into_response(&ctx);
-            out.www_authenticate = response
+            let challenges: Vec<&str> = response
                 .headers()
-                .get(http::header::WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+                .get_all(http::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            out.www_authenticate = (!challenges.is_empty()).then(|| challenges.join(", "));
             out.decision = refused(denial, &out);
             if let ProxyError::BadPath(e) = denial {
                 out.canonical = Some(Err(format!("{}: {e}", e.code())));
@@ -225,6 +232,7 @@ impl ExplainInputs {
                         audiences: issuer.audiences.clone(),
                         claims: Default::default(),
                         expires_at: u64::MAX,
+                        confirmation: None,
                     })
                 })
                 .ok_or(unknown),
@@ -253,7 +261,11 @@ impl ExplainInputs {
 }
 
 impl Inputs for ExplainInputs {
-    async fn authenticate(&mut self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, AuthError> {
+    async fn authenticate(
+        &mut self,
+        presented: &Presented<'_>,
+        digest: &[u8; 32],
+    ) -> Result<Arc<Principal>, AuthError> {
         let Some((authenticator, _)) = &self.authenticator else {
             return self.principal.clone();
         };
@@ -262,7 +274,7 @@ impl Inputs for ExplainInputs {
         while !authenticator.is_ready() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        authenticator.authenticate(token, digest).await
+        authenticator.authenticate_presented(presented, digest, None).await
     }
 
     async fn body(&mut self, limit: usize, _timeout: Duration) -> Result<Bytes, InspectionError> {
@@ -279,6 +291,15 @@ fn describe_route(loaded: &Loaded, decision: &crate::decision::Decision<'_>, out
     }
     out.dry_run = decision.dry_run;
     out.bound_audience = decision.bound_audience().map(str::to_string);
+    out.dpop = match loaded.config.tokens.dpop.challenge(decision.dpop_mode(&loaded.config)) {
+        Some((DpopMode::Required, algs)) if decision.needs_token() => Some(format!(
+            "DPoP required: Authorization: DPoP with a DPoP-bound token and a proof signed with one of {algs}"
+        )),
+        Some((_, algs)) if decision.needs_token() => Some(format!(
+            "DPoP allowed: a bearer token, or a DPoP-bound token with a proof signed with one of {algs}"
+        )),
+        _ => None,
+    };
     out.tool_rules = decision.mcp.map(tool_rule_lines).unwrap_or_default();
     out.claim_rules = decision
         .route_spec()

@@ -91,6 +91,8 @@ pub struct Explanation {
     pub needs: Option<String>,
     /// RFC 8707: the audience a token must carry on this (MCP) route.
     pub bound_audience: Option<String>,
+    /// Where the route takes DPoP-bound tokens (RFC 9449): what it asks of them.
+    pub dpop: Option<String>,
     /// The route's MCP tool rules, as `check` prints them.
     pub tool_rules: Vec<String>,
     /// The route's claim rules, as `check` prints them (all of them must hold).
@@ -142,6 +144,9 @@ impl fmt::Display for Explanation {
         }
         if let Some(audience) = &self.bound_audience {
             writeln!(f, "audience:    the token's aud must include {audience} (RFC 8707)")?;
+        }
+        if let Some(dpop) = &self.dpop {
+            writeln!(f, "dpop:        {dpop}")?;
         }
         for rule in &self.tool_rules {
             writeln!(f, "tool rule:   {rule}")?;

@@ -30,6 +30,7 @@ use crate::mcp::rules::InspectionError;
 use crate::proxy::ProxyInputs;
 use crate::record::{RequestRecord, Via, body_may_go_unread};
 use crate::token::Principal;
+use crate::token::binding::Presented;
 use crate::token::error::AuthError;
 use config::Ingress;
 use original::{ENVOY_PARTIAL_BODY, Original, OriginalError};
@@ -149,8 +150,12 @@ struct ForwardedInputs<'a> {
 }
 
 impl Inputs for ForwardedInputs<'_> {
-    async fn authenticate(&mut self, token: &str, digest: &[u8; 32]) -> Result<Arc<Principal>, AuthError> {
-        self.inner.authenticate(token, digest).await
+    async fn authenticate(
+        &mut self,
+        presented: &Presented<'_>,
+        digest: &[u8; 32],
+    ) -> Result<Arc<Principal>, AuthError> {
+        self.inner.authenticate(presented, digest).await
     }
 
     async fn body(&mut self, limit: usize, timeout: Duration) -> Result<Bytes, InspectionError> {

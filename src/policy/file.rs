@@ -9,6 +9,7 @@ use super::scopes::{Scope, ScopeRequirement};
 use super::table::{Access, EnforcementMode, PathPattern, RouteSpec};
 use crate::config::problems::Issues;
 use crate::mcp::rules::FileMcpRule;
+use crate::token::config::sender::DpopMode;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +32,9 @@ pub struct FileRoute {
     /// Overrides `auth.mode` for this route.
     #[serde(default)]
     pub mode: Option<EnforcementMode>,
+    /// Overrides `dpop.mode` for this route: `off`, `allowed` or `required` (RFC 9449).
+    #[serde(default)]
+    pub dpop: Option<DpopMode>,
     /// An MCP endpoint: metadata, audience binding and `mcp_rule`s apply (see `[mcp]`).
     #[serde(default)]
     pub mcp: bool,
@@ -129,6 +133,7 @@ impl RouteSpec {
             access,
             allow_upgrade: file.allow_upgrade,
             mode: file.mode,
+            dpop: file.dpop,
             index,
             claim_rules,
             bypass_preflight: file.bypass_preflight,

@@ -162,6 +162,8 @@ pub struct RouteSpec {
     pub allow_upgrade: bool,
     /// `None`: the global `auth.mode` applies.
     pub mode: Option<EnforcementMode>,
+    /// `None`: the global `dpop.mode` applies.
+    pub dpop: Option<crate::token::config::sender::DpopMode>,
     /// Position in the file: breaks specificity ties.
     pub index: usize,
     /// Tests on the verified claims, all of which must hold (after the scopes).
@@ -315,6 +317,7 @@ mod tests {
             any_scopes: vec![],
             allow_upgrade: false,
             mode: None,
+            dpop: None,
             mcp: false,
             mcp_resource: None,
             mcp_rules: vec![],

@@ -31,6 +31,16 @@ pub struct ResourceDocument {
 }
 
 impl ResourceDocument {
+    /// Adds RFC 9728 §2 `dpop_signing_alg_values_supported` and
+    /// `dpop_bound_access_tokens_required` to the document (RFC 9449 §5.1 for the names).
+    pub fn advertise_dpop(&mut self, algorithms: &[&str], required: bool) {
+        if let Ok(serde_json::Value::Object(mut doc)) = serde_json::from_slice(&self.body) {
+            doc.insert("dpop_signing_alg_values_supported".into(), algorithms.into());
+            doc.insert("dpop_bound_access_tokens_required".into(), required.into());
+            self.body = Bytes::from(serde_json::Value::Object(doc).to_string());
+        }
+    }
+
     /// The document of `resource` (already checked to parse as `url`), at the location RFC 9728
     /// §3.1 gives it: the well-known suffix inserted between the origin and the path, a
     /// trailing `/` of the path dropped.

@@ -1,19 +1,42 @@
-//! Reading the bearer token from a request (RFC 6750 §2.1). Tokens are taken from the
-//! `Authorization` header only: never from the query string or a form body.
+//! Reading the token from a request (RFC 6750 §2.1, RFC 9449 §7.1). Tokens are taken from
+//! the `Authorization` header only: never from the query string or a form body.
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 use crate::token::error::{AuthError, MalformedHeader};
 
+/// The authentication scheme the token was sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    /// RFC 9449 §7.1.
+    Dpop,
+}
+
 /// The token of a well-formed `Authorization: Bearer <token68>` header, `None` when the
 /// request carries no bearer credentials at all.
 ///
 /// # Errors
-/// [`AuthError::Malformed`] (400) for several `Authorization` headers, a malformed bearer header,
-/// or a header token alongside an `access_token` query parameter (RFC 6750 §2: a client
-/// must not use more than one method).
+/// As [`credentials`].
 pub fn bearer_token<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<Option<&'a str>, AuthError> {
+    Ok(credentials(headers, query, false)?.map(|(_, token)| token))
+}
+
+/// The scheme and token of a well-formed `Authorization: Bearer <token68>` header, or with
+/// `dpop`, `Authorization: DPoP <token68>` (RFC 9449 §7.1); `None` when the request carries
+/// no such credentials at all (another scheme is not a credential here: the client gets the
+/// plain challenge that tells it what is expected).
+///
+/// # Errors
+/// [`AuthError::Malformed`] (400) for several `Authorization` headers, a malformed header of
+/// an accepted scheme, or a header token alongside an `access_token` query parameter (RFC 6750
+/// §2: a client must not use more than one method).
+pub fn credentials<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&str>,
+    dpop: bool,
+) -> Result<Option<(Scheme, &'a str)>, AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         // A query-only token counts as no credentials: it is never read.
@@ -28,17 +51,23 @@ pub fn bearer_token<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<O
     if value.trim().is_empty() {
         return Err(AuthError::Malformed(MalformedHeader::Malformed));
     }
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    // `Bearer<TAB>token` and the like: meant as a bearer credential, but malformed.
-    let looks_bearer = scheme.len() > 6 && scheme.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("bearer"));
-    if looks_bearer && !scheme[6..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(AuthError::Malformed(MalformedHeader::Malformed));
+    let (written, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let accepted: &[(&str, Scheme)] = if dpop {
+        &[("bearer", Scheme::Bearer), ("dpop", Scheme::Dpop)]
+    } else {
+        &[("bearer", Scheme::Bearer)]
+    };
+    for (name, _) in accepted {
+        // `Bearer<TAB>token` and the like: meant as such a credential, but malformed.
+        let n = name.len();
+        let looks_like = written.len() > n && written.get(..n).is_some_and(|p| p.eq_ignore_ascii_case(name));
+        if looks_like && !written[n..].starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(AuthError::Malformed(MalformedHeader::Malformed));
+        }
     }
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        // Another scheme (Basic, DPoP, ...) is not a bearer credential: the client gets the
-        // plain challenge that tells it what is expected.
+    let Some((_, scheme)) = accepted.iter().find(|(name, _)| written.eq_ignore_ascii_case(name)) else {
         return Ok(None);
-    }
+    };
     let token = rest.trim_start_matches(' ');
     if !is_token68(token) {
         return Err(AuthError::Malformed(MalformedHeader::Malformed));
@@ -46,7 +75,7 @@ pub fn bearer_token<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<O
     if query.is_some_and(has_access_token_param) {
         return Err(AuthError::Malformed(MalformedHeader::TokenInHeaderAndQuery));
     }
-    Ok(Some(token))
+    Ok(Some((*scheme, token)))
 }
 
 /// RFC 7235 §2.1 `token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
@@ -84,6 +113,21 @@ mod tests {
             Ok(Some("abc.def-_~+/=="))
         );
         assert_eq!(bearer_token(&headers(&["bearer abc"]), None), Ok(Some("abc")));
+    }
+
+    #[test]
+    fn dpop_scheme_only_where_accepted() {
+        let dpop = headers(&["DPoP abc"]);
+        assert_eq!(credentials(&dpop, None, true), Ok(Some((Scheme::Dpop, "abc"))));
+        assert_eq!(credentials(&dpop, None, false), Ok(None));
+        assert_eq!(
+            credentials(&headers(&["bearer abc"]), None, true),
+            Ok(Some((Scheme::Bearer, "abc")))
+        );
+        assert!(matches!(
+            credentials(&headers(&["DPoP\tabc"]), None, true),
+            Err(AuthError::Malformed(_))
+        ));
     }
 
     #[test]

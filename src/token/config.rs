@@ -12,9 +12,11 @@ use crate::tls::config::compile_ca_file;
 use crate::token::jwk::Algorithm;
 
 mod introspection;
+pub mod sender;
 mod token_shape;
 use introspection::compile_introspection;
 pub use introspection::{ClientAuthMethod, FileIntrospection, IntrospectionConfig, Secret};
+use sender::{CertBindingConfig, DpopConfig};
 use token_shape::{compile_accepted_typ, compile_scope_claims, typ_caution};
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +198,10 @@ pub struct TokenConfig {
     /// Claims kept on a cached principal besides the standard ones: those mapped to identity
     /// headers. Everything else is dropped, so a cache entry stays small.
     pub retained_claims: Vec<String>,
+    /// `[dpop]`: how DPoP proofs are checked.
+    pub dpop: DpopConfig,
+    /// `[cert_binding]`: where a certificate-bound token's client certificate comes from.
+    pub cert_binding: CertBindingConfig,
 }
 
 impl TokenConfig {
@@ -225,6 +231,8 @@ impl TokenConfig {
             cache_ttl: issues.duration("token.cache_ttl", &settings.cache_ttl, Duration::from_secs(300)),
             introspection_cache_max_entries: settings.introspection_cache_max_entries.max(1),
             retained_claims: Vec::new(),
+            dpop: DpopConfig::default(),
+            cert_binding: CertBindingConfig::default(),
         }
     }
 }

@@ -3,6 +3,8 @@
 //! (`crate::error`), and its [`AuthError::reason`] is the stable label metrics and the access
 //! log carry (`docs/metrics.md` lists them).
 
+use base64::Engine as _;
+
 use super::jws::TokenError;
 
 /// Why a request was not authenticated.
@@ -20,6 +22,10 @@ pub enum AuthError {
     /// The authorization server could not be consulted: the token may well be fine (503).
     #[error("authorization server unavailable: {}", .0.label())]
     Unavailable(UnavailableReason),
+    /// The DPoP proof sent with a DPoP-bound token is not acceptable (401 RFC 9449 §7.1
+    /// `invalid_dpop_proof`, or §8 `use_dpop_nonce`).
+    #[error("DPoP proof refused: {}", .0.label())]
+    Proof(ProofError),
 }
 
 impl AuthError {
@@ -30,6 +36,7 @@ impl AuthError {
             AuthError::Malformed(reason) => reason.label(),
             AuthError::Invalid(reason) => reason.label(),
             AuthError::Unavailable(reason) => reason.label(),
+            AuthError::Proof(error) => error.label(),
         }
     }
 
@@ -50,7 +57,6 @@ impl AuthError {
                 I::NotYetValid,
                 I::IssuedInFuture,
                 I::WrongTokenType,
-                I::SenderConstrained,
                 I::InvalidClaim,
             ]
             .map(InvalidReason::Inactive),
@@ -64,6 +70,8 @@ impl AuthError {
             ]
             .map(AuthError::Invalid),
         );
+        all.extend(BindingError::ALL.map(|b| AuthError::Invalid(InvalidReason::Binding(b))));
+        all.extend(ProofError::ALL.map(AuthError::Proof));
         // Not `AsMetadataUnavailable`: it refuses a metadata request, never a token.
         all.extend(
             [
@@ -141,6 +149,8 @@ pub enum InvalidReason {
     WrongResource,
     /// Revoked through the admin plane (`POST /cache/evict`) and not yet expired.
     Revoked,
+    /// A sender-constrained token whose binding this request does not satisfy.
+    Binding(BindingError),
 }
 
 impl InvalidReason {
@@ -151,6 +161,7 @@ impl InvalidReason {
             InvalidReason::UnknownIssuer => "unknown_issuer",
             InvalidReason::WrongResource => "wrong_resource",
             InvalidReason::Revoked => "revoked",
+            InvalidReason::Binding(error) => error.label(),
         }
     }
 
@@ -162,7 +173,157 @@ impl InvalidReason {
             InvalidReason::UnknownIssuer => "the token was not issued by a trusted issuer",
             InvalidReason::WrongResource => "the token was not issued for this resource",
             InvalidReason::Revoked => "the token has been revoked",
+            InvalidReason::Binding(error) => error.description(),
         }
+    }
+}
+
+/// Why a sender-constrained token was refused besides its proof (401 `invalid_token`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BindingError {
+    /// A token bound to a DPoP key (or to something scopegate cannot check) sent as a
+    /// bearer token: a stolen copy replayed without its key.
+    BearerUse,
+    /// The proof's key is not the one the token is bound to (`cnf.jkt`).
+    DpopKeyMismatch,
+    /// `Authorization: DPoP` with a token that has no `cnf.jkt`.
+    DpopTokenNotBound,
+    /// A bearer token on a route that requires DPoP.
+    DpopRequired,
+    /// A certificate-bound token without a client certificate.
+    CertificateMissing,
+    /// The client certificate is not the one the token is bound to (`cnf.x5t#S256`).
+    CertificateMismatch,
+}
+
+impl BindingError {
+    pub const ALL: [BindingError; 6] = [
+        BindingError::BearerUse,
+        BindingError::DpopKeyMismatch,
+        BindingError::DpopTokenNotBound,
+        BindingError::DpopRequired,
+        BindingError::CertificateMissing,
+        BindingError::CertificateMismatch,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            BindingError::BearerUse => "sender_constrained",
+            BindingError::DpopKeyMismatch => "dpop_binding_mismatch",
+            BindingError::DpopTokenNotBound => "dpop_token_not_bound",
+            BindingError::DpopRequired => "dpop_required",
+            BindingError::CertificateMissing => "cert_missing",
+            BindingError::CertificateMismatch => "cert_binding_mismatch",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            BindingError::BearerUse => "The token is bound to a proof of possession",
+            BindingError::DpopKeyMismatch => "The DPoP proof key is not the key the token is bound to",
+            BindingError::DpopTokenNotBound => "The token is not bound to a DPoP key",
+            BindingError::DpopRequired => "This resource requires a DPoP-bound token",
+            BindingError::CertificateMissing => "The token is bound to a client certificate",
+            BindingError::CertificateMismatch => "The client certificate is not the one the token is bound to",
+        }
+    }
+
+    /// Whether the refusal is about DPoP (answered with a `DPoP` challenge).
+    pub fn is_dpop(self) -> bool {
+        matches!(
+            self,
+            BindingError::DpopKeyMismatch | BindingError::DpopTokenNotBound | BindingError::DpopRequired
+        )
+    }
+}
+
+/// Why a DPoP proof was refused (RFC 9449 §7.1 `invalid_dpop_proof`, or §8 `use_dpop_nonce`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProofError {
+    /// `Authorization: DPoP` without a `DPoP` header.
+    Missing,
+    /// Several `DPoP` headers (RFC 9449 §4.3 step 1), or a proof that is not a well-formed
+    /// compact JWS with `typ` `dpop+jwt`, an accepted `alg`, a public `jwk` and the claims.
+    Invalid,
+    /// The signature does not verify with the proof's own key.
+    BadSignature,
+    /// `htm` is not the request method.
+    MethodMismatch,
+    /// `htu` is not the request URI.
+    UriMismatch,
+    /// `ath` is not the hash of the access token sent with it.
+    TokenHashMismatch,
+    /// `iat` is outside the accepted window.
+    Stale,
+    /// The `jti` was seen within the window: a replayed proof.
+    Replay,
+    /// A nonce is required and the proof has none, or an old or foreign one; the answer
+    /// carries a fresh one.
+    UseNonce(Nonce),
+}
+
+impl ProofError {
+    /// Stable code for metrics and the access log.
+    pub fn label(self) -> &'static str {
+        match self {
+            ProofError::Missing => "dpop_proof_missing",
+            ProofError::Invalid => "dpop_proof_invalid",
+            ProofError::BadSignature => "dpop_bad_signature",
+            ProofError::MethodMismatch => "dpop_htm_mismatch",
+            ProofError::UriMismatch => "dpop_htu_mismatch",
+            ProofError::TokenHashMismatch => "dpop_ath_mismatch",
+            ProofError::Stale => "dpop_proof_stale",
+            ProofError::Replay => "dpop_replay",
+            ProofError::UseNonce(_) => "dpop_nonce_required",
+        }
+    }
+
+    /// Fixed text for `error_description`.
+    pub fn description(self) -> &'static str {
+        match self {
+            ProofError::Missing => "A DPoP proof is required with a DPoP-bound token",
+            ProofError::Invalid => "The DPoP proof is malformed",
+            ProofError::BadSignature => "The DPoP proof signature is invalid",
+            ProofError::MethodMismatch => "The DPoP proof is for another method",
+            ProofError::UriMismatch => "The DPoP proof is for another URI",
+            ProofError::TokenHashMismatch => "The DPoP proof is for another access token",
+            ProofError::Stale => "The DPoP proof is too old or from the future",
+            ProofError::Replay => "The DPoP proof was already used",
+            ProofError::UseNonce(_) => "Resource server requires nonce in DPoP proof",
+        }
+    }
+
+    /// Every kind, with a placeholder nonce (metric registration).
+    pub const ALL: [ProofError; 9] = [
+        ProofError::Missing,
+        ProofError::Invalid,
+        ProofError::BadSignature,
+        ProofError::MethodMismatch,
+        ProofError::UriMismatch,
+        ProofError::TokenHashMismatch,
+        ProofError::Stale,
+        ProofError::Replay,
+        ProofError::UseNonce(Nonce([0; NONCE_BYTES])),
+    ];
+}
+
+pub(crate) const NONCE_BYTES: usize = 24;
+
+/// A server nonce (RFC 9449 §8): the time window it was made in and an HMAC of it, so any
+/// instance holding the key verifies it without remembering it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Nonce(pub(crate) [u8; NONCE_BYTES]);
+
+impl std::fmt::Debug for Nonce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Nonce(..)")
+    }
+}
+
+impl Nonce {
+    /// The `DPoP-Nonce` header value: base64url, so a valid `NQCHAR` string.
+    pub fn encoded(&self) -> String {
+        super::jwk::B64URL.encode(self.0)
     }
 }
 
@@ -183,8 +344,6 @@ pub enum InactiveReason {
     IssuedInFuture,
     /// `token_type` is not an access token type (RFC 6749 §7.1).
     WrongTokenType,
-    /// `cnf` binds the token to a key (RFC 7800): never accepted as a bearer token.
-    SenderConstrained,
     /// A member has the wrong JSON type.
     InvalidClaim,
 }
@@ -199,7 +358,6 @@ impl InactiveReason {
             InactiveReason::NotYetValid => "not_yet_valid",
             InactiveReason::IssuedInFuture => "issued_in_future",
             InactiveReason::WrongTokenType => "wrong_token_type",
-            InactiveReason::SenderConstrained => "sender_constrained",
             InactiveReason::InvalidClaim => "invalid_claim",
         }
     }

@@ -27,7 +27,7 @@ use crate::token::config::{ClientAuthMethod, IntrospectionConfig, IssuerConfig};
 use crate::token::discovery::IssuerDiscovery;
 use crate::token::error::{AuthError, InactiveReason, UnavailableReason};
 use crate::token::jws::{TokenError, check_time_claims};
-use crate::token::principal::Principal;
+use crate::token::principal::{Principal, confirmation};
 
 /// Client addresses whose new-token budget is remembered; beyond that, the least recently
 /// seen are forgotten (and start again with a full bucket).
@@ -320,12 +320,11 @@ pub fn interpret(body: &Map<String, Value>, expected: &Expected<'_>, now: u64) -
         Ok(times) => times.exp,
         Err(error) => return Ok(Answer::Inactive(inactive_for(error))),
     };
-    // RFC 7662 §2.2: token_type as in RFC 6749 §7.1; refresh tokens are not access tokens.
+    // RFC 7662 §2.2: token_type as in RFC 6749 §7.1 (`DPoP`: RFC 9449 §6.2); refresh tokens
+    // are not access tokens.
     if let Some(kind) = body.get("token_type") {
-        let ok = kind
-            .as_str()
-            .is_some_and(|k| k.eq_ignore_ascii_case("bearer") || k.eq_ignore_ascii_case("access_token"));
-        if !ok {
+        let kind = kind.as_str().map(str::to_ascii_lowercase);
+        if !matches!(kind.as_deref(), Some("bearer" | "access_token" | "dpop")) {
             return Ok(Answer::Inactive(InactiveReason::WrongTokenType));
         }
     }
@@ -337,11 +336,11 @@ pub fn interpret(body: &Map<String, Value>, expected: &Expected<'_>, now: u64) -
     {
         return Ok(Answer::Inactive(InactiveReason::WrongTokenType));
     }
-    // RFC 7662 §2.2 `cnf` (RFC 9449 §6.2, RFC 8705 §3.2): bound to a key, so only good with a
-    // proof of possession that a bearer request does not carry.
-    if body.contains_key("cnf") {
-        return Ok(Answer::Inactive(InactiveReason::SenderConstrained));
-    }
+    // RFC 7662 §2.2 `cnf` (RFC 9449 §6.2, RFC 8705 §3.2): bound to a key or certificate, so
+    // only good with a proof of possession; read here, checked per request (`token::binding`).
+    let Ok(confirmation) = confirmation(body) else {
+        return Ok(Answer::Inactive(InactiveReason::InvalidClaim));
+    };
     let aud: Vec<String> = match body.get("aud") {
         None => Vec::new(),
         Some(Value::String(a)) => vec![a.clone()],
@@ -367,6 +366,7 @@ pub fn interpret(body: &Map<String, Value>, expected: &Expected<'_>, now: u64) -
         // Every member for now; the authenticator keeps only what is read before caching.
         claims: body.clone().into(),
         expires_at: exp.unwrap_or(u64::MAX),
+        confirmation,
     })))
 }
 
@@ -470,9 +470,14 @@ mod tests {
             "invalid_claim"
         );
         assert_eq!(
-            inactive_reason(json!({"active": true, "aud": "api", "cnf": {"jkt": "0ZcOCORZNYy"}})),
-            "sender_constrained"
+            inactive_reason(json!({"active": true, "aud": "api", "cnf": "0ZcOCORZNYy"})),
+            "invalid_claim",
+            "a cnf that cannot be read is not ignored"
         );
+        assert!(matches!(
+            check(json!({"active": true, "aud": "api", "token_type": "DPoP", "cnf": {"jkt": "x"}})),
+            Ok(Answer::Active(p)) if p.confirmation.as_ref().and_then(|c| c.jkt.as_deref()) == Some("x")
+        ));
     }
 
     #[test]

@@ -463,7 +463,7 @@ fn warning_kid(entry: &Value) -> Option<String> {
 }
 
 /// Validates one JWK (RFC 7517 §4) and builds its verifying key.
-fn parse_jwk(entry: &Value) -> Result<VerifyingKey, &'static str> {
+pub(crate) fn parse_jwk(entry: &Value) -> Result<VerifyingKey, &'static str> {
     let obj = entry.as_object().ok_or("JWK is not a JSON object")?;
     let kid = match obj.get("kid") {
         None => None,

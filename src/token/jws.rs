@@ -35,6 +35,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::jwk::{Algorithm, KeyLookup, KeySet, VerifyingKey, b64url_decode};
+use super::principal::{Confirmation, confirmation};
 
 /// Default bound on the size of a bearer token, in bytes.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -80,14 +81,11 @@ pub enum TokenError {
     MissingClaim,
     /// A claim has the wrong JSON type or an invalid value.
     InvalidClaim,
-    /// A `cnf` claim binds the token to a key (RFC 7800): it is good only with a proof of
-    /// possession, which a bearer request does not carry.
-    SenderConstrained,
 }
 
 impl TokenError {
     /// Every variant (for tests and metric registration).
-    pub const ALL: [TokenError; 16] = [
+    pub const ALL: [TokenError; 15] = [
         TokenError::TooLarge,
         TokenError::Malformed,
         TokenError::UnsupportedAlgorithm,
@@ -103,7 +101,6 @@ impl TokenError {
         TokenError::IssuedInFuture,
         TokenError::MissingClaim,
         TokenError::InvalidClaim,
-        TokenError::SenderConstrained,
     ];
 
     /// Stable snake_case code.
@@ -124,7 +121,6 @@ impl TokenError {
             TokenError::IssuedInFuture => "issued_in_future",
             TokenError::MissingClaim => "missing_claim",
             TokenError::InvalidClaim => "invalid_claim",
-            TokenError::SenderConstrained => "sender_constrained",
         }
     }
 
@@ -147,7 +143,6 @@ impl TokenError {
             TokenError::IssuedInFuture => "The token issue time is in the future",
             TokenError::MissingClaim => "A required token claim is missing",
             TokenError::InvalidClaim => "A token claim has an invalid value",
-            TokenError::SenderConstrained => "The token is bound to a proof of possession",
         }
     }
 }
@@ -226,15 +221,15 @@ pub struct UnverifiedJws<'a> {
 }
 
 /// The three segments of a compact JWS, decoded.
-struct Decoded<'a> {
-    header: Header,
-    payload: Vec<u8>,
-    signing_input: &'a str,
-    signature: Vec<u8>,
+pub(crate) struct Decoded<'a> {
+    pub(crate) header: Header,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) signing_input: &'a str,
+    pub(crate) signature: Vec<u8>,
 }
 
 /// RFC 7515 §7.1 / §5.2: splits and decodes a compact JWS; the payload is left as bytes.
-fn decode(token: &str, max_bytes: usize) -> Result<Decoded<'_>, TokenError> {
+pub(crate) fn decode(token: &str, max_bytes: usize) -> Result<Decoded<'_>, TokenError> {
     if token.len() > max_bytes {
         return Err(TokenError::TooLarge);
     }
@@ -404,6 +399,8 @@ pub struct Claims {
     /// Union of the policy's scope claims (by default `scope`, RFC 8693 §4.2, and `scp`),
     /// de-duplicated, in first-seen order.
     pub scopes: Vec<String>,
+    /// `cnf` (RFC 7800): the key or certificate the token is bound to, if any.
+    pub cnf: Option<Confirmation>,
     /// Every claim.
     pub raw: Map<String, Value>,
 }
@@ -465,7 +462,8 @@ pub fn verify_signature(
 /// * `exp` (§4.1.4): required NumericDate; expired when `now > exp + leeway`.
 /// * `nbf` (§4.1.5): optional NumericDate; not yet valid when `now + leeway < nbf`.
 /// * `iat` (§4.1.6): optional NumericDate; rejected when `iat > now + leeway`.
-/// * `cnf` (RFC 7800): absent; a sender-constrained token is never a bearer token.
+/// * `cnf` (RFC 7800): an object whose `jkt` and `x5t#S256` are strings; the binding itself
+///   is checked per request (`token::binding`).
 /// * `sub`, `client_id`, `azp`: strings when present; the policy's scope claims as
 ///   [`collect_scopes`] reads them.
 ///
@@ -484,7 +482,7 @@ pub fn verify(
 }
 
 /// Header rules (RFC 7515 §4.1, RFC 8725 §3.1); returns the algorithm to verify with.
-fn check_header(header: &Header, allowed: &[Algorithm]) -> Result<Algorithm, TokenError> {
+pub(crate) fn check_header(header: &Header, allowed: &[Algorithm]) -> Result<Algorithm, TokenError> {
     let name = header.alg_name();
     if name.eq_ignore_ascii_case("none") || name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("hs")) {
         return Err(TokenError::UnsupportedAlgorithm);
@@ -560,10 +558,9 @@ pub fn validate_claims(raw: &Map<String, Value>, policy: &VerifyPolicy, now: u64
     let TimeClaims { exp, nbf, iat } = check_time_claims(raw, now, policy.leeway)?;
     let exp = exp.ok_or(TokenError::MissingClaim)?;
     // RFC 9449 §7.1, RFC 8705 §3 (DESIGN §7): a token bound to a key is accepted only with a
-    // proof of possession; as a plain bearer token a stolen copy would replay freely.
-    if raw.contains_key("cnf") {
-        return Err(TokenError::SenderConstrained);
-    }
+    // proof of possession, which is per request: `cnf` is read here and checked against each
+    // request's proof (`token::binding`), never taken as a plain bearer token.
+    let cnf = confirmation(raw).map_err(|_| TokenError::InvalidClaim)?;
     let sub = optional_claim_string(raw, "sub")?;
     let client_id = match optional_claim_string(raw, "client_id")? {
         Some(client_id) => Some(client_id),
@@ -579,6 +576,7 @@ pub fn validate_claims(raw: &Map<String, Value>, policy: &VerifyPolicy, now: u64
         iat,
         client_id,
         scopes,
+        cnf,
         raw: raw.clone(),
     })
 }
@@ -612,13 +610,13 @@ fn check_audience(raw: &Map<String, Value>, accepted: &[String]) -> Result<Vec<S
 }
 
 #[derive(Clone, Copy)]
-enum Round {
+pub(crate) enum Round {
     Down,
     Up,
 }
 
 /// RFC 7519 §2 NumericDate: a non-negative, finite JSON number of seconds (fractions allowed).
-fn numeric_date(value: &Value, round: Round) -> Result<u64, TokenError> {
+pub(crate) fn numeric_date(value: &Value, round: Round) -> Result<u64, TokenError> {
     if let Some(secs) = value.as_u64() {
         return Ok(secs);
     }
@@ -767,7 +765,7 @@ impl ScopeList {
 }
 
 /// Parses a JSON object, rejecting duplicate member names at the top level.
-fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, TokenError> {
+pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, TokenError> {
     serde_json::from_slice::<UniqueObject>(bytes)
         .map(|object| object.0)
         .map_err(|_| TokenError::Malformed)

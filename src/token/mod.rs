@@ -2,7 +2,9 @@
 //! Bearer tokens: extraction, local JWT verification against cached JWKS, and the
 //! verified-token cache.
 //!
-//! - [`bearer`] reads the token from the request.
+//! - [`bearer`] reads the token and its scheme (`Bearer`, `DPoP`) from the request.
+//! - [`dpop`] checks DPoP proofs (RFC 9449); [`binding`] checks, per request, that the
+//!   request holds a sender-constrained token: its proof key or client certificate.
 //! - [`jwk`] parses an authorization server's JWK Set (RFC 7517), skipping (and reporting)
 //!   every key that must not be used; [`jws`] parses compact JWS tokens, verifies them against
 //!   a key set and validates access-token claims (RFC 7515, 7519, 9068). The JOSE rules are
@@ -19,9 +21,11 @@
 //!   on top: no submodule imports it.
 
 pub mod bearer;
+pub mod binding;
 pub mod clock;
 pub mod config;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod introspect;
 pub mod jwk;
@@ -39,8 +43,11 @@ use moka::Expiry;
 use moka::future::Cache;
 
 use crate::metrics::Metrics;
+use crate::token::binding::{Presented, forwarded_certificate};
+use crate::token::config::sender::CertBindingConfig;
 use crate::token::config::{IssuerConfig, TokenConfig, TokenValidation};
 use crate::token::discovery::IssuerDiscovery;
+use crate::token::dpop::ProofVerifier;
 use crate::token::introspect::{Admission, Answer, Introspector};
 use crate::token::jws::{TokenError, UnverifiedJws, VerifyPolicy};
 use crate::token::keys::IssuerKeys;
@@ -135,6 +142,9 @@ pub struct Authenticator {
     /// Pushed revocations, consulted before anything else; shared with the authenticators
     /// a reload builds from this one.
     revocations: Arc<Revocations>,
+    /// DPoP proofs: seen `jti`s and the nonce key, kept across reloads.
+    proofs: ProofVerifier,
+    cert_binding: CertBindingConfig,
 }
 
 /// What a pushed revocation did.
@@ -266,6 +276,8 @@ impl Authenticator {
             // A reload keeps judging time by the clock it was given.
             clock: ArcSwap::from_pointee(previous.map(Authenticator::clock).unwrap_or_default()),
             revocations: previous.map(|p| Arc::clone(&p.revocations)).unwrap_or_default(),
+            proofs: ProofVerifier::new(&config.dpop, previous.map(|p| &p.proofs)),
+            cert_binding: config.cert_binding.clone(),
         }
     }
 
@@ -490,6 +502,42 @@ impl Authenticator {
         }
     }
 
+    /// Verifies a token as [`Authenticator::authenticate_from`] does (cached), then checks,
+    /// for this request alone, that the request holds it when it is sender-constrained: the
+    /// DPoP proof or the client certificate (see [`binding`]). A cached principal never skips
+    /// this check.
+    ///
+    /// # Errors
+    /// As [`Authenticator::authenticate_from`], and [`AuthError::Proof`] or
+    /// [`InvalidReason::Binding`] for a proof or binding the request does not satisfy.
+    pub async fn authenticate_presented(
+        &self,
+        presented: &Presented<'_>,
+        digest: &[u8; 32],
+        client: Option<IpAddr>,
+    ) -> Result<Arc<Principal>, AuthError> {
+        let principal = self.authenticate_from(presented.token, digest, client).await?;
+        // RFC 8705 §3: the certificate of the TLS connection when scopegate terminates TLS
+        // itself, else the one a trusted TLS-terminating proxy forwarded.
+        let certificate = presented
+            .tls_certificate
+            .clone()
+            .or_else(|| forwarded_certificate(&self.cert_binding, presented.headers, client));
+        binding::check(
+            &principal,
+            presented,
+            &self.proofs,
+            certificate.as_deref(),
+            self.now().as_secs(),
+        )?;
+        Ok(principal)
+    }
+
+    /// The DPoP proof checker (its settings, its nonces).
+    pub fn proofs(&self) -> &ProofVerifier {
+        &self.proofs
+    }
+
     /// Picks the validation path (DESIGN §4 "Token kind"). A token in JOSE compact form is
     /// judged by the issuer its `iss` names exactly: verified locally, or introspected by
     /// that issuer when it introspects all its tokens; refused (401) when it is malformed,
@@ -629,6 +677,7 @@ impl Authenticator {
             audiences: claims.aud,
             claims: self.retain(claims.raw),
             expires_at: claims.exp,
+            confirmation: claims.cnf,
         })
     }
 

@@ -40,5 +40,5 @@ fn demo_binary_check_mode_passes() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("demo check: 12 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("demo check: 14 passed, 0 failed"), "{stdout}");
 }

@@ -565,6 +565,8 @@ fn forward_auth_config_mistakes_are_reported() {
 fn the_documented_example_section_compiles() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml")).unwrap();
     let (before, section) = text.split_once("# [forward_auth]").unwrap();
+    // The section's block of comments ends at the first blank line; what follows is not its.
+    let (section, after) = section.split_once("\n\n").unwrap_or((section, ""));
     let section: String = section
         .lines()
         .map(|line| match line.strip_prefix("# ") {
@@ -575,8 +577,9 @@ fn the_documented_example_section_compiles() {
         .join("\n");
     // The documented ingress is nginx; its keys must be accepted except the Envoy-only one.
     let section = section.replace("path_prefix = ", "# path_prefix = ");
-    let config = scopegate::config::Config::from_toml(&format!("{before}[forward_auth]{section}\n"), "example")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let config =
+        scopegate::config::Config::from_toml(&format!("{before}{after}\n[forward_auth]{section}\n"), "example")
+            .unwrap_or_else(|e| panic!("{e}"));
     let forward_auth = config.forward_auth.unwrap();
     assert_eq!(forward_auth.listen.to_string(), "127.0.0.1:9191");
     assert_eq!(forward_auth.trusted_peers.len(), 2);

@@ -880,10 +880,7 @@ fn every_error_variant_is_reachable() {
     record(check_claims(&with_claim("iat", json!(NOW + 61))));
     record(check_claims(&without_claim("exp")));
     record(check_claims(&with_claim("sub", json!(1))));
-    record(check_claims(&with_claim(
-        "cnf",
-        json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
-    )));
+    record(check_claims(&with_claim("cnf", json!("not an object"))));
     let all: HashSet<_> = TokenError::ALL.into_iter().collect();
     assert_eq!(seen, all);
 }

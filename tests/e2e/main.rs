@@ -16,6 +16,7 @@ mod cors;
 mod decision;
 mod demo;
 mod dev_issuer;
+mod dpop;
 mod explain;
 mod forward_auth;
 mod forward_auth_ingress;

@@ -3,6 +3,8 @@
 //! generates at start. Tokens come from its real token endpoint (client credentials with RFC
 //! 8707 resource indicators, and an authorization-code flow for a refresh token); scopegate
 //! finds its keys through discovery (RFC 8414, then OpenID Connect) or introspects (RFC 7662).
+//! DPoP (RFC 9449) interop: tokens the server binds to keys of the npm package `dpop` (pinned
+//! beside it), with that package's proofs, made by tests/thirdparty/dpop-client.mjs.
 //!
 //! Needs `node` on PATH and `npm ci --prefix tests/thirdparty` (run here when
 //! tests/thirdparty/node_modules is missing).
@@ -551,4 +553,112 @@ async fn introspection_mode_refuses_inactive_foreign_and_refresh_tokens() {
 
     assert_eq!(proxy.upstream.requests(), 1);
     proxy.running.shutdown().await;
+}
+
+/// Runs tests/thirdparty/dpop-client.mjs (the `dpop` npm package): DPoP-bound tokens from
+/// oidc-provider for `resource`, and proofs for GET `api_url`, by key algorithm.
+fn dpop_client(issuer: &str, resource: &str, api_url: &str) -> Value {
+    let mut child = Command::new("node")
+        .arg(thirdparty_dir().join("dpop-client.mjs"))
+        .args([issuer, resource, api_url])
+        .current_dir(thirdparty_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start node tests/thirdparty/dpop-client.mjs: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("dpop-client.mjs did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "dpop-client.mjs failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// RFC 9449 interop: tokens oidc-provider binds to keys of the `dpop` npm package, with that
+/// package's proofs, are accepted through scopegate (locally verified JWTs and introspected
+/// opaque tokens alike); the package's proofs for another URI, method or token, by another
+/// key, without `ath`, replayed or tampered with, and the tokens as bearer tokens, are not.
+#[tokio::test]
+async fn dpop_bound_tokens_and_proofs_from_third_party_code() {
+    let auth = AuthServer::start();
+    let secret = SecretFile::new(INTROSPECTION_SECRET);
+    for resource in [API, OPAQUE] {
+        let upstream = Upstream::start().await;
+        let config = if resource == API {
+            jwt_config(&upstream.url(), &auth.issuer)
+        } else {
+            introspection_config(&upstream.url(), &auth.issuer, &secret.0)
+        };
+        let running = start_proxy(config.set("dpop.mode", "allowed").build()).await;
+        let proxy = Proxy { running, upstream };
+        // Ready: keys loaded, or the introspection endpoint discovered.
+        let plain = auth.client_credentials("read", resource).await;
+        assert_eq!(until_served(&proxy, &plain).await.status(), 200);
+        let mut forwarded = proxy.upstream.requests();
+
+        let url = proxy.url("/read/items");
+        let made = tokio::task::spawn_blocking({
+            let (issuer, resource, url) = (auth.issuer.clone(), resource.to_string(), url.clone());
+            move || dpop_client(&issuer, &resource, &url)
+        })
+        .await
+        .unwrap();
+        for alg in ["ES256", "PS256", "RS256"] {
+            let made = &made[alg];
+            assert_eq!(made["token_type"], "DPoP", "{alg}: {made}");
+            let token = made["access_token"].as_str().unwrap();
+            if resource == API {
+                assert_eq!(jwt_parts(token).1["cnf"]["jkt"], made["jkt"], "{alg}");
+            } else {
+                assert_eq!(auth.introspect(token).await["cnf"]["jkt"], made["jkt"], "{alg}");
+            }
+            let send = |proof: &str, scheme: &str| {
+                client()
+                    .get(&url)
+                    .header("authorization", format!("{scheme} {token}"))
+                    .header("dpop", proof)
+                    .send()
+            };
+            let proofs = &made["proofs"];
+            let good = proofs["good"].as_str().unwrap();
+            let r = send(good, "DPoP").await.unwrap();
+            assert_eq!(r.status(), 200, "{alg}: {}", challenge(&r));
+            forwarded += 1;
+            assert_eq!(proxy.upstream.requests(), forwarded);
+            let r = send(good, "DPoP").await.unwrap();
+            assert_eq!(r.status(), 401, "{alg}: replayed");
+            for variant in [
+                "wrong_htu",
+                "wrong_htm",
+                "no_ath",
+                "other_token",
+                "other_key",
+                "tampered_signature",
+                "tampered_payload",
+            ] {
+                let r = send(proofs[variant].as_str().unwrap(), "DPoP").await.unwrap();
+                let c = challenge(&r);
+                assert_eq!(r.status(), 401, "{alg} {variant}: {c}");
+                assert!(c.starts_with("DPoP ") && c.contains("error="), "{alg} {variant}: {c}");
+            }
+            let r = send(good, "Bearer").await.unwrap();
+            assert_eq!(r.status(), 401, "{alg}: a DPoP-bound token as a bearer token");
+            assert_eq!(
+                proxy.upstream.requests(),
+                forwarded,
+                "{alg}: refusals are not forwarded"
+            );
+        }
+        proxy.running.shutdown().await;
+    }
 }

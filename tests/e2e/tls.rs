@@ -15,10 +15,10 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
+use crate::common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder, bearer_params};
 use crate::common::pki::{Ca, Files, Leaf};
 use crate::common::*;
-use scopegate::dev::{AccessTokenRequest, DevIssuer, DevIssuerConfig, Endpoint};
+use scopegate::dev::{AccessTokenRequest, DevIssuer, DevIssuerConfig, DpopProver, Endpoint, KeyAlg};
 use scopegate::tls::x5t_s256;
 
 const API: &str = "https://api.test";
@@ -209,13 +209,18 @@ struct Mtls {
 impl Mtls {
     /// Must run on a current-thread runtime: the access log is captured on this thread.
     async fn start(test: &str, client_auth: &str) -> Mtls {
+        Mtls::start_with(test, client_auth, |builder| builder).await
+    }
+
+    /// [`Mtls::start`] with more settings.
+    async fn start_with(test: &str, client_auth: &str, configure: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Mtls {
         let files = Files::new(test);
         let (ca, client_ca) = (Ca::new("server CA"), Ca::new("client CA"));
         files.server(&ca.issue(&[HOST], false));
         files.write("clients.pem", &client_ca.pem);
         let (issuer, upstream, builder) = world(&files).await;
         let (log, _log_guard) = AccessLog::capture();
-        let config = builder
+        let config = configure(builder)
             .set("listener.tls.client_auth", client_auth)
             .set("listener.tls.client_ca_file", files.path("clients.pem"))
             .build();
@@ -283,6 +288,76 @@ async fn an_optional_client_certificate_may_be_left_out() {
     let refused = world.get(Some(&mallory), "/api/outsider").await;
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(world.upstream.requests(), 2);
+    world.proxy.shutdown().await;
+}
+
+/// RFC 8705 with scopegate terminating TLS: a token bound to a certificate (`cnf.x5t#S256`)
+/// is good only on a connection whose client certificate is that one.
+#[tokio::test]
+async fn a_certificate_bound_token_needs_the_connections_own_client_certificate() {
+    let world = Mtls::start("mtls-bound", "optional").await;
+    let alice = world.client_ca.issue(&["alice"], true);
+    let bob = world.client_ca.issue(&["bob"], true);
+    let mut request = AccessTokenRequest::default();
+    request
+        .extra_claims
+        .insert("cnf".into(), serde_json::json!({ "x5t#S256": x5t_s256(&alice.der) }));
+    let bound = world.issuer.mint_access_token(&request);
+    let send = |identity: Option<&Leaf>, path: &str| {
+        tls_client(&world.ca, world.proxy.addr, identity)
+            .get(url(&world.proxy, path))
+            .bearer_auth(&bound)
+            .send()
+    };
+    let allowed = send(Some(&alice), "/api/alice").await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(world.upstream.requests(), 1);
+    // Bob's certificate is valid for the listener, but not the one the token names.
+    let refused = send(Some(&bob), "/api/bob").await.unwrap();
+    assert_eq!(refused.status(), 401, "{}", challenge(&refused));
+    assert_eq!(
+        bearer_params(Some(&challenge(&refused))).unwrap()["error"],
+        "invalid_token"
+    );
+    let refused = send(None, "/api/nobody").await.unwrap();
+    assert_eq!(refused.status(), 401, "{}", challenge(&refused));
+    assert_eq!(world.upstream.requests(), 1, "no refused request reached the upstream");
+    let reasons: Vec<String> = world
+        .log
+        .events()
+        .into_iter()
+        .filter_map(|event| event.get("reason").cloned())
+        .collect();
+    assert_eq!(reasons, ["ok", "cert_binding_mismatch", "cert_missing"]);
+    world.proxy.shutdown().await;
+}
+
+/// A DPoP proof names the URI the client addressed (RFC 9449 §4.2 `htu`): on a TLS listener
+/// that is `https://…`; the same proof for `http://…` is refused.
+#[tokio::test]
+async fn a_dpop_proof_on_a_tls_listener_names_https() {
+    let world = Mtls::start_with("dpop-over-tls", "optional", |b| b.set("dpop.mode", "allowed")).await;
+    let prover = DpopProver::generate(KeyAlg::ES256).unwrap();
+    let mut request = AccessTokenRequest::default();
+    request
+        .extra_claims
+        .insert("cnf".into(), serde_json::json!({ "jkt": prover.thumbprint() }));
+    let bound = world.issuer.mint_access_token(&request);
+    let https = url(&world.proxy, "/api/items");
+    let send = |proof: String| {
+        tls_client(&world.ca, world.proxy.addr, None)
+            .get(url(&world.proxy, "/api/items"))
+            .header("authorization", format!("DPoP {bound}"))
+            .header("dpop", proof)
+            .send()
+    };
+    let allowed = send(prover.proof("GET", &https, Some(&bound), None)).await.unwrap();
+    assert_eq!(allowed.status(), 200, "{}", challenge(&allowed));
+    let plain = https.replacen("https://", "http://", 1);
+    let refused = send(prover.proof("GET", &plain, Some(&bound), None)).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(challenge(&refused).starts_with("DPoP "), "{}", challenge(&refused));
+    assert_eq!(world.upstream.requests(), 1);
     world.proxy.shutdown().await;
 }
 

@@ -19,7 +19,8 @@
 // Dynamic client registration (RFC 7591) is open, so `scopegate token` registers native
 // clients with loopback redirect URIs (any port matches, RFC 8252 §7.3).
 // Logins are approved automatically as account "alice" (GET /interaction/:uid), so an
-// authorization-code flow needs no browser.
+// authorization-code flow needs no browser. DPoP (RFC 9449) is on: a token request with a
+// proof gets a DPoP-bound token (dpop-client.mjs makes such requests and proofs).
 
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
@@ -99,6 +100,7 @@ function configuration() {
     jwks: { keys: signingKeys() },
     cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
     scopes: ['openid', 'offline_access', ...SCOPES.split(' ')],
+    enabledJWA: { dPoPSigningAlgValues: ['ES256', 'PS256', 'RS256', 'EdDSA'] },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -109,6 +111,9 @@ function configuration() {
       },
       revocation: { enabled: true },
       registration: { enabled: true },
+      // RFC 9449: a token request with a DPoP proof gets a token bound to its key (`cnf.jkt`
+      // in JWT access tokens and in introspection answers).
+      dPoP: { enabled: true },
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx, _client, oneOf) => oneOf,
