@@ -9,6 +9,7 @@
 #   bench/compare.sh             # full: 3 interleaved repetitions of 5 s, medians
 #   bench/compare.sh --reps 5 --duration 10 --connections 64
 #   bench/compare.sh --profile report.txt   # perf profile of scopegate, cached RS256 token
+#   bench/compare.sh --peers "nginx scopegate" --baseline OLD_BINARY   # before/after in one run
 #
 # Everything listens on 127.0.0.1. The upstream (nginx answering a fixed 200) and the proxy
 # under test share CPU 0; wrk runs on CPU 1. Peers run in interleaved order (A B C, A B C, ...)
@@ -26,6 +27,8 @@ connections=64
 quick=0
 tokens=2000
 profile=""
+baseline=""
+only=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) quick=1; duration=2; reps=1 ;;
@@ -33,7 +36,12 @@ while [[ $# -gt 0 ]]; do
         --duration) duration="$2"; shift ;;
         --connections) connections="$2"; shift ;;
         --profile) profile="$(realpath -m "$2")"; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        # Another scopegate binary (e.g. built from the previous commit), measured as the peer
+        # "scopegate-base" with the cache on, one worker thread given through TOKIO_WORKER_THREADS.
+        --baseline) baseline="$(realpath "$2")"; shift ;;
+        # Measure only these peers (space-separated names, e.g. "nginx scopegate").
+        --peers) only="$2"; shift ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -274,10 +282,11 @@ start envoy 0 "$envoy_bin" -c "$work/envoy.yaml" --concurrency 1 -l error --base
 start envoy-cache 0 "$envoy_bin" -c "$work/envoy-cache.yaml" --concurrency 1 -l error --base-id 42 --disable-hot-restart
 
 # --- scopegate: cache on (default size) and a 1-entry cache ------------------------------
-scopegate_config() { # port admin_port cache_entries
+scopegate_config() { # port admin_port cache_entries [worker_threads line]
     cat <<EOF
 [listener]
 address = "127.0.0.1:$1"
+${4-worker_threads = 1}
 [admin]
 address = "127.0.0.1:$2"
 [log]
@@ -300,9 +309,14 @@ scopegate_port="$(free_port)"
 scopegate_one_port="$(free_port)"
 scopegate_config "$scopegate_port" "$(free_port)" 100000 >"$work/scopegate.toml"
 scopegate_config "$scopegate_one_port" "$(free_port)" 1 >"$work/scopegate-one.toml"
-# One worker thread: the proxy gets one core, like every other peer here.
-start scopegate 0 env TOKIO_WORKER_THREADS=1 "$scopegate_bin" --config "$work/scopegate.toml" run
-start scopegate-1 0 env TOKIO_WORKER_THREADS=1 "$scopegate_bin" --config "$work/scopegate-one.toml" run
+# One worker thread (listener.worker_threads): the proxy gets one core, like every other peer.
+start scopegate 0 "$scopegate_bin" --config "$work/scopegate.toml" run
+start scopegate-1 0 "$scopegate_bin" --config "$work/scopegate-one.toml" run
+if [[ -n "$baseline" ]]; then
+    scopegate_base_port="$(free_port)"
+    scopegate_config "$scopegate_base_port" "$(free_port)" 100000 "" >"$work/scopegate-base.toml"
+    start scopegate-base 0 env TOKIO_WORKER_THREADS=1 "$baseline" --config "$work/scopegate-base.toml" run
+fi
 
 declare -A port_of=(
     [direct]=$upstream_port [nginx]=$nginx_port [haproxy]=$haproxy_port
@@ -313,6 +327,10 @@ declare -A proc_of=(
     [direct]=upstream [nginx]=nginx [haproxy]=haproxy [envoy]=envoy [envoy-cache]=envoy-cache
     [scopegate]=scopegate [scopegate-1]=scopegate-1
 )
+if [[ -n "$baseline" ]]; then
+    port_of[scopegate-base]=$scopegate_base_port
+    proc_of[scopegate-base]=scopegate-base
+fi
 auth="Authorization: Bearer $(cat "$work/rs256.one")"
 for peer in "${!port_of[@]}"; do
     wait_http "http://127.0.0.1:${port_of[$peer]}/read" "$auth" || {
@@ -393,16 +411,21 @@ ticks_per_sec="$(getconf CLK_TCK)"
 results="$work/results.tsv"
 : >"$results"
 # scenario  token file  peers
+base="${baseline:+ scopegate-base}"
 scenarios=(
-    "one RS256 token repeated|rs256.one|direct nginx haproxy envoy envoy-cache scopegate scopegate-1"
-    "one ES256 token repeated|es256.one|direct nginx haproxy envoy envoy-cache scopegate scopegate-1"
-    "$tokens rotating RS256 tokens|rs256.tokens|haproxy envoy envoy-cache scopegate scopegate-1"
-    "$tokens rotating ES256 tokens|es256.tokens|haproxy envoy envoy-cache scopegate scopegate-1"
+    "one RS256 token repeated|rs256.one|direct nginx haproxy envoy envoy-cache scopegate scopegate-1$base"
+    "one ES256 token repeated|es256.one|direct nginx haproxy envoy envoy-cache scopegate scopegate-1$base"
+    "$tokens rotating RS256 tokens|rs256.tokens|haproxy envoy envoy-cache scopegate scopegate-1$base"
+    "$tokens rotating ES256 tokens|es256.tokens|haproxy envoy envoy-cache scopegate scopegate-1$base"
 )
+selected() { # peer: measured in this run?
+    [[ -z "$only" || " $only " == *" $1 "* ]]
+}
 total=0
 for line in "${scenarios[@]}"; do
-    read -r -a list <<<"${line##*|}"
-    total=$((total + ${#list[@]} * reps))
+    for peer in ${line##*|}; do
+        selected "$peer" && total=$((total + reps))
+    done
 done
 echo "running $total measurements of ${duration}s (${connections} connections)..." >&2
 n=0
@@ -410,6 +433,7 @@ for rep in $(seq 1 "$reps"); do
     for line in "${scenarios[@]}"; do
         IFS='|' read -r scenario file peers <<<"$line"
         for peer in $peers; do
+            selected "$peer" || continue
             n=$((n + 1))
             pid="${pid_of[${proc_of[$peer]}]}"
             before="$(cpu_ticks "$pid")"

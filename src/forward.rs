@@ -119,11 +119,15 @@ pub fn strip_identity(headers: &mut HeaderMap, identity: &IdentityConfig) {
 /// Removes every header whose normalized name (lower case, `_` folded to `-`) satisfies
 /// `doomed`: CGI-style servers read `X_HTTP_Method_Override` as `X-HTTP-Method-Override`.
 fn strip_matching(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| doomed(&normalize_header_name(name.as_str())))
-        .cloned()
-        .collect();
+    // A `HeaderName` is lower case already: only a name with `_` needs a folded copy.
+    let is_doomed = |name: &HeaderName| match name.as_str() {
+        plain if !plain.contains('_') => doomed(plain),
+        folded => doomed(&normalize_header_name(folded)),
+    };
+    if !headers.keys().any(is_doomed) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|name| is_doomed(name)).cloned().collect();
     for name in names {
         headers.remove(name);
     }
@@ -284,35 +288,44 @@ pub fn rewrite_response(response: &mut Response<Incoming>, identity: &IdentityCo
     }
 }
 
-/// The pooled client to the one upstream.
+/// The pooled client to the one upstream. Each thread that sends gets a pool of its own:
+/// a connection's task runs on the runtime that opened it, so with one single-threaded
+/// runtime per worker a request, its upstream connection and the response stay on one
+/// thread (`pool_max_idle_per_host` applies per thread).
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client<HttpConnector, ProxyBody>,
-    response_header_timeout: std::time::Duration,
+    pools: std::sync::Arc<thread_local::ThreadLocal<Client<HttpConnector, ProxyBody>>>,
+    config: std::sync::Arc<UpstreamConfig>,
 }
 
 impl UpstreamClient {
     pub fn new(config: &UpstreamConfig) -> UpstreamClient {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .http2_only(config.http2_prior_knowledge)
-            .build(connector);
         UpstreamClient {
-            client,
-            response_header_timeout: config.response_header_timeout,
+            pools: std::sync::Arc::new(thread_local::ThreadLocal::new()),
+            config: std::sync::Arc::new(config.clone()),
         }
+    }
+
+    fn pool(&self) -> &Client<HttpConnector, ProxyBody> {
+        self.pools.get_or(|| {
+            let config = &self.config;
+            let mut connector = HttpConnector::new();
+            connector.set_connect_timeout(Some(config.connect_timeout));
+            connector.set_nodelay(true);
+            connector.enforce_http(true);
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .pool_idle_timeout(config.pool_idle_timeout)
+                .pool_max_idle_per_host(config.pool_max_idle_per_host)
+                .http2_only(config.http2_prior_knowledge)
+                .build(connector)
+        })
     }
 
     /// Sends the request and waits for the response head, bounded by the configured timeout.
     pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.response_header_timeout, self.client.request(request)).await {
+        match tokio::time::timeout(self.config.response_header_timeout, self.pool().request(request)).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Unreachable),
             Ok(Err(_)) => Err(UpstreamError::Failed),

@@ -6,8 +6,8 @@
 //! success routes, issuers, limits and the upstream swap at once. Key sets and introspection
 //! clients of issuers whose settings did not change are kept (no refetch, no readiness dip);
 //! token caches are kept when the issuer settings are unchanged as a whole. Listener
-//! addresses and the connection cap cannot change without a restart: such a change is
-//! reported and the rest is applied.
+//! addresses, the connection cap and the worker threads cannot change without a restart:
+//! such a change is reported and the rest is applied.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -136,6 +136,9 @@ impl Gateway {
         }
         if config.listener.max_connections != old.config.listener.max_connections {
             restart_required.push("listener.max_connections");
+        }
+        if config.listener.worker_threads != old.config.listener.worker_threads {
+            restart_required.push("listener.worker_threads");
         }
         // The admin listener's limits are fixed when it starts; its revocation bounds are not.
         let (admin, old_admin) = (&config.admin, &old.config.admin);

@@ -42,10 +42,17 @@ impl Running {
 }
 
 /// Binds the addresses in `config` and starts serving; `config_path` is re-read on reload.
+/// The data plane runs on [`worker_count`] threads of its own.
 pub async fn start(config: Config, config_path: Option<std::path::PathBuf>) -> std::io::Result<Running> {
     let data = TcpListener::bind(config.listener.address).await?;
     let admin = TcpListener::bind(config.admin_address).await?;
-    Ok(serve(Gateway::new(config, Metrics::new(), config_path), data, admin))
+    let workers = Workers::Threads(worker_count(config.listener.worker_threads));
+    Ok(serve_with(
+        Gateway::new(config, Metrics::new(), config_path),
+        data,
+        admin,
+        workers,
+    ))
 }
 
 /// Serves on listeners the caller bound (tests pass `127.0.0.1:0`).
@@ -53,8 +60,50 @@ pub fn start_with_listeners(config: Config, data: TcpListener, admin: TcpListene
     serve(Gateway::new(config, Metrics::new(), None), data, admin)
 }
 
-/// Serves a gateway on bound listeners.
+/// Serves a gateway on bound listeners: on worker threads of its own when the config sets
+/// `listener.worker_threads`, otherwise on the caller's runtime.
 pub fn serve(app: Arc<Gateway>, data: TcpListener, admin: TcpListener) -> Running {
+    let workers = app
+        .app()
+        .config
+        .listener
+        .worker_threads
+        .map_or(Workers::Current, Workers::Threads);
+    serve_with(app, data, admin, workers)
+}
+
+/// Where the data plane runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// On the runtime of the caller (tests, embedding).
+    Current,
+    /// On this many threads, each a single-threaded runtime with its own accept loop and
+    /// its own upstream connections: a request never leaves the thread that accepted it.
+    Threads(usize),
+}
+
+/// The data plane's threads: `configured` (`listener.worker_threads`), else
+/// `TOKIO_WORKER_THREADS`, else [`std::thread::available_parallelism`] — on Linux the CPUs
+/// in the process's affinity mask, lowered to a cgroup's CPU quota (`cpu.max`) when there
+/// is one, so a container limited to 2 CPUs gets 2 threads.
+pub fn worker_count(configured: Option<usize>) -> usize {
+    configured
+        .or_else(|| {
+            std::env::var("TOKIO_WORKER_THREADS")
+                .ok()
+                .and_then(|text| text.trim().parse().ok())
+                .filter(|threads| *threads > 0)
+        })
+        .or_else(|| {
+            std::thread::available_parallelism()
+                .ok()
+                .map(std::num::NonZeroUsize::get)
+        })
+        .unwrap_or(1)
+}
+
+/// Serves a gateway on bound listeners, the data plane where `workers` says.
+pub fn serve_with(app: Arc<Gateway>, data: TcpListener, admin: TcpListener, workers: Workers) -> Running {
     let (shutdown, watcher) = watch::channel(false);
     let addr = data
         .local_addr()
@@ -62,7 +111,14 @@ pub fn serve(app: Arc<Gateway>, data: TcpListener, admin: TcpListener) -> Runnin
     let admin_addr = admin
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let data_task = tokio::spawn(serve_data(data, Arc::clone(&app), wait_for(watcher.clone())));
+    // The connection cap is fixed at start and shared by every worker; changing it needs a
+    // restart.
+    let slots = Arc::new(Semaphore::new(app.app().config.listener.max_connections));
+    let data_task = match workers {
+        Workers::Threads(threads) => spawn_workers(data, &app, &slots, &watcher, threads),
+        Workers::Current => Err(data),
+    }
+    .unwrap_or_else(|data| tokio::spawn(serve_data(data, Arc::clone(&app), slots, wait_for(watcher.clone()))));
     let admin_task = tokio::spawn(crate::admin::serve(admin, Arc::clone(&app), wait_for(watcher)));
     Running {
         addr,
@@ -74,6 +130,56 @@ pub fn serve(app: Arc<Gateway>, data: TcpListener, admin: TcpListener) -> Runnin
     }
 }
 
+/// Starts `threads` worker threads accepting from one listening socket, and returns a task
+/// that ends when all of them have drained. If no thread can be started, the listener is
+/// handed back to be served on the caller's runtime.
+fn spawn_workers(
+    data: TcpListener,
+    app: &Arc<Gateway>,
+    slots: &Arc<Semaphore>,
+    watcher: &watch::Receiver<bool>,
+    threads: usize,
+) -> Result<tokio::task::JoinHandle<()>, TcpListener> {
+    // Taking the socket out of the caller's runtime fails only if epoll refuses to forget
+    // it; then the socket is gone, and so is the data plane: said loudly, never silently.
+    let listener = match data.into_std() {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot move the data listener to the worker threads; the data plane is not served");
+            return Ok(tokio::spawn(async {}));
+        }
+    };
+    let mut finished = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let started = listener.try_clone().and_then(|listener| {
+            let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
+            let (app, slots, shutdown) = (Arc::clone(app), Arc::clone(slots), wait_for(watcher.clone()));
+            std::thread::Builder::new()
+                .name(format!("scopegate-w{index}"))
+                .spawn(move || run_worker(listener, app, slots, shutdown, done))?;
+            Ok(finished_rx)
+        });
+        match started {
+            Ok(finished_rx) => finished.push(finished_rx),
+            Err(e) => tracing::error!(error = %e, worker = index, "cannot start a worker thread"),
+        }
+    }
+    if finished.is_empty() {
+        return match TcpListener::from_std(listener) {
+            Ok(listener) => Err(listener),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serve the data listener; the data plane is not served");
+                Ok(tokio::spawn(async {}))
+            }
+        };
+    }
+    tracing::debug!(threads = finished.len(), "data plane worker threads started");
+    Ok(tokio::spawn(async move {
+        for worker in finished {
+            let _ = worker.await;
+        }
+    }))
+}
 async fn wait_for(mut watcher: watch::Receiver<bool>) {
     let _ = watcher.wait_for(|stop| *stop).await;
 }
@@ -96,9 +202,39 @@ fn connection_builder(limits: &crate::config::ListenerConfig) -> auto::Builder<T
     builder
 }
 
-async fn serve_data(listener: TcpListener, app: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
-    // The connection cap is fixed at start; changing it needs a restart.
-    let slots = Arc::new(Semaphore::new(app.app().config.listener.max_connections));
+/// One worker thread: a single-threaded runtime serving its share of the data listener
+/// until shutdown and drain, then `done`.
+fn run_worker(
+    listener: std::net::TcpListener,
+    app: Arc<Gateway>,
+    slots: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()>,
+    done: tokio::sync::oneshot::Sender<()>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a worker thread's runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        match TcpListener::from_std(listener) {
+            Ok(listener) => serve_data(listener, app, slots, shutdown).await,
+            Err(e) => tracing::error!(error = %e, "a worker thread cannot serve the data listener"),
+        }
+    });
+    // Upstream connections and tunnels still open on this thread end with its runtime.
+    drop(runtime);
+    let _ = done.send(());
+}
+
+async fn serve_data(
+    listener: TcpListener,
+    app: Arc<Gateway>,
+    slots: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
     let mut drain_timeout = app.app().config.listener.drain_timeout;
     tokio::pin!(shutdown);

@@ -38,6 +38,9 @@ pub struct FileListener {
     /// the limit off.
     #[serde(default = "defaults::response_progress_timeout")]
     pub response_progress_timeout: String,
+    /// Threads serving the data plane; unset: one per CPU the process may use.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +169,8 @@ pub struct ListenerConfig {
     pub http2_max_concurrent_streams: u32,
     /// `None`: a response may wait for the client for any time.
     pub response_progress_timeout: Option<Duration>,
+    /// Data-plane worker threads; `None`: chosen at start (see [`crate::server::worker_count`]).
+    pub worker_threads: Option<usize>,
 }
 
 /// Limits of the admin listener (its address is `Config::admin_address`) and of the
@@ -255,8 +260,21 @@ pub(super) fn compile_listener(file: &FileListener, issues: &mut Issues) -> List
             Duration::from_secs(30),
         ))
         .filter(|timeout| !timeout.is_zero()),
+        worker_threads: match file.worker_threads {
+            Some(threads) if !(1..=MAX_WORKER_THREADS).contains(&threads) => {
+                issues.push(
+                    "listener.worker_threads",
+                    format!("must be between 1 and {MAX_WORKER_THREADS}; leave it out for one per CPU"),
+                );
+                None
+            }
+            threads => threads,
+        },
     }
 }
+
+/// More data-plane threads than this is a typo, not a machine.
+const MAX_WORKER_THREADS: usize = 1024;
 
 pub(super) fn compile_admin(file: &FileAdmin, issues: &mut Issues) -> AdminConfig {
     if !(1..=1024).contains(&file.max_connections) {

@@ -28,4 +28,5 @@ mod review;
 mod thirdparty_as;
 mod token_hardening;
 mod token_validation;
+mod workers;
 mod wycheproof;
