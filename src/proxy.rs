@@ -214,6 +214,8 @@ struct RequestRecord {
     error: Option<ProxyError>,
     /// `None` until a response exists: a record dropped without one was cancelled.
     status: Option<StatusCode>,
+    /// Whether the access log is on: what only the log reads is not collected otherwise.
+    log_access: bool,
 }
 
 /// nginx's convention for a request whose client closed the connection before the answer.
@@ -236,6 +238,7 @@ impl RequestRecord {
             would_deny: None,
             error: None,
             status: None,
+            log_access: tracing::enabled!(target: "scopegate::access", tracing::Level::INFO),
         }
     }
 
@@ -243,15 +246,19 @@ impl RequestRecord {
     fn routed(&mut self, decision: &Decision<'_>, config: &Config) {
         self.route = decision.route_name().map(str::to_string);
         self.public = decision.is_public();
-        self.canonical_path = decision.path.as_ref().map(|p| p.as_str().to_string());
+        if self.log_access {
+            self.canonical_path = decision.path.as_ref().map(|p| p.as_str().to_string());
+        }
         self.route_scopes = decision.route_scopes();
         self.resource_metadata = decision.resource_metadata(config).map(str::to_string);
     }
 
     /// What authentication and authorization settled.
     fn decided(&mut self, decision: &Decision<'_>) {
-        self.token_fingerprint = decision.token_fingerprint.clone();
-        self.client_id = decision.verified.as_ref().and_then(|p| p.client_id.clone());
+        if self.log_access {
+            self.token_fingerprint = decision.token_fingerprint.clone();
+            self.client_id = decision.verified.as_ref().and_then(|p| p.client_id.clone());
+        }
         self.would_deny = decision.would_deny.clone();
     }
 

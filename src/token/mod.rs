@@ -55,7 +55,7 @@ struct CachedToken {
     principal: Arc<Principal>,
     issuer: usize,
     /// RFC 7638 thumbprint of the key that verified the token (DESIGN §4 "Caches").
-    thumbprint: String,
+    thumbprint: Arc<str>,
     /// The cache entry lives no longer than the token (and the configured TTL).
     ttl: Duration,
     /// The same deadline on the authenticator's [`Clock`] (time since the Unix epoch).
@@ -595,7 +595,8 @@ impl Authenticator {
             }
         };
         self.metrics.signature_verifications.inc();
-        let verified = match parsed.verify(&state.keys, &issuer.policy, self.now().as_secs()) {
+        let keep = |name: &str| self.retained_claims.iter().any(|retained| retained == name);
+        let verified = match parsed.verify_keeping(&state.keys, &issuer.policy, self.now().as_secs(), keep) {
             Err(TokenError::UnknownKey) => {
                 // Refetch within the unknown-kid budget, then use whatever key set is newest:
                 // another request or the background loop may have loaded the new key
@@ -604,7 +605,7 @@ impl Authenticator {
                 let latest = keys.current()?;
                 if refreshed || !Arc::ptr_eq(&latest, &state) {
                     self.metrics.signature_verifications.inc();
-                    parsed.verify(&latest.keys, &issuer.policy, self.now().as_secs())
+                    parsed.verify_keeping(&latest.keys, &issuer.policy, self.now().as_secs(), keep)
                 } else {
                     Err(TokenError::UnknownKey)
                 }
