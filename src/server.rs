@@ -173,7 +173,7 @@ fn spawn_workers(
             }
         };
     }
-    tracing::debug!(threads = finished.len(), "data plane worker threads started");
+    tracing::info!(threads = finished.len(), "data plane worker threads started");
     Ok(tokio::spawn(async move {
         for worker in finished {
             let _ = worker.await;

@@ -50,7 +50,9 @@ pub use crate::token::clock::Clock;
 pub use crate::token::error::{AuthError, InvalidReason, UnavailableReason};
 pub use crate::token::principal::Principal;
 
-/// A verified token as cached.
+/// A verified token as cached: held by value (cloning it is two reference counts), so an
+/// entry costs one allocation fewer than behind an `Arc` of its own.
+#[derive(Clone)]
 struct CachedToken {
     principal: Arc<Principal>,
     issuer: usize,
@@ -65,13 +67,8 @@ struct CachedToken {
 /// Per-entry TTL: min(configured TTL, `exp` − now), computed when the entry is created.
 struct TokenExpiry;
 
-impl Expiry<[u8; 32], Arc<CachedToken>> for TokenExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &[u8; 32],
-        value: &Arc<CachedToken>,
-        _now: std::time::Instant,
-    ) -> Option<Duration> {
+impl Expiry<[u8; 32], CachedToken> for TokenExpiry {
+    fn expire_after_create(&self, _key: &[u8; 32], value: &CachedToken, _now: std::time::Instant) -> Option<Duration> {
         Some(value.ttl)
     }
 }
@@ -117,7 +114,7 @@ pub struct Authenticator {
     issuers: Vec<Issuer>,
     /// The issuer that introspects tokens naming no configured issuer (opaque tokens).
     opaque_issuer: Option<usize>,
-    cache: Cache<[u8; 32], Arc<CachedToken>>,
+    cache: Cache<[u8; 32], CachedToken>,
     answers: Cache<[u8; 32], CachedAnswer>,
     /// Last active answers and when they were given (on the [`Clock`]), for the optional
     /// outage window (`serve_stale_for`).
@@ -579,7 +576,7 @@ impl Authenticator {
     }
 
     /// Verifies a token parsed by [`Authenticator::route`] against its issuer's keys.
-    async fn verify_uncached(&self, parsed: &UnverifiedJws<'_>, index: usize) -> Result<Arc<CachedToken>, AuthError> {
+    async fn verify_uncached(&self, parsed: &UnverifiedJws<'_>, index: usize) -> Result<CachedToken, AuthError> {
         let issuer = &self.issuers[index];
         // A token no key could save is refused before keys are looked for: an outage must
         // not turn it into a 503, nor let it trigger an on-demand fetch.
@@ -616,13 +613,13 @@ impl Authenticator {
         let now = self.now();
         let remaining = claims.exp.saturating_sub(now.as_secs()).max(1);
         let ttl = self.cache_ttl.min(Duration::from_secs(remaining));
-        Ok(Arc::new(CachedToken {
+        Ok(CachedToken {
             ttl,
             valid_until: now.saturating_add(ttl),
             issuer: index,
             thumbprint: verified.thumbprint,
             principal: self.principal(claims),
-        }))
+        })
     }
 
     fn principal(&self, claims: jws::Claims) -> Arc<Principal> {
