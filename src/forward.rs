@@ -223,10 +223,15 @@ pub fn rewrite_request(req: Request<ProxyBody>, ctx: &RewriteContext<'_>) -> Res
     for (name, value) in ctx.identity_headers {
         headers.insert(name.clone(), value.clone());
     }
-    let (identity, forwarding) = (ctx.identity.clone(), ctx.forwarding.clone());
-    let body = clean_trailers(body, move |trailers| {
-        strip_client_controlled(trailers, &identity, &forwarding)
-    });
+    // A body that has ended (a GET) has no trailers to clean.
+    let body = if http_body::Body::is_end_stream(&body) {
+        body
+    } else {
+        let (identity, forwarding) = (ctx.identity.clone(), ctx.forwarding.clone());
+        clean_trailers(body, move |trailers| {
+            strip_client_controlled(trailers, &identity, &forwarding)
+        })
+    };
     let body = match ctx.body_idle_timeout {
         Some(idle) => IdleLimited::new(body, idle).boxed(),
         None => body,
