@@ -9,7 +9,8 @@
 //!   the file spells them) are the leaf every section's compiler reports into; each
 //!   section's file types live beside the code that compiles them ([`policy::file`],
 //!   [`token::config`], [`mcp::config`]).
-//! - [`server`] — data and admin listeners, limits, graceful drain; [`connection`] —
+//! - [`server`] — data and admin listeners, the data plane's worker threads (one
+//!   single-threaded runtime each), limits, graceful drain; [`connection`] —
 //!   accepting under a connection cap, per-connection activity, the idle and
 //!   response-progress timeouts, and the slot a WebSocket tunnel keeps.
 //! - [`gateway`] — the current config generation ([`gateway::App`]) behind one swap point;
@@ -26,9 +27,10 @@
 //!   authentication answers besides a principal.
 //! - [`http_client`] — bounded fetches from an authorization server (client, size-capped
 //!   GETs, metadata discovery); a leaf shared by the token layer, MCP and `check --online`.
-//! - [`forward`] — header rewriting and the pooled upstream client; [`admission`] — the cap
-//!   on requests in flight to the upstream; [`identity`] — the identity headers it sets,
-//!   never altered silently ([`identity::encoding`]), and `[identity]`.
+//! - [`forward`] — header rewriting and the upstream client (a pool per thread);
+//!   [`admission`] — the cap on requests in flight to the upstream; [`identity`] — the
+//!   identity headers it sets, never altered silently ([`identity::encoding`]), and
+//!   `[identity]`.
 //! - [`error`] — the one error → response mapping; [`body`] — the one body type.
 //! - [`mcp`] — MCP routes: RFC 9728 metadata, RFC 8707 audience binding, tool-level scopes;
 //!   [`mcp::config`] compiles `[mcp]` and the MCP parts of routes.

@@ -1,5 +1,7 @@
 //! Listeners: the data plane (HTTP/1.1 and h2c on one port) and the admin plane, with
-//! connection limits, header-read and idle timeouts, and graceful drain on shutdown.
+//! connection limits, header-read and idle timeouts, and graceful drain on shutdown. The
+//! data plane runs on worker threads of its own (`listener.worker_threads`), each accepting
+//! from the one listening socket and serving what it accepted to the end.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
