@@ -9,6 +9,8 @@
 #   bench/compare.sh             # full: 3 interleaved repetitions of 5 s, medians
 #   bench/compare.sh --reps 5 --duration 10 --connections 64
 #   bench/compare.sh --profile report.txt   # perf profile of scopegate, cached RS256 token
+#   bench/compare.sh --peers "nginx scopegate" --baseline OLD_BINARY   # before/after in one run
+#   bench/compare.sh --targets   # opaque tokens, 1,000 req/s latency, HTTP/2, 1 MiB bodies, 2 threads
 #
 # Everything listens on 127.0.0.1. The upstream (nginx answering a fixed 200) and the proxy
 # under test share CPU 0; wrk runs on CPU 1. Peers run in interleaved order (A B C, A B C, ...)
@@ -26,6 +28,9 @@ connections=64
 quick=0
 tokens=2000
 profile=""
+targets=0
+baseline=""
+only=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) quick=1; duration=2; reps=1 ;;
@@ -33,7 +38,13 @@ while [[ $# -gt 0 ]]; do
         --duration) duration="$2"; shift ;;
         --connections) connections="$2"; shift ;;
         --profile) profile="$(realpath -m "$2")"; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        # Another scopegate binary (e.g. built from the previous commit), measured as the peer
+        # "scopegate-base" with the cache on, one worker thread given through TOKIO_WORKER_THREADS.
+        --baseline) baseline="$(realpath "$2")"; shift ;;
+        # Measure only these peers (space-separated names, e.g. "nginx scopegate").
+        --peers) only="$2"; shift ;;
+        --targets) targets=1 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -45,6 +56,7 @@ envoy_version="1.40.0"
 missing=()
 needed=(nginx haproxy wrk taskset)
 [[ -n "$profile" ]] && needed+=(perf)
+[[ "$targets" == 1 ]] && needed+=(h2load)
 for tool in "${needed[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
@@ -56,6 +68,7 @@ if [[ ${#missing[@]} -gt 0 || ! -x "$envoy_bin" ]]; then
             nginx) apt_pkgs+=(nginx-light) ;;
             taskset) apt_pkgs+=(util-linux) ;;
             perf) apt_pkgs+=(linux-perf) ;;
+            h2load) apt_pkgs+=(nghttp2-client) ;;
             *) apt_pkgs+=("$tool") ;;
         esac
     done
@@ -79,9 +92,10 @@ if [[ $(nproc) -lt 2 ]]; then
 fi
 
 echo "building scopegate and the token issuer (release)..." >&2
-(cd "$root" && cargo build --release --quiet --bin scopegate --example load_issuer)
+(cd "$root" && cargo build --release --quiet --bin scopegate --example load_issuer --example fixed_rate)
 scopegate_bin="$root/target/release/scopegate"
 issuer_bin="$root/target/release/examples/load_issuer"
+fixed_rate_bin="$root/target/release/examples/fixed_rate"
 
 work="$(mktemp -d -t scopegate-compare.XXXXXX)"
 pids=()
@@ -138,7 +152,8 @@ head -n1 "$work/es256.tokens" >"$work/es256.one"
 
 # --- upstream: nginx answering a fixed 200 ----------------------------------------------
 upstream_port="$(free_port)"
-mkdir -p "$work/nginx-up" "$work/nginx-px"
+mkdir -p "$work/nginx-up" "$work/nginx-px" "$work/www"
+head -c 1048576 /dev/zero >"$work/www/big"
 # One foreground nginx process, its files under $work/DIR; the http block follows.
 nginx_preamble() { # DIR
     cat <<EOF
@@ -151,7 +166,9 @@ http {
 EOF
 }
 { nginx_preamble nginx-up; cat <<EOF
-  server { listen 127.0.0.1:$upstream_port; default_type application/json; location / { return 200 '{"ok":true}'; } }
+  server { listen 127.0.0.1:$upstream_port; default_type application/json; location / { return 200 '{"ok":true}'; }
+    # 1 MiB each way: the request body is read and dropped, the file is the answer.
+    location /big { client_max_body_size 2m; root $work/www; error_page 405 =200 \$uri; } }
 }
 EOF
 } >"$work/upstream.conf"
@@ -159,10 +176,13 @@ start upstream 0 nginx -e stderr -p "$work/nginx-up" -c "$work/upstream.conf"
 
 # --- nginx proxy_pass, no authentication (the floor) -----------------------------------
 nginx_port="$(free_port)"
+nginx_h2_port="$(free_port)" # h2c with prior knowledge, for the HTTP/2 target
 { nginx_preamble nginx-px; cat <<EOF
   upstream app { server 127.0.0.1:$upstream_port; keepalive 128; }
-  server { listen 127.0.0.1:$nginx_port;
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:$nginx_port; listen 127.0.0.1:$nginx_h2_port http2;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location /big { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+      client_max_body_size 2m; proxy_request_buffering off; proxy_buffering off; } }
 }
 EOF
 } >"$work/nginx.conf"
@@ -274,10 +294,11 @@ start envoy 0 "$envoy_bin" -c "$work/envoy.yaml" --concurrency 1 -l error --base
 start envoy-cache 0 "$envoy_bin" -c "$work/envoy-cache.yaml" --concurrency 1 -l error --base-id 42 --disable-hot-restart
 
 # --- scopegate: cache on (default size) and a 1-entry cache ------------------------------
-scopegate_config() { # port admin_port cache_entries
+scopegate_config() { # port admin_port cache_entries [worker_threads line]
     cat <<EOF
 [listener]
 address = "127.0.0.1:$1"
+${4-worker_threads = 1}
 [admin]
 address = "127.0.0.1:$2"
 [log]
@@ -294,15 +315,25 @@ token_validation = "jwt"
 name = "read"
 path = "/read"
 scopes = ["read"]
+[[route]]
+name = "big"
+path = "/big"
+methods = ["POST"]
+scopes = ["read"]
 EOF
 }
 scopegate_port="$(free_port)"
 scopegate_one_port="$(free_port)"
 scopegate_config "$scopegate_port" "$(free_port)" 100000 >"$work/scopegate.toml"
 scopegate_config "$scopegate_one_port" "$(free_port)" 1 >"$work/scopegate-one.toml"
-# One worker thread: the proxy gets one core, like every other peer here.
-start scopegate 0 env TOKIO_WORKER_THREADS=1 "$scopegate_bin" --config "$work/scopegate.toml" run
-start scopegate-1 0 env TOKIO_WORKER_THREADS=1 "$scopegate_bin" --config "$work/scopegate-one.toml" run
+# One worker thread (listener.worker_threads): the proxy gets one core, like every other peer.
+start scopegate 0 "$scopegate_bin" --config "$work/scopegate.toml" run
+start scopegate-1 0 "$scopegate_bin" --config "$work/scopegate-one.toml" run
+if [[ -n "$baseline" ]]; then
+    scopegate_base_port="$(free_port)"
+    scopegate_config "$scopegate_base_port" "$(free_port)" 100000 "" >"$work/scopegate-base.toml"
+    start scopegate-base 0 env TOKIO_WORKER_THREADS=1 "$baseline" --config "$work/scopegate-base.toml" run
+fi
 
 declare -A port_of=(
     [direct]=$upstream_port [nginx]=$nginx_port [haproxy]=$haproxy_port
@@ -313,6 +344,10 @@ declare -A proc_of=(
     [direct]=upstream [nginx]=nginx [haproxy]=haproxy [envoy]=envoy [envoy-cache]=envoy-cache
     [scopegate]=scopegate [scopegate-1]=scopegate-1
 )
+if [[ -n "$baseline" ]]; then
+    port_of[scopegate-base]=$scopegate_base_port
+    proc_of[scopegate-base]=scopegate-base
+fi
 auth="Authorization: Bearer $(cat "$work/rs256.one")"
 for peer in "${!port_of[@]}"; do
     wait_http "http://127.0.0.1:${port_of[$peer]}/read" "$auth" || {
@@ -349,6 +384,136 @@ function done(summary, latency, requests)
     summary.errors.timeout))
 end
 EOF
+
+if [[ "$targets" == 1 ]]; then
+    # The targets wrk and the main table do not cover. Two more scopegates: one for opaque
+    # tokens (introspected by the issuer's second server, answers cached), one with two
+    # worker threads on both CPUs.
+    opaque_port="$(free_port)"
+    two_port="$(free_port)"
+    cat >"$work/scopegate-opaque.toml" <<EOF
+[listener]
+address = "127.0.0.1:$opaque_port"
+worker_threads = 1
+[admin]
+address = "127.0.0.1:$(free_port)"
+[log]
+level = "warn"
+[upstream]
+url = "http://127.0.0.1:$upstream_port"
+[[issuer]]
+url = "$(cat "$work/opaque.issuer")"
+audiences = ["$audience"]
+token_validation = "introspection"
+[issuer.introspection]
+client_id = "$(cat "$work/opaque.client_id")"
+client_secret_file = "$work/opaque.secret"
+positive_ttl = "1h"
+[[route]]
+name = "read"
+path = "/read"
+scopes = ["read"]
+EOF
+    scopegate_config "$two_port" "$(free_port)" 100000 "worker_threads = 2" >"$work/scopegate-2.toml"
+    start scopegate-opaque 0 "$scopegate_bin" --config "$work/scopegate-opaque.toml" run
+    start scopegate-2 0,1 "$scopegate_bin" --config "$work/scopegate-2.toml" run
+    opaque_auth="Authorization: Bearer $(head -n1 "$work/opaque.token")"
+    wait_http "http://127.0.0.1:$opaque_port/read" "$opaque_auth"
+    wait_http "http://127.0.0.1:$two_port/read" "$auth"
+    for check in "$opaque_port|$opaque_auth" "$two_port|$auth"; do
+        code="$(curl -s -o /dev/null -w '%{http_code}' -H "${check#*|}" "http://127.0.0.1:${check%%|*}/read")"
+        [[ "$code" == 200 ]] || { echo "scopegate on ${check%%|*} answers $code" >&2; exit 1; }
+    done
+    cpu_of() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+    # Nanoseconds on CPU of all the process's threads (the scheduler's own count): at a low
+    # rate the tick-sampled utime/stime overcharges a process that wakes an idle CPU.
+    cpu_ns_of() { cat /proc/"$1"/task/*/schedstat | awk '{ sum += $1 } END { printf "%.0f\n", sum }'; }
+    ticks="$(getconf CLK_TCK)"
+    # wrk_run LABEL PROC CPUS URL LUA ARG [CONNECTIONS]: one wrk run, one Markdown row.
+    wrk_run() {
+        local pid="${pid_of[$2]}" before after out requests micros p50 p99 errors timeouts
+        before="$(cpu_of "$pid")"
+        out="$(taskset -c "$3" wrk -t1 -c"${7:-$connections}" -d"${duration}s" --timeout 5s -s "$5" "$4" -- "$6")"
+        after="$(cpu_of "$pid")"
+        read -r _ requests micros p50 p99 errors timeouts <<<"$(grep '^RESULT' <<<"$out")"
+        awk -v l="$1" -v r="$requests" -v d="$micros" -v p50="$p50" -v p99="$p99" -v e="$((errors + timeouts))" \
+            -v c="$(((after - before) * 1000000 / ticks))" \
+            'BEGIN { printf "| %s | %.0f | %.3f | %.3f | %.1f | %d |\n", l, r / (d / 1e6), p50 / 1000, p99 / 1000, c / r, e }'
+    }
+    echo
+    echo "## Opaque tokens (warm introspection cache) against a cached JWT; two worker threads"
+    echo
+    echo "wrk -t1 -c$connections, ${duration}s each, $reps repetition(s) in turn; CPU is the proxy's own"
+    echo
+    echo "| run | req/s | p50 ms | p99 ms | CPU µs/req | errors |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    head -n1 "$work/opaque.token" >"$work/opaque.one"
+    for rep in $(seq 1 "$reps"); do
+        wrk_run "scopegate, cached RS256 JWT, 1 thread on CPU 0 (#$rep)" scopegate 1 \
+            "http://127.0.0.1:$scopegate_port" "$work/tokens.lua" "$work/rs256.one"
+        wrk_run "scopegate, opaque token, warm cache, 1 thread on CPU 0 (#$rep)" scopegate-opaque 1 \
+            "http://127.0.0.1:$opaque_port" "$work/tokens.lua" "$work/opaque.one"
+        wrk_run "scopegate, cached RS256 JWT, 2 threads on CPUs 0-1, wrk on CPU 1 (#$rep)" scopegate-2 1 \
+            "http://127.0.0.1:$two_port" "$work/tokens.lua" "$work/rs256.one"
+    done
+
+    echo
+    echo "## Latency and CPU at a fixed 1,000 requests/s"
+    echo
+    rate_seconds=$((duration * 2))
+    echo "examples/fixed_rate.rs on CPU 1: 1,000 req/s for ${rate_seconds}s over 16 connections; CPU is % of one core (schedstat)"
+    echo
+    echo "| peer | p50 ms | p90 ms | p99 ms | max ms | added p50 ms | added p99 ms | CPU % of a core | errors |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    direct_p50=0
+    direct_p99=0
+    for peer in direct nginx scopegate; do
+        pid="${pid_of[${proc_of[$peer]}]}"
+        before="$(cpu_ns_of "$pid")"
+        out="$(taskset -c 1 "$fixed_rate_bin" "http://127.0.0.1:${port_of[$peer]}/read" 1000 "$rate_seconds" 16 "$auth")"
+        after="$(cpu_ns_of "$pid")"
+        read -r _ requests errors p50 p90 p99 max achieved <<<"$(grep '^RESULT' <<<"$out")"
+        if [[ "$peer" == direct ]]; then direct_p50="$p50"; direct_p99="$p99"; fi
+        awk -v l="$peer" -v p50="$p50" -v p90="$p90" -v p99="$p99" -v mx="$max" -v d50="$direct_p50" \
+            -v d99="$direct_p99" -v c="$(((after - before) / 1000))" -v s="$rate_seconds" -v e="$errors" \
+            'BEGIN { printf "| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f | %d |\n", l, p50/1000, p90/1000,
+                     p99/1000, mx/1000, (p50-d50)/1000, (p99-d99)/1000, c / (s * 1e6) * 100, e }'
+    done
+
+    echo
+    echo "## HTTP/2 downstream (h2c, prior knowledge) and 1 MiB bodies both ways"
+    echo
+    echo "h2load -c16 -m8 on CPU 1 for ${duration}s; wrk -c8 POST of 1 MiB answered with 1 MiB; CPU is the proxy's own"
+    echo
+    echo "| run | req/s | CPU µs/req |"
+    echo "|---|---:|---:|"
+    h2_run() { # label proc url
+        local pid="${pid_of[$2]}" before after rps requests
+        before="$(cpu_of "$pid")"
+        out="$(taskset -c 1 h2load -c16 -m8 -D "$duration" -H "$auth" "$3" 2>&1)"
+        after="$(cpu_of "$pid")"
+        rps="$(grep -oE 'finished in [0-9.]+s, [0-9.]+ req/s' <<<"$out" | awk '{ print $4 }')"
+        requests="$(grep -oE '[0-9]+ succeeded' <<<"$out" | awk '{ print $1 }')"
+        awk -v l="$1" -v r="$rps" -v n="$requests" -v c="$(((after - before) * 1000000 / ticks))" \
+            'BEGIN { printf "| %s | %.0f | %.1f |\n", l, r, (n ? c / n : 0) }'
+    }
+    cat >"$work/big.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = string.rep("x", 1048576)
+function init(args) wrk.headers["Authorization"] = "Bearer " .. io.lines(args[1])() end
+function request() return wrk.format(nil, "/big") end
+EOF
+    sed -n '/^function done/,$p' "$work/tokens.lua" >>"$work/big.lua" # the same RESULT line
+    for rep in $(seq 1 "$reps"); do
+        h2_run "HTTP/2, nginx proxy_pass (#$rep)" nginx "http://127.0.0.1:$nginx_h2_port/read"
+        h2_run "HTTP/2, scopegate, cached JWT (#$rep)" scopegate "http://127.0.0.1:$scopegate_port/read"
+        wrk_run "1 MiB both ways, nginx proxy_pass (#$rep)" nginx 1 "http://127.0.0.1:$nginx_port" "$work/big.lua" \
+            "$work/rs256.one" 8 | cut -d'|' -f1-3,6 | sed 's/$/ |/'
+        wrk_run "1 MiB both ways, scopegate, cached JWT (#$rep)" scopegate 1 "http://127.0.0.1:$scopegate_port" \
+            "$work/big.lua" "$work/rs256.one" 8 | cut -d'|' -f1-3,6 | sed 's/$/ |/'
+    done
+    exit 0
+fi
 
 if [[ -n "$profile" ]]; then
     # Where does a cache hit spend its time? Sample scopegate (all threads) while wrk sends
@@ -393,16 +558,21 @@ ticks_per_sec="$(getconf CLK_TCK)"
 results="$work/results.tsv"
 : >"$results"
 # scenario  token file  peers
+base="${baseline:+ scopegate-base}"
 scenarios=(
-    "one RS256 token repeated|rs256.one|direct nginx haproxy envoy envoy-cache scopegate scopegate-1"
-    "one ES256 token repeated|es256.one|direct nginx haproxy envoy envoy-cache scopegate scopegate-1"
-    "$tokens rotating RS256 tokens|rs256.tokens|haproxy envoy envoy-cache scopegate scopegate-1"
-    "$tokens rotating ES256 tokens|es256.tokens|haproxy envoy envoy-cache scopegate scopegate-1"
+    "one RS256 token repeated|rs256.one|direct nginx haproxy envoy envoy-cache scopegate scopegate-1$base"
+    "one ES256 token repeated|es256.one|direct nginx haproxy envoy envoy-cache scopegate scopegate-1$base"
+    "$tokens rotating RS256 tokens|rs256.tokens|haproxy envoy envoy-cache scopegate scopegate-1$base"
+    "$tokens rotating ES256 tokens|es256.tokens|haproxy envoy envoy-cache scopegate scopegate-1$base"
 )
+selected() { # peer: measured in this run?
+    [[ -z "$only" || " $only " == *" $1 "* ]]
+}
 total=0
 for line in "${scenarios[@]}"; do
-    read -r -a list <<<"${line##*|}"
-    total=$((total + ${#list[@]} * reps))
+    for peer in ${line##*|}; do
+        selected "$peer" && total=$((total + reps))
+    done
 done
 echo "running $total measurements of ${duration}s (${connections} connections)..." >&2
 n=0
@@ -410,6 +580,7 @@ for rep in $(seq 1 "$reps"); do
     for line in "${scenarios[@]}"; do
         IFS='|' read -r scenario file peers <<<"$line"
         for peer in $peers; do
+            selected "$peer" || continue
             n=$((n + 1))
             pid="${pid_of[${proc_of[$peer]}]}"
             before="$(cpu_ticks "$pid")"

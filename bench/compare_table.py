@@ -20,6 +20,7 @@ LABELS = {
     "envoy-cache": "Envoy, jwt_cache_config",
     "scopegate": "scopegate, cache on",
     "scopegate-1": "scopegate, 1-entry cache",
+    "scopegate-base": "scopegate (--baseline), cache on",
 }
 
 

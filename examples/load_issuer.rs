@@ -5,8 +5,10 @@
 //!
 //! Writes into `<out dir>`: `issuer` (the issuer URL), `audience`, `jwks.json`,
 //! `rs256.pem` and `es256.pem` (public keys, SubjectPublicKeyInfo), `rs256.tokens` and
-//! `es256.tokens` (one read-scoped access token per line, valid for two hours), then
-//! `ready`; it serves the JWKS (scopegate fetches it) until stdin closes.
+//! `es256.tokens` (one read-scoped access token per line, valid for two hours), and for a
+//! second issuer that hands out opaque tokens and answers introspection: `opaque.issuer`,
+//! `opaque.token`, `opaque.client_id` and `opaque.secret` (its client's credentials); then
+//! `ready`; it serves the JWKS and introspection until stdin closes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Read as _;
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use scopegate::dev::{AccessTokenRequest, DevIssuer, DevIssuerConfig, KeyAlg, SigningKey, mint};
+use scopegate::dev::{AccessTokenRequest, ClientRegistration, DevIssuer, DevIssuerConfig, KeyAlg, SigningKey, mint};
 use serde_json::{Value, json};
 
 const AUDIENCE: &str = "https://api.bench";
@@ -80,6 +82,23 @@ async fn main() {
         })
         .collect();
 
+    // Opaque tokens, introspected by the scopegate that is configured for them.
+    let opaque = DevIssuer::start(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        DevIssuerConfig {
+            opaque_access_tokens: true,
+            default_audience: Some(AUDIENCE.into()),
+            access_token_ttl: Duration::from_secs(7200),
+            ..DevIssuerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let client = opaque.register_client(ClientRegistration {
+        grant_types: vec!["client_credentials".into()],
+        ..ClientRegistration::default()
+    });
+
     let jwks = json!({"keys": [rsa.public_jwk(), ec.public_jwk()]});
     let write = |name: &str, text: String| std::fs::write(out.join(name), text).unwrap();
     write("issuer", issuer.issuer().to_string());
@@ -89,6 +108,10 @@ async fn main() {
     write("es256.pem", ec_public_pem(&ec));
     write("rs256.tokens", rs256.join("\n") + "\n");
     write("es256.tokens", es256.join("\n") + "\n");
+    write("opaque.issuer", opaque.issuer().to_string());
+    write("opaque.token", opaque.mint_access_token(&request) + "\n");
+    write("opaque.client_id", client.client_id.clone());
+    write("opaque.secret", client.client_secret.clone().unwrap());
     write("ready", String::new());
 
     // Serve until the script closes our stdin (or goes away).
@@ -99,4 +122,5 @@ async fn main() {
     .await
     .unwrap();
     issuer.shutdown().await;
+    opaque.shutdown().await;
 }

@@ -120,11 +120,15 @@ pub fn strip_identity(headers: &mut HeaderMap, identity: &IdentityConfig) {
 /// Removes every header whose normalized name (lower case, `_` folded to `-`) satisfies
 /// `doomed`: CGI-style servers read `X_HTTP_Method_Override` as `X-HTTP-Method-Override`.
 fn strip_matching(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| doomed(&normalize_header_name(name.as_str())))
-        .cloned()
-        .collect();
+    // A `HeaderName` is lower case already: only a name with `_` needs a folded copy.
+    let is_doomed = |name: &HeaderName| match name.as_str() {
+        plain if !plain.contains('_') => doomed(plain),
+        folded => doomed(&normalize_header_name(folded)),
+    };
+    if !headers.keys().any(is_doomed) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|name| is_doomed(name)).cloned().collect();
     for name in names {
         headers.remove(name);
     }
@@ -221,10 +225,15 @@ pub fn rewrite_request(req: Request<ProxyBody>, ctx: &RewriteContext<'_>) -> Res
     for (name, value) in ctx.identity_headers {
         headers.insert(name.clone(), value.clone());
     }
-    let (identity, forwarding) = (ctx.identity.clone(), ctx.forwarding.clone());
-    let body = clean_trailers(body, move |trailers| {
-        strip_client_controlled(trailers, &identity, &forwarding)
-    });
+    // A body that has ended (a GET) has no trailers to clean.
+    let body = if http_body::Body::is_end_stream(&body) {
+        body
+    } else {
+        let (identity, forwarding) = (ctx.identity.clone(), ctx.forwarding.clone());
+        clean_trailers(body, move |trailers| {
+            strip_client_controlled(trailers, &identity, &forwarding)
+        })
+    };
     let body = match ctx.body_idle_timeout {
         Some(idle) => IdleLimited::new(body, idle).boxed(),
         None => body,
@@ -287,46 +296,58 @@ pub fn rewrite_response(response: &mut Response<Incoming>, identity: &IdentityCo
 }
 
 /// The pooled client to the one upstream, over plain TCP or TLS as `upstream.url` says.
+/// Each thread that sends gets a pool of its own: a connection's task runs on the runtime
+/// that opened it, so with one single-threaded runtime per worker a request, its upstream
+/// connection and the response stay on one thread (`pool_max_idle_per_host` applies per
+/// thread).
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
-    response_header_timeout: std::time::Duration,
+    pools: std::sync::Arc<thread_local::ThreadLocal<Client<HttpsConnector<HttpConnector>, ProxyBody>>>,
+    config: std::sync::Arc<UpstreamConfig>,
+    /// The upstream's TLS settings (used for `https://` upstreams), made once.
+    tls: std::sync::Arc<rustls::ClientConfig>,
 }
 
 impl UpstreamClient {
     pub fn new(config: &UpstreamConfig) -> UpstreamClient {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
-        // The TLS layer below takes https:// URLs; it refuses nothing else.
-        connector.enforce_http(false);
-        let tls = crate::tls::client::upstream_tls_config(config.ca.as_ref());
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http();
-        // ALPN offers what the HTTP version settings allow: h2 only with prior knowledge,
-        // else HTTP/1.1 only, as over plain TCP.
-        let connector = if config.http2_prior_knowledge {
-            builder.enable_http2().wrap_connector(connector)
-        } else {
-            builder.enable_http1().wrap_connector(connector)
-        };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .http2_only(config.http2_prior_knowledge)
-            .build(connector);
         UpstreamClient {
-            client,
-            response_header_timeout: config.response_header_timeout,
+            pools: std::sync::Arc::new(thread_local::ThreadLocal::new()),
+            config: std::sync::Arc::new(config.clone()),
+            tls: std::sync::Arc::new(crate::tls::client::upstream_tls_config(config.ca.as_ref())),
         }
+    }
+
+    fn pool(&self) -> &Client<HttpsConnector<HttpConnector>, ProxyBody> {
+        self.pools.get_or(|| {
+            let config = &self.config;
+            let mut connector = HttpConnector::new();
+            connector.set_connect_timeout(Some(config.connect_timeout));
+            connector.set_nodelay(true);
+            // The TLS layer below takes https:// URLs; it refuses nothing else.
+            connector.enforce_http(false);
+            let builder = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(rustls::ClientConfig::clone(&self.tls))
+                .https_or_http();
+            // ALPN offers what the HTTP version settings allow: h2 only with prior
+            // knowledge, else HTTP/1.1 only, as over plain TCP.
+            let connector = if config.http2_prior_knowledge {
+                builder.enable_http2().wrap_connector(connector)
+            } else {
+                builder.enable_http1().wrap_connector(connector)
+            };
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .pool_idle_timeout(config.pool_idle_timeout)
+                .pool_max_idle_per_host(config.pool_max_idle_per_host)
+                .http2_only(config.http2_prior_knowledge)
+                .build(connector)
+        })
     }
 
     /// Sends the request and waits for the response head, bounded by the configured timeout.
     pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.response_header_timeout, self.client.request(request)).await {
+        match tokio::time::timeout(self.config.response_header_timeout, self.pool().request(request)).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Unreachable),
             Ok(Err(_)) => Err(UpstreamError::Failed),

@@ -6,8 +6,8 @@
 //! success routes, issuers, limits and the upstream swap at once. Key sets and introspection
 //! clients of issuers whose settings did not change are kept (no refetch, no readiness dip);
 //! token caches are kept when the issuer settings are unchanged as a whole. Listener
-//! addresses, the connection cap and `[listener.tls]` cannot change without a restart: such a change is
-//! reported and the rest is applied.
+//! addresses, the connection cap, the worker threads and `[listener.tls]` cannot change
+//! without a restart: such a change is reported and the rest is applied.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -137,6 +137,9 @@ impl Gateway {
         }
         if config.listener.max_connections != old.config.listener.max_connections {
             restart_required.push("listener.max_connections");
+        }
+        if config.listener.worker_threads != old.config.listener.worker_threads {
+            restart_required.push("listener.worker_threads");
         }
         // Whether the data listener speaks TLS, from which files and with which client
         // certificate policy, is fixed at start; new contents of the same files are picked

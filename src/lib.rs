@@ -9,7 +9,8 @@
 //!   the file spells them) are the leaf every section's compiler reports into; each
 //!   section's file types live beside the code that compiles them ([`policy::file`],
 //!   [`token::config`], [`mcp::config`], [`resource::config`]).
-//! - [`server`] — data, forward-auth and admin listeners, limits, graceful drain; [`connection`] —
+//! - [`server`] — data, forward-auth and admin listeners, the data plane's worker threads (one
+//!   single-threaded runtime each), limits, graceful drain; [`connection`] —
 //!   accepting under a connection cap, per-connection activity, the idle and
 //!   response-progress timeouts, and the slot a WebSocket tunnel keeps.
 //! - [`tls`] — rustls everywhere: `[listener.tls]` termination (the accept-time seam that
@@ -38,9 +39,10 @@
 //!   authentication answers besides a principal.
 //! - [`http_client`] — bounded fetches from an authorization server (client, size-capped
 //!   GETs, metadata discovery); a leaf shared by the token layer, MCP and `check --online`.
-//! - [`forward`] — header rewriting and the pooled upstream client; [`admission`] — the cap
-//!   on requests in flight to the upstream; [`identity`] — the identity headers it sets,
-//!   never altered silently ([`identity::encoding`]), and `[identity]`.
+//! - [`forward`] — header rewriting and the upstream client (a pool per thread);
+//!   [`admission`] — the cap on requests in flight to the upstream; [`identity`] — the
+//!   identity headers it sets, never altered silently ([`identity::encoding`]), and
+//!   `[identity]`.
 //! - [`error`] — the one error → response mapping; [`body`] — the one body type.
 //! - [`resource`] — RFC 9728 protected-resource metadata: the documents, where they are
 //!   served, and `[[resource]]` ([`resource::config`]) for API routes.

@@ -369,7 +369,12 @@ fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let path = config_path(cli, &args.file)?;
     let config = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let log_reloader = init_logging(cli, &config.log);
-    runtime()?.block_on(async move {
+    // Signals, reloads, key refreshes and the admin plane; the data plane has its own threads.
+    let control = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    control.block_on(async move {
         let reload = config.reload;
         let running = scopegate::server::start(config, Some(path.clone())).await?;
         running.app.set_log_reloader(log_reloader);

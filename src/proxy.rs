@@ -42,7 +42,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
 }
 
 async fn process(
-    app: &App,
+    app: &Arc<App>,
     req: Request<Incoming>,
     peer: SocketAddr,
     record: &mut RequestRecord,
@@ -162,7 +162,7 @@ struct ClientUpgrade {
 }
 
 async fn forward(
-    app: &App,
+    app: &Arc<App>,
     upstream_req: Request<ProxyBody>,
     client_upgrade: Option<ClientUpgrade>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -180,9 +180,12 @@ async fn forward(
         return Ok(response.map(stream_body));
     }
     rewrite_response(&mut response, &app.config.identity);
-    let identity = app.config.identity.clone();
+    // The generation is shared, not its identity settings copied, for every response.
+    let generation = Arc::clone(app);
     Ok(response.map(|body| {
-        let body = clean_trailers(body, move |trailers| strip_identity(trailers, &identity));
+        let body = clean_trailers(body, move |trailers| {
+            strip_identity(trailers, &generation.config.identity)
+        });
         hold_slot(body, slot)
     }))
 }

@@ -73,6 +73,8 @@ pub struct RequestRecord {
     error: Option<ProxyError>,
     /// `None` until a response exists: a record dropped without one was cancelled.
     status: Option<StatusCode>,
+    /// Whether the access log is on: what only the log reads is not collected otherwise.
+    log_access: bool,
 }
 
 /// A latency in milliseconds with three decimals (microsecond resolution): the access log's
@@ -107,6 +109,7 @@ impl RequestRecord {
             would_deny: None,
             error: None,
             status: None,
+            log_access: tracing::enabled!(target: "scopegate::access", tracing::Level::INFO),
         }
     }
 
@@ -125,7 +128,9 @@ impl RequestRecord {
 
     /// The client certificate of the request's TLS connection, if it presented one.
     pub fn note_client_certificate(&mut self, certificate: Option<&crate::tls::ClientCertificate>) {
-        self.client_certificate = certificate.map(crate::tls::ClientCertificate::thumbprint);
+        if self.log_access {
+            self.client_certificate = certificate.map(crate::tls::ClientCertificate::thumbprint);
+        }
     }
 
     /// What routing settled, known before any token is read.
@@ -133,7 +138,9 @@ impl RequestRecord {
         self.route = decision.route_name().map(str::to_string);
         self.public = decision.is_public();
         self.preflight = decision.preflight;
-        self.canonical_path = decision.path.as_ref().map(|p| p.as_str().to_string());
+        if self.log_access {
+            self.canonical_path = decision.path.as_ref().map(|p| p.as_str().to_string());
+        }
         self.route_scopes = decision.route_scopes();
         self.resource_metadata = decision.resource_metadata(config).map(str::to_string);
         self.dpop = decision.dpop_mode(config);
@@ -141,9 +148,11 @@ impl RequestRecord {
 
     /// What authentication and authorization settled.
     pub fn decided(&mut self, decision: &Decision<'_>) {
-        self.token_fingerprint = decision.token_fingerprint.clone();
+        if self.log_access {
+            self.token_fingerprint = decision.token_fingerprint.clone();
+            self.client_id = decision.verified.as_ref().and_then(|p| p.client_id.clone());
+        }
         self.scheme = decision.scheme;
-        self.client_id = decision.verified.as_ref().and_then(|p| p.client_id.clone());
         self.would_deny = decision.would_deny.clone();
     }
 

@@ -2,7 +2,9 @@
 //! with `[listener.tls]`: see [`crate::tls::acceptor`]), the forward-auth listener when
 //! configured (the same limits and timeouts, a connection cap of its own) and the admin
 //! plane, with connection limits, header-read and idle timeouts, and graceful drain on
-//! shutdown.
+//! shutdown. The data plane runs on worker threads of its own (`listener.worker_threads`),
+//! each a single-threaded runtime accepting from the one listening socket and serving what
+//! it accepted to the end.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -84,6 +86,7 @@ pub async fn bind(
 }
 
 /// Binds the addresses in `config` and starts serving; `config_path` is re-read on reload.
+/// The data plane runs on [`worker_count`] threads of its own.
 pub async fn start(config: Config, config_path: Option<std::path::PathBuf>) -> Result<Running, BindError> {
     let data = bind("data listener", "listener.address", config.listener.address).await?;
     let admin = bind("admin listener", "admin.address", config.admin_address).await?;
@@ -91,8 +94,9 @@ pub async fn start(config: Config, config_path: Option<std::path::PathBuf>) -> R
         Some(settings) => Some(bind("forward-auth listener", "forward_auth.listen", settings.listen).await?),
         None => None,
     };
+    let workers = Workers::Threads(worker_count(config.listener.worker_threads));
     let app = Gateway::new(config, Metrics::new(), config_path);
-    Ok(serve_all(app, data, admin, forward_auth))
+    Ok(serve_with(app, data, admin, forward_auth, workers))
 }
 
 /// Serves on listeners the caller bound (tests pass `127.0.0.1:0`); no forward-auth.
@@ -111,12 +115,61 @@ fn local_addr(listener: &TcpListener) -> SocketAddr {
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
-/// Serves a gateway on bound listeners, the forward-auth one included when given.
+/// Serves a gateway on bound listeners, the forward-auth one included when given: the data
+/// plane on worker threads of its own when the config sets `listener.worker_threads`,
+/// otherwise on the caller's runtime.
 pub fn serve_all(
     app: Arc<Gateway>,
     data: TcpListener,
     admin: TcpListener,
     forward_auth: Option<TcpListener>,
+) -> Running {
+    let workers = app
+        .app()
+        .config
+        .listener
+        .worker_threads
+        .map_or(Workers::Current, Workers::Threads);
+    serve_with(app, data, admin, forward_auth, workers)
+}
+
+/// Where the data plane runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// On the runtime of the caller (tests, embedding).
+    Current,
+    /// On this many threads, each a single-threaded runtime with its own accept loop and
+    /// its own upstream connections: a request never leaves the thread that accepted it.
+    Threads(usize),
+}
+
+/// The data plane's threads: `configured` (`listener.worker_threads`), else
+/// `TOKIO_WORKER_THREADS`, else [`std::thread::available_parallelism`] — on Linux the CPUs
+/// in the process's affinity mask, lowered to a cgroup's CPU quota (`cpu.max`) when there
+/// is one, so a container limited to 2 CPUs gets 2 threads.
+pub fn worker_count(configured: Option<usize>) -> usize {
+    configured
+        .or_else(|| {
+            std::env::var("TOKIO_WORKER_THREADS")
+                .ok()
+                .and_then(|text| text.trim().parse().ok())
+                .filter(|threads| *threads > 0)
+        })
+        .or_else(|| {
+            std::thread::available_parallelism()
+                .ok()
+                .map(std::num::NonZeroUsize::get)
+        })
+        .unwrap_or(1)
+}
+
+/// Serves a gateway on bound listeners, the data plane where `workers` says.
+pub fn serve_with(
+    app: Arc<Gateway>,
+    data: TcpListener,
+    admin: TcpListener,
+    forward_auth: Option<TcpListener>,
+    workers: Workers,
 ) -> Running {
     let (shutdown, watcher) = watch::channel(false);
     let addr = local_addr(&data);
@@ -136,19 +189,31 @@ pub fn serve_all(
         }
         _ => None,
     };
-    let data_task = tokio::spawn(serve_data(
-        data,
-        Endpoint::Proxy,
-        termination,
-        Arc::clone(&app),
-        wait_for(watcher.clone()),
-    ));
+    // Each listener's connection cap is fixed at start and shared by all that serve it;
+    // changing it needs a restart.
+    let cap = app.app().config.listener.max_connections;
+    let slots = Arc::new(Semaphore::new(cap));
+    let data_task = match workers {
+        Workers::Threads(threads) => spawn_workers(data, &app, &slots, termination.as_ref(), &watcher, threads),
+        Workers::Current => Err(data),
+    }
+    .unwrap_or_else(|data| {
+        tokio::spawn(serve_data(
+            data,
+            Endpoint::Proxy,
+            termination,
+            Arc::clone(&app),
+            slots,
+            wait_for(watcher.clone()),
+        ))
+    });
     let forward_auth_task = forward_auth.map(|listener| {
         tokio::spawn(serve_data(
             listener,
             Endpoint::ForwardAuth,
             None,
             Arc::clone(&app),
+            Arc::new(Semaphore::new(cap)),
             wait_for(watcher.clone()),
         ))
     });
@@ -175,6 +240,98 @@ enum Endpoint {
     ForwardAuth,
 }
 
+/// Starts `threads` worker threads accepting from one listening socket, and returns a task
+/// that ends when all of them have drained. If no thread can be started, the listener is
+/// handed back to be served on the caller's runtime.
+fn spawn_workers(
+    data: TcpListener,
+    app: &Arc<Gateway>,
+    slots: &Arc<Semaphore>,
+    tls: Option<&Arc<TlsTermination>>,
+    watcher: &watch::Receiver<bool>,
+    threads: usize,
+) -> Result<tokio::task::JoinHandle<()>, TcpListener> {
+    // Taking the socket out of the caller's runtime fails only if epoll refuses to forget
+    // it; then the socket is gone, and so is the data plane: said loudly, never silently.
+    let listener = match data.into_std() {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot move the data listener to the worker threads; the data plane is not served");
+            return Ok(tokio::spawn(async {}));
+        }
+    };
+    let mut finished = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let started = listener.try_clone().and_then(|listener| {
+            let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
+            let worker = Worker {
+                app: Arc::clone(app),
+                slots: Arc::clone(slots),
+                tls: tls.cloned(),
+            };
+            let shutdown = wait_for(watcher.clone());
+            std::thread::Builder::new()
+                .name(format!("scopegate-w{index}"))
+                .spawn(move || worker.run(listener, shutdown, done))?;
+            Ok(finished_rx)
+        });
+        match started {
+            Ok(finished_rx) => finished.push(finished_rx),
+            Err(e) => tracing::error!(error = %e, worker = index, "cannot start a worker thread"),
+        }
+    }
+    if finished.is_empty() {
+        return match TcpListener::from_std(listener) {
+            Ok(listener) => Err(listener),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serve the data listener; the data plane is not served");
+                Ok(tokio::spawn(async {}))
+            }
+        };
+    }
+    tracing::info!(threads = finished.len(), "data plane worker threads started");
+    Ok(tokio::spawn(async move {
+        for worker in finished {
+            let _ = worker.await;
+        }
+    }))
+}
+
+/// What one worker thread serves the data listener with.
+struct Worker {
+    app: Arc<Gateway>,
+    slots: Arc<Semaphore>,
+    tls: Option<Arc<TlsTermination>>,
+}
+
+impl Worker {
+    /// A single-threaded runtime serving this thread's share of the data listener until
+    /// shutdown and drain, then `done`.
+    fn run(
+        self,
+        listener: std::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+        done: tokio::sync::oneshot::Sender<()>,
+    ) {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start a worker thread's runtime");
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            match TcpListener::from_std(listener) {
+                Ok(listener) => serve_data(listener, Endpoint::Proxy, self.tls, self.app, self.slots, shutdown).await,
+                Err(e) => tracing::error!(error = %e, "a worker thread cannot serve the data listener"),
+            }
+        });
+        // Upstream connections and tunnels still open on this thread end with its runtime.
+        drop(runtime);
+        let _ = done.send(());
+    }
+}
+
 async fn wait_for(mut watcher: watch::Receiver<bool>) {
     let _ = watcher.wait_for(|stop| *stop).await;
 }
@@ -197,17 +354,17 @@ fn connection_builder(limits: &crate::config::ListenerConfig) -> auto::Builder<T
     builder
 }
 
-/// Serves one listener with the data plane's limits (`[listener]`): connection cap (each
-/// listener its own), header-read, idle and response-progress timeouts, graceful drain.
+/// Serves one listener with the data plane's limits (`[listener]`): connection cap (`slots`,
+/// each listener its own, shared by the workers that serve it), header-read, idle and
+/// response-progress timeouts, graceful drain.
 async fn serve_data(
     listener: TcpListener,
     endpoint: Endpoint,
     tls: Option<Arc<TlsTermination>>,
     app: Arc<Gateway>,
+    slots: Arc<Semaphore>,
     shutdown: impl Future<Output = ()>,
 ) {
-    // The connection cap is fixed at start; changing it needs a restart.
-    let slots = Arc::new(Semaphore::new(app.app().config.listener.max_connections));
     let graceful = GracefulShutdown::new();
     let mut drain_timeout = app.app().config.listener.drain_timeout;
     tokio::pin!(shutdown);

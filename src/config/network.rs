@@ -43,6 +43,9 @@ pub struct FileListener {
     /// `[listener.tls]`: TLS termination; plain HTTP (and h2c) when absent.
     #[serde(default)]
     pub tls: Option<FileListenerTls>,
+    /// Threads serving the data plane; unset: one per CPU the process may use.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +180,8 @@ pub struct ListenerConfig {
     pub response_progress_timeout: Option<Duration>,
     /// `None`: plain HTTP/1.1 and h2c.
     pub tls: Option<ListenerTls>,
+    /// Data-plane worker threads; `None`: chosen at start (see [`crate::server::worker_count`]).
+    pub worker_threads: Option<usize>,
 }
 
 /// Limits of the admin listener (its address is `Config::admin_address`) and of the
@@ -271,8 +276,21 @@ pub(super) fn compile_listener(file: &FileListener, issues: &mut Issues) -> List
         ))
         .filter(|timeout| !timeout.is_zero()),
         tls: compile_listener_tls(file.tls.as_ref(), issues),
+        worker_threads: match file.worker_threads {
+            Some(threads) if !(1..=MAX_WORKER_THREADS).contains(&threads) => {
+                issues.push(
+                    "listener.worker_threads",
+                    format!("must be between 1 and {MAX_WORKER_THREADS}; leave it out for one per CPU"),
+                );
+                None
+            }
+            threads => threads,
+        },
     }
 }
+
+/// More data-plane threads than this is a typo, not a machine.
+const MAX_WORKER_THREADS: usize = 1024;
 
 pub(super) fn compile_admin(file: &FileAdmin, issues: &mut Issues) -> AdminConfig {
     if !(1..=1024).contains(&file.max_connections) {

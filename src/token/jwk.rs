@@ -222,7 +222,8 @@ pub struct VerifyingKey {
     kid: Option<String>,
     alg: Option<Algorithm>,
     material: KeyMaterial,
-    thumbprint: String,
+    /// Shared with every cached token this key verified.
+    thumbprint: std::sync::Arc<str>,
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -267,6 +268,11 @@ impl VerifyingKey {
     /// RFC 7638 JWK SHA-256 thumbprint, base64url: a stable identifier for logs.
     pub fn thumbprint(&self) -> &str {
         &self.thumbprint
+    }
+
+    /// The thumbprint, shared rather than copied (a cached token keeps it).
+    pub fn shared_thumbprint(&self) -> std::sync::Arc<str> {
+        std::sync::Arc::clone(&self.thumbprint)
     }
 
     /// Whether this key may verify a signature made with `alg`: the key type and curve must be
@@ -422,7 +428,7 @@ impl KeySet {
 
     /// Whether the set holds exactly this key: one whose RFC 7638 thumbprint is `thumbprint`.
     pub fn contains_thumbprint(&self, thumbprint: &str) -> bool {
-        self.keys.iter().any(|k| k.thumbprint == thumbprint)
+        self.keys.iter().any(|k| &*k.thumbprint == thumbprint)
     }
 
     /// Selects the key(s) for a token with header `kid` and `alg`.
@@ -499,7 +505,7 @@ pub(crate) fn parse_jwk(entry: &Value) -> Result<VerifyingKey, &'static str> {
     if alg.is_some_and(|alg| alg.family() != material.family()) {
         return Err("\"alg\" does not match the key type or curve");
     }
-    let thumbprint = thumbprint(&material);
+    let thumbprint = thumbprint(&material).into();
     Ok(VerifyingKey {
         kid,
         alg,

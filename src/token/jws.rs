@@ -308,7 +308,7 @@ impl UnverifiedJws<'_> {
         }
         check_header(&self.header, &policy.algorithms)?;
         check_typ(&self.header, &policy.accepted_typ)?;
-        validate_claims(&self.claims, policy, now_unix_secs).map(drop)
+        claim_rules(&self.claims, policy, now_unix_secs).map(drop)
     }
 
     /// Verifies signature, type and claims under `policy` (see [`verify`]).
@@ -320,6 +320,21 @@ impl UnverifiedJws<'_> {
         keys: &KeySet,
         policy: &VerifyPolicy,
         now_unix_secs: u64,
+    ) -> Result<VerifiedToken, TokenError> {
+        self.verify_keeping(keys, policy, now_unix_secs, |_| true)
+    }
+
+    /// [`UnverifiedJws::verify`], keeping in `claims.raw` only the claims `keep` names: a
+    /// cached token copies no more of its payload than it uses.
+    ///
+    /// # Errors
+    /// The first rule the token breaks.
+    pub fn verify_keeping(
+        &self,
+        keys: &KeySet,
+        policy: &VerifyPolicy,
+        now_unix_secs: u64,
+        keep: impl Fn(&str) -> bool,
     ) -> Result<VerifiedToken, TokenError> {
         if self.token_len > policy.max_token_bytes {
             return Err(TokenError::TooLarge);
@@ -333,11 +348,17 @@ impl UnverifiedJws<'_> {
             &self.signature,
         )?;
         check_typ(&self.header, &policy.accepted_typ)?;
-        let claims = validate_claims(&self.claims, policy, now_unix_secs)?;
+        let mut claims = claim_rules(&self.claims, policy, now_unix_secs)?;
+        claims.raw = self
+            .claims
+            .iter()
+            .filter(|(name, _)| keep(name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
         Ok(VerifiedToken {
             claims,
             kid: key.kid().map(str::to_owned),
-            thumbprint: key.thumbprint().to_owned(),
+            thumbprint: key.shared_thumbprint(),
             alg,
         })
     }
@@ -421,7 +442,7 @@ pub struct VerifiedToken {
     pub kid: Option<String>,
     /// RFC 7638 thumbprint of the key that verified it: a cached result stands only while
     /// the key set still holds this exact key (a `kid` can be reused for new material).
-    pub thumbprint: String,
+    pub thumbprint: std::sync::Arc<str>,
     /// The signature algorithm.
     pub alg: Algorithm,
 }
@@ -550,6 +571,13 @@ pub(crate) fn full_media_type(typ: &str) -> String {
 /// # Errors
 /// The first claim rule `raw` breaks.
 pub fn validate_claims(raw: &Map<String, Value>, policy: &VerifyPolicy, now: u64) -> Result<Claims, TokenError> {
+    let mut claims = claim_rules(raw, policy, now)?;
+    claims.raw = raw.clone();
+    Ok(claims)
+}
+
+/// [`validate_claims`] without the copy of the payload (`raw` is left empty).
+fn claim_rules(raw: &Map<String, Value>, policy: &VerifyPolicy, now: u64) -> Result<Claims, TokenError> {
     let iss = check_issuer(raw, &policy.issuer)?;
     let aud = check_audience(raw, &policy.audiences)?;
     if !raw.contains_key("exp") {
@@ -577,7 +605,7 @@ pub fn validate_claims(raw: &Map<String, Value>, policy: &VerifyPolicy, now: u64
         client_id,
         scopes,
         cnf,
-        raw: raw.clone(),
+        raw: Map::new(),
     })
 }
 

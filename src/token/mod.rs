@@ -57,12 +57,14 @@ pub use crate::token::clock::Clock;
 pub use crate::token::error::{AuthError, InvalidReason, UnavailableReason};
 pub use crate::token::principal::{Principal, RetainedClaims};
 
-/// A verified token as cached.
+/// A verified token as cached: held by value (cloning it is two reference counts), so an
+/// entry costs one allocation fewer than behind an `Arc` of its own.
+#[derive(Clone)]
 struct CachedToken {
     principal: Arc<Principal>,
     issuer: usize,
     /// RFC 7638 thumbprint of the key that verified the token (DESIGN §4 "Caches").
-    thumbprint: String,
+    thumbprint: Arc<str>,
     /// The cache entry lives no longer than the token (and the configured TTL).
     ttl: Duration,
     /// The same deadline on the authenticator's [`Clock`] (time since the Unix epoch).
@@ -72,13 +74,8 @@ struct CachedToken {
 /// Per-entry TTL: min(configured TTL, `exp` − now), computed when the entry is created.
 struct TokenExpiry;
 
-impl Expiry<[u8; 32], Arc<CachedToken>> for TokenExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &[u8; 32],
-        value: &Arc<CachedToken>,
-        _now: std::time::Instant,
-    ) -> Option<Duration> {
+impl Expiry<[u8; 32], CachedToken> for TokenExpiry {
+    fn expire_after_create(&self, _key: &[u8; 32], value: &CachedToken, _now: std::time::Instant) -> Option<Duration> {
         Some(value.ttl)
     }
 }
@@ -124,7 +121,7 @@ pub struct Authenticator {
     issuers: Vec<Issuer>,
     /// The issuer that introspects tokens naming no configured issuer (opaque tokens).
     opaque_issuer: Option<usize>,
-    cache: Cache<[u8; 32], Arc<CachedToken>>,
+    cache: Cache<[u8; 32], CachedToken>,
     answers: Cache<[u8; 32], CachedAnswer>,
     /// Last active answers and when they were given (on the [`Clock`]), for the optional
     /// outage window (`serve_stale_for`).
@@ -623,7 +620,7 @@ impl Authenticator {
     }
 
     /// Verifies a token parsed by [`Authenticator::route`] against its issuer's keys.
-    async fn verify_uncached(&self, parsed: &UnverifiedJws<'_>, index: usize) -> Result<Arc<CachedToken>, AuthError> {
+    async fn verify_uncached(&self, parsed: &UnverifiedJws<'_>, index: usize) -> Result<CachedToken, AuthError> {
         let issuer = &self.issuers[index];
         // A token no key could save is refused before keys are looked for: an outage must
         // not turn it into a 503, nor let it trigger an on-demand fetch.
@@ -639,7 +636,8 @@ impl Authenticator {
             }
         };
         self.metrics.signature_verifications.inc();
-        let verified = match parsed.verify(&state.keys, &issuer.policy, self.now().as_secs()) {
+        let keep = |name: &str| self.retained_claims.iter().any(|retained| retained == name);
+        let verified = match parsed.verify_keeping(&state.keys, &issuer.policy, self.now().as_secs(), keep) {
             Err(TokenError::UnknownKey) => {
                 // Refetch within the unknown-kid budget, then use whatever key set is newest:
                 // another request or the background loop may have loaded the new key
@@ -648,7 +646,7 @@ impl Authenticator {
                 let latest = keys.current()?;
                 if refreshed || !Arc::ptr_eq(&latest, &state) {
                     self.metrics.signature_verifications.inc();
-                    parsed.verify(&latest.keys, &issuer.policy, self.now().as_secs())
+                    parsed.verify_keeping(&latest.keys, &issuer.policy, self.now().as_secs(), keep)
                 } else {
                     Err(TokenError::UnknownKey)
                 }
@@ -659,13 +657,13 @@ impl Authenticator {
         let now = self.now();
         let remaining = claims.exp.saturating_sub(now.as_secs()).max(1);
         let ttl = self.cache_ttl.min(Duration::from_secs(remaining));
-        Ok(Arc::new(CachedToken {
+        Ok(CachedToken {
             ttl,
             valid_until: now.saturating_add(ttl),
             issuer: index,
             thumbprint: verified.thumbprint,
             principal: self.principal(claims),
-        }))
+        })
     }
 
     fn principal(&self, claims: jws::Claims) -> Arc<Principal> {

@@ -38,4 +38,5 @@ mod token_cli;
 mod token_cli_thirdparty;
 mod token_hardening;
 mod token_validation;
+mod workers;
 mod wycheproof;

@@ -89,7 +89,8 @@ async fn http2_over_tls_reaches_the_upstream_with_the_token_checked() {
     let ca = Ca::new("test CA");
     files.server(&ca.issue(&[HOST], false));
     let (issuer, upstream, builder) = world(&files).await;
-    let proxy = start_ready_proxy(builder.build()).await;
+    // TLS is terminated on the data plane's own worker threads, as in production.
+    let proxy = start_ready_proxy(builder.set("listener.worker_threads", 2).build()).await;
     let client = tls_client(&ca, proxy.addr, None);
 
     let refused = client.get(url(&proxy, "/api/items")).send().await.unwrap();
