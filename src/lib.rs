@@ -66,6 +66,7 @@ pub mod decision;
 pub mod dev;
 pub mod error;
 pub mod explain;
+pub mod fleet;
 pub mod forward;
 pub mod forward_auth;
 pub mod gateway;

@@ -10,7 +10,12 @@ use http::Uri;
 use serde::Deserialize;
 
 use super::problems::Issues;
+use crate::token::config::{Secret, read_secret};
 use crate::token::revocation::RevocationLimits;
+
+/// The shortest admin token accepted: a guessable token would open every sidecar's
+/// revocation endpoints at once.
+const MIN_ADMIN_TOKEN_BYTES: usize = 16;
 
 /// `Default` is an empty, invalid section: only a stand-in while a file whose `[listener]`
 /// is missing or unreadable is compiled for its other problems.
@@ -55,6 +60,10 @@ pub struct FileAdmin {
     pub revocation_max_entries: usize,
     #[serde(default = "defaults::revocation_max_ttl")]
     pub revocation_max_ttl: String,
+    /// A file holding the bearer token that admin actions (revocations) require; required
+    /// when `[fleet]` is set, since a revocation then reaches every sidecar.
+    #[serde(default)]
+    pub token_file: Option<String>,
 }
 
 impl Default for FileAdmin {
@@ -66,6 +75,7 @@ impl Default for FileAdmin {
             idle_timeout: defaults::admin_idle_timeout(),
             revocation_max_entries: defaults::revocation_max_entries(),
             revocation_max_ttl: defaults::revocation_max_ttl(),
+            token_file: None,
         }
     }
 }
@@ -176,6 +186,8 @@ pub struct AdminConfig {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub revocations: RevocationLimits,
+    /// The bearer token admin actions require (`token_file`); `None`: they are open.
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -289,7 +301,15 @@ pub(super) fn compile_admin(file: &FileAdmin, issues: &mut Issues) -> AdminConfi
             "must be at least 1, or every POST /cache/evict is refused",
         );
     }
+    let token = read_secret(("admin.token_file", file.token_file.as_deref()), ("", None), issues);
+    if token.as_ref().is_some_and(|t| t.expose().len() < MIN_ADMIN_TOKEN_BYTES) {
+        issues.push(
+            "admin.token_file",
+            format!("the token must be at least {MIN_ADMIN_TOKEN_BYTES} bytes"),
+        );
+    }
     AdminConfig {
+        token,
         max_connections: file.max_connections.clamp(1, 1024),
         header_read_timeout,
         idle_timeout,

@@ -12,7 +12,9 @@
 //! * the client-credentials grant and the device authorization grant (RFC 8628),
 //! * RFC 9068 JWT access tokens (or opaque tokens),
 //! * RFC 7009 revocation, RFC 7662 introspection and a userinfo endpoint,
-//! * fault injection and request counters for outage tests.
+//! * fault injection and request counters for outage tests,
+//! * a Shared Signals transmitter: CAEP/RISC Security Event Tokens signed with its key and
+//!   pushed to a receiver (RFC 8417, RFC 8935).
 //!
 //! All state lives in memory. It is **never** meant for production: it has
 //! no login, approves every request and only listens on loopback unless told
@@ -24,7 +26,8 @@
 //! (`--no-default-features`, the container image) leaves all of it out.
 
 // Imports run one way: server → handlers → flows → device → (client_auth, registration) →
-// (respond, state) → (bounded, config, mint) → keys → error; `cli` and `demo` sit on top.
+// (respond, state) → (bounded, config, mint) → keys → error; `cli`, `demo` and `transmit`
+// sit on top.
 mod bounded;
 pub mod cli;
 mod client_auth;
@@ -40,6 +43,7 @@ mod registration;
 mod respond;
 mod server;
 mod state;
+mod transmit;
 
 pub use config::{DevIssuerConfig, Endpoint, Fault};
 pub use error::DevError;
@@ -47,3 +51,4 @@ pub use keys::{KeyAlg, SigningKey, b64url};
 pub use mint::{AccessTokenRequest, mint, mint_segments, mint_unsigned, sign_segments};
 pub use server::DevIssuer;
 pub use state::{ClientRegistration, RegisteredClient};
+pub use transmit::{SESSION_REVOKED, SecurityEvent, push};

@@ -225,6 +225,7 @@ impl ExplainInputs {
                         audiences: issuer.audiences.clone(),
                         claims: Default::default(),
                         expires_at: u64::MAX,
+                        issued_at: None,
                     })
                 })
                 .ok_or(unknown),

@@ -12,7 +12,7 @@ use crate::token::jwk::Algorithm;
 mod introspection;
 mod token_shape;
 use introspection::compile_introspection;
-pub use introspection::{ClientAuthMethod, FileIntrospection, IntrospectionConfig, Secret};
+pub use introspection::{ClientAuthMethod, FileIntrospection, IntrospectionConfig, Secret, read_secret};
 use token_shape::{compile_accepted_typ, compile_scope_claims, typ_caution};
 
 #[derive(Debug, Deserialize)]

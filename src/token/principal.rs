@@ -18,6 +18,9 @@ pub struct Principal {
     pub claims: RetainedClaims,
     /// Unix seconds.
     pub expires_at: u64,
+    /// `iat` in Unix seconds, when the token said; fleet rules that refuse a subject's tokens
+    /// issued before a time compare it (a token without it is refused by such a rule).
+    pub issued_at: Option<u64>,
 }
 
 /// The claims a [`Principal`] keeps besides the standard ones: only those something reads

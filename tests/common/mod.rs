@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod builder;
+pub mod redis_server;
 pub mod token_cli;
 pub mod weak_rsa;
 

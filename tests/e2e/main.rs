@@ -17,6 +17,7 @@ mod decision;
 mod demo;
 mod dev_issuer;
 mod explain;
+mod fleet;
 mod forward_auth;
 mod forward_auth_ingress;
 mod hygiene;

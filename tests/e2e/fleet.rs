@@ -1,0 +1,507 @@
+//! The fleet: three sidecars sharing one real Redis (`redis-server`, started by the test).
+//! A revocation accepted by one is refused by all three within a second; a sidecar that was
+//! down catches up when it starts; a CAEP event refuses a subject's tokens everywhere, and
+//! forged or replayed events change nothing; a Redis outage and restart loses no known
+//! revocation and turns no cached token into a 5xx; introspection answers are shared.
+#![cfg(feature = "dev")]
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::common::redis_server::RedisServer;
+use crate::common::*;
+use scopegate::dev::{AccessTokenRequest, DevIssuer, DevIssuerConfig, Endpoint, SecurityEvent};
+use scopegate::server::Running;
+
+const AUDIENCE: &str = "https://api.test";
+const RECEIVER: &str = "https://receiver.test";
+const ADMIN_TOKEN: &str = "fleet-admin-token-0123456789";
+
+const CONFIG: &str = r#"
+[listener]
+address = "127.0.0.1:0"
+[admin]
+address = "127.0.0.1:0"
+token_file = "{token_file}"
+[upstream]
+url = "{upstream}"
+[[issuer]]
+url = "{issuer}"
+audiences = ["https://api.test"]
+token_validation = "auto"
+[issuer.introspection]
+client_id = "{client_id}"
+client_secret_file = "{secret_file}"
+positive_ttl = "1h"
+[[route]]
+name = "read"
+path = "/read/**"
+scopes = ["read"]
+[fleet]
+url = "{redis}"
+key_prefix = "fleet-test:"
+connect_timeout = "1s"
+command_timeout = "500ms"
+[ssf]
+issuer = "{issuer}"
+jwks_uri = "{jwks}"
+audience = "https://receiver.test"
+"#;
+
+struct Fleet {
+    redis: RedisServer,
+    issuer: DevIssuer,
+    upstream: Upstream,
+    client: IntrospectionClient,
+    token_file: std::path::PathBuf,
+    sidecars: Vec<Running>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl Fleet {
+    async fn start(sidecars: usize) -> Fleet {
+        let redis = RedisServer::start();
+        let issuer = dev_issuer(DevIssuerConfig {
+            opaque_access_tokens: true,
+            default_audience: Some(AUDIENCE.into()),
+            ..DevIssuerConfig::default()
+        })
+        .await;
+        let client = IntrospectionClient::register(&issuer, "client_secret_basic");
+        let token_file =
+            std::env::temp_dir().join(format!("scopegate-fleet-admin-{}-{}", std::process::id(), redis.port));
+        std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
+        let mut fleet = Fleet {
+            redis,
+            issuer,
+            upstream: Upstream::start().await,
+            client,
+            token_file,
+            sidecars: Vec::new(),
+        };
+        for _ in 0..sidecars {
+            let sidecar = fleet.sidecar().await;
+            fleet.sidecars.push(sidecar);
+        }
+        fleet
+    }
+
+    fn config(&self) -> scopegate::config::Config {
+        let text = CONFIG
+            .replace("{token_file}", self.token_file.to_str().unwrap())
+            .replace("{client_id}", &self.client.client_id)
+            .replace("{secret_file}", self.client.secret_file.to_str().unwrap())
+            .replace("{redis}", &self.redis.url())
+            .replace("{jwks}", &self.issuer.jwks_uri());
+        config(&text, &self.upstream.url(), self.issuer.issuer())
+    }
+
+    /// A sidecar with keys, subscribed to the fleet and holding its revocations.
+    async fn sidecar(&self) -> Running {
+        let sidecar = start_ready_proxy(self.config()).await;
+        eventually("the sidecar joins the fleet", || connected(&sidecar)).await;
+        sidecar
+    }
+
+    fn opaque(&self, sub: &str) -> String {
+        self.issuer.mint_access_token(&AccessTokenRequest {
+            sub: sub.into(),
+            client_id: self.client.client_id.clone(),
+            ..AccessTokenRequest::new("read", &[AUDIENCE])
+        })
+    }
+
+    /// A JWT for `sub` (verified locally), issued a few seconds ago.
+    fn jwt(&self, sub: &str) -> String {
+        let key = self.issuer.current_key();
+        let mut jti = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut jti).unwrap();
+        scopegate::dev::mint(
+            &serde_json::json!({"alg": key.alg_name(), "typ": "at+jwt", "kid": key.kid()}),
+            &serde_json::json!({
+                "iss": self.issuer.issuer(), "aud": AUDIENCE, "exp": now() + 600, "iat": now() - 5,
+                "scope": "read", "sub": sub, "jti": scopegate::dev::b64url(&jti),
+            }),
+            &key,
+        )
+    }
+
+    fn receiver(&self, index: usize) -> String {
+        format!("http://{}/ssf/events", self.sidecars[index].admin_addr)
+    }
+
+    /// The statuses the sidecars answer for `token`.
+    async fn statuses(&self, token: &str) -> Vec<u16> {
+        let mut statuses = Vec::new();
+        for sidecar in &self.sidecars {
+            statuses.push(status_at(sidecar, token).await);
+        }
+        statuses
+    }
+
+    /// Polls every 10 ms, for at most `limit`, until every sidecar refuses `token` (401);
+    /// returns how long that took, or `None`.
+    async fn refused_everywhere_within(&self, token: &str, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        loop {
+            let statuses = self.statuses(token).await;
+            assert!(statuses.iter().all(|s| *s < 500), "no 5xx while polling: {statuses:?}");
+            if statuses.iter().all(|s| *s == 401) {
+                return Some(start.elapsed());
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.token_file);
+    }
+}
+
+fn connected(sidecar: &Running) -> bool {
+    sidecar.app.metrics.fleet_connected.get() == 1
+}
+
+async fn status_at(sidecar: &Running, token: &str) -> u16 {
+    client()
+        .get(format!("http://{}/read/x", sidecar.addr))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// `POST /cache/evict` with the admin token (or `bearer`), as status and JSON body.
+async fn evict(sidecar: &Running, token: &str, bearer: Option<&str>) -> (u16, serde_json::Value) {
+    let response = client()
+        .post(format!("http://{}/cache/evict", sidecar.admin_addr))
+        .bearer_auth(bearer.unwrap_or(ADMIN_TOKEN))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_sidecar_is_refused_by_all_three_within_a_second() {
+    let fleet = Fleet::start(3).await;
+    let token = fleet.jwt("alice");
+    assert_eq!(fleet.statuses(&token).await, [200, 200, 200]);
+
+    // Fleet-wide actions need the admin token.
+    assert_eq!(
+        evict(&fleet.sidecars[0], &token, Some("wrong-token-0123456789"))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        fleet.statuses(&token).await,
+        [200, 200, 200],
+        "a refused eviction did nothing"
+    );
+
+    let (status, body) = evict(&fleet.sidecars[0], &token, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["fleet"], "published", "{body}");
+    let took = fleet.refused_everywhere_within(&token, Duration::from_secs(1)).await;
+    assert!(took.is_some(), "every sidecar refuses the token within a second");
+
+    // Propagation latency over 20 revocations, each accepted by a different sidecar.
+    let mut latencies = Vec::new();
+    for round in 0..20 {
+        let token = fleet.jwt(&format!("user-{round}"));
+        assert_eq!(fleet.statuses(&token).await, [200, 200, 200]);
+        assert_eq!(evict(&fleet.sidecars[round % 3], &token, None).await.0, 200);
+        let took = fleet.refused_everywhere_within(&token, Duration::from_secs(1)).await;
+        latencies.push(took.expect("refused everywhere within a second"));
+    }
+    latencies.sort();
+    eprintln!(
+        "fleet propagation over {} revocations: median {:?}, max {:?}",
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_that_was_down_during_a_revocation_refuses_the_token_after_it_restarts() {
+    let mut fleet = Fleet::start(3).await;
+    let token = fleet.opaque("bob");
+    assert_eq!(fleet.statuses(&token).await, [200, 200, 200]);
+    let stopped = fleet.sidecars.pop().unwrap();
+    stopped.shutdown().await;
+
+    assert_eq!(evict(&fleet.sidecars[0], &token, None).await.0, 200);
+    let restarted = fleet.sidecar().await;
+    // Joined means the durable set is loaded: no polling needed.
+    assert_eq!(
+        status_at(&restarted, &token).await,
+        401,
+        "the restarted sidecar caught up"
+    );
+    fleet.sidecars.push(restarted);
+    assert_eq!(fleet.statuses(&token).await, [401, 401, 401]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caep_session_revoked_event_refuses_every_token_of_the_subject_fleet_wide() {
+    let fleet = Fleet::start(3).await;
+    let bob = [fleet.jwt("bob"), fleet.jwt("bob"), fleet.opaque("bob")];
+    let carol = fleet.jwt("carol");
+    for token in bob.iter().chain([&carol]) {
+        assert_eq!(fleet.statuses(token).await, [200, 200, 200]);
+    }
+    let event = SecurityEvent::session_revoked(fleet.issuer.issuer(), "bob", RECEIVER);
+    let (_, status, body) = fleet.issuer.transmit(&fleet.receiver(1), &event).await.unwrap();
+    assert_eq!(status, 202, "{body}");
+    for token in &bob {
+        let took = fleet.refused_everywhere_within(token, Duration::from_secs(1)).await;
+        assert!(took.is_some(), "every token of bob is refused by every sidecar");
+    }
+    assert_eq!(
+        fleet.statuses(&carol).await,
+        [200, 200, 200],
+        "another subject is untouched"
+    );
+    let metrics = scrape_metrics(fleet.sidecars[1].admin_addr).await;
+    assert!(
+        metrics.contains("scopegate_ssf_events_total{result=\"applied\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_stale_and_replayed_events_are_refused() {
+    let fleet = Fleet::start(3).await;
+    let erin = fleet.jwt("erin");
+    let issuer = fleet.issuer.issuer().to_string();
+    let receiver = fleet.receiver(0);
+    let event = SecurityEvent::session_revoked(&issuer, "erin", RECEIVER);
+    let impostor = dev_issuer(DevIssuerConfig::default()).await;
+
+    let forged = [
+        (
+            "signed with another key",
+            event.sign(&issuer, &impostor.current_key()),
+            "invalid_key",
+        ),
+        (
+            "for another receiver",
+            SecurityEvent {
+                audience: "https://elsewhere.test".into(),
+                ..event.clone()
+            }
+            .sign(&issuer, &fleet.issuer.current_key()),
+            "invalid_audience",
+        ),
+        (
+            "from another issuer",
+            SecurityEvent {
+                issuer: Some("https://evil.test".into()),
+                ..event.clone()
+            }
+            .sign(&issuer, &fleet.issuer.current_key()),
+            "invalid_issuer",
+        ),
+        (
+            "too old",
+            SecurityEvent {
+                age: Duration::from_secs(3600),
+                ..event.clone()
+            }
+            .sign(&issuer, &fleet.issuer.current_key()),
+            "invalid_request",
+        ),
+    ];
+    for (what, set, code) in &forged {
+        let (status, body) = scopegate::dev::push(&receiver, set).await.unwrap();
+        assert_eq!(status, 400, "{what}: {body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["err"], *code, "{what}: {body}");
+    }
+    assert_eq!(
+        fleet.statuses(&erin).await,
+        [200, 200, 200],
+        "no forged event was applied"
+    );
+
+    // A genuine event about someone else, then the very same SET again.
+    let dave = fleet.jwt("dave");
+    let (set, status, _) = fleet
+        .issuer
+        .transmit(&receiver, &SecurityEvent::session_revoked(&issuer, "dave", RECEIVER))
+        .await
+        .unwrap();
+    assert_eq!(status, 202);
+    assert!(
+        fleet
+            .refused_everywhere_within(&dave, Duration::from_secs(1))
+            .await
+            .is_some()
+    );
+    let (status, body) = scopegate::dev::push(&receiver, &set).await.unwrap();
+    assert_eq!(status, 400, "a replay is refused: {body}");
+    assert!(body.contains("replay"), "{body}");
+
+    // Not a SET at all.
+    let response = client()
+        .post(&receiver)
+        .header("content-type", "application/json")
+        .body(set)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(fleet.statuses(&erin).await, [200, 200, 200]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_loses_no_revocation_and_turns_no_cached_token_into_a_5xx() {
+    let mut fleet = Fleet::start(3).await;
+    let revoked_before = fleet.jwt("frank");
+    let cached_opaque = fleet.opaque("grace");
+    let cached_jwt = fleet.jwt("heidi");
+    let revoked_during = fleet.jwt("ivan");
+    for token in [&revoked_before, &cached_opaque, &cached_jwt, &revoked_during] {
+        assert_eq!(fleet.statuses(token).await, [200, 200, 200]);
+    }
+    assert_eq!(evict(&fleet.sidecars[0], &revoked_before, None).await.0, 200);
+    assert!(
+        fleet
+            .refused_everywhere_within(&revoked_before, Duration::from_secs(1))
+            .await
+            .is_some()
+    );
+
+    fleet.redis.stop();
+    // Traffic while Redis is down: the known revocation holds, cached tokens pass, no 5xx.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while fleet.sidecars.iter().any(connected) {
+        assert!(Instant::now() < deadline, "the sidecars notice that Redis is gone");
+        assert_eq!(fleet.statuses(&revoked_before).await, [401, 401, 401]);
+        assert_eq!(fleet.statuses(&cached_opaque).await, [200, 200, 200]);
+        assert_eq!(fleet.statuses(&cached_jwt).await, [200, 200, 200]);
+    }
+    // A revocation accepted during the outage: in force here at once, sent when Redis is back.
+    let (status, body) = evict(&fleet.sidecars[1], &revoked_during, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["fleet"], "pending", "{body}");
+    assert_eq!(status_at(&fleet.sidecars[1], &revoked_during).await, 401);
+
+    // Redis comes back empty (no persistence): the sidecars refill it.
+    fleet.redis.restart();
+    eventually("every sidecar reconnects", || fleet.sidecars.iter().all(connected)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let statuses = fleet.statuses(&revoked_during).await;
+        if statuses == [401, 401, 401] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the revocation accepted during the outage reaches everyone: {statuses:?}"
+        );
+        assert_eq!(fleet.statuses(&cached_opaque).await, [200, 200, 200]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for token in [&revoked_before, &revoked_during] {
+        assert_eq!(fleet.statuses(token).await, [401, 401, 401]);
+    }
+    // A sidecar started now learns both from the refilled Redis.
+    let newcomer = fleet.sidecar().await;
+    assert_eq!(status_at(&newcomer, &revoked_before).await, 401);
+    assert_eq!(status_at(&newcomer, &revoked_during).await, 401);
+    assert_eq!(status_at(&newcomer, &cached_jwt).await, 200);
+    let metrics = scrape_metrics(fleet.sidecars[0].admin_addr).await;
+    assert!(metrics.contains("scopegate_fleet_connected 1"), "{metrics}");
+    assert!(
+        !metrics.contains("scopegate_fleet_errors_total{op=\"subscribe\"} 0"),
+        "the outage was counted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_sidecars_make_one_introspection_call_per_token() {
+    let fleet = Fleet::start(3).await;
+    let redis = redis::Client::open(fleet.redis.url()).unwrap();
+    let mut connection = redis.get_multiplexed_async_connection().await.unwrap();
+    let before = fleet.issuer.count(Endpoint::Introspect);
+    let tokens: Vec<String> = (0..5).map(|i| fleet.opaque(&format!("user-{i}"))).collect();
+    for token in &tokens {
+        assert_eq!(status_at(&fleet.sidecars[0], token).await, 200);
+        // Shared in the background: wait until it is stored, by the token's digest.
+        let digest: String = scopegate::token::token_digest(token)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let key = format!("fleet-test:introspection:{digest}");
+        eventually_some("the answer is shared", || {
+            let mut connection = connection.clone();
+            let key = key.clone();
+            async move {
+                let exists: bool = redis::cmd("EXISTS")
+                    .arg(&key)
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap();
+                exists.then_some(())
+            }
+        })
+        .await;
+        assert_eq!(status_at(&fleet.sidecars[1], token).await, 200);
+        assert_eq!(status_at(&fleet.sidecars[2], token).await, 200);
+    }
+    assert_eq!(
+        fleet.issuer.count(Endpoint::Introspect) - before,
+        5,
+        "one introspection call per token for three sidecars"
+    );
+    // Never the token itself in Redis.
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut connection).await.unwrap();
+    assert!(
+        tokens.iter().all(|t| keys.iter().all(|k| !k.contains(t.as_str()))),
+        "{keys:?}"
+    );
+    // A revocation still beats a shared answer.
+    assert_eq!(evict(&fleet.sidecars[2], &tokens[0], None).await.0, 200);
+    assert!(
+        fleet
+            .refused_everywhere_within(&tokens[0], Duration::from_secs(1))
+            .await
+            .is_some()
+    );
+}
+
+#[test]
+fn a_fleet_needs_an_admin_token_and_no_inline_password() {
+    let base = "[listener]\naddress = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://127.0.0.1:1\"\n";
+    let problems = |text: &str| match scopegate::config::Config::from_toml(text, "test.toml") {
+        Ok(_) => String::new(),
+        Err(error) => error.to_string(),
+    };
+    let no_token = problems(&format!("{base}[fleet]\nurl = \"redis://127.0.0.1:6379\"\n"));
+    assert!(no_token.contains("admin.token_file"), "{no_token}");
+    let inline = problems(&format!("{base}[fleet]\nurl = \"redis://:secret@127.0.0.1:6379\"\n"));
+    assert!(inline.contains("must not contain a password"), "{inline}");
+    assert!(!inline.contains("secret@"), "the password is not repeated: {inline}");
+    let scheme = problems(&format!("{base}[fleet]\nurl = \"http://127.0.0.1:6379\"\n"));
+    assert!(scheme.contains("redis://"), "{scheme}");
+}
