@@ -107,6 +107,14 @@ struct Keys {
     channel: String,
 }
 
+/// How a connection to the fleet ended.
+struct SessionEnd {
+    op: &'static str,
+    error: RedisFailure,
+    /// It had been subscribed and loaded (the retry pause starts over).
+    established: bool,
+}
+
 /// One sidecar's part of the fleet.
 pub struct Fleet {
     link: Arc<RedisLink>,
@@ -244,29 +252,37 @@ impl Fleet {
     }
 
     /// Subscribes, loads the durable set, then applies what is published; again after any
-    /// disconnection, with a growing pause between attempts.
+    /// disconnection, with a growing pause between failed attempts.
     async fn listen(self: Arc<Self>) {
         let mut pause = Duration::from_millis(100);
         loop {
-            match self.session().await {
-                Ok(()) => pause = Duration::from_millis(100),
-                Err((op, error)) => self.error(op, &error),
-            }
+            let ended = self.session().await;
             self.metrics.fleet_connected.set(0);
+            self.error(ended.op, &ended.error);
+            if ended.established {
+                pause = Duration::from_millis(100);
+            }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
 
-    /// One connection's life: `Ok` when it ends after having been established.
-    async fn session(&self) -> Result<(), (&'static str, RedisFailure)> {
+    /// One connection's life, until it fails or is lost.
+    async fn session(&self) -> SessionEnd {
+        let failed = |op, error| SessionEnd {
+            op,
+            error,
+            established: false,
+        };
         // Subscribed before loading: a revocation published in between is heard, not lost.
-        let pubsub = self
-            .link
-            .subscribe(&self.keys.channel)
-            .await
-            .map_err(|e| ("subscribe", e))?;
-        let loaded = self.load().await.map_err(|e| ("load", e))?;
+        let pubsub = match self.link.subscribe(&self.keys.channel).await {
+            Ok(pubsub) => pubsub,
+            Err(error) => return failed("subscribe", error),
+        };
+        let loaded = match self.load().await {
+            Ok(loaded) => loaded,
+            Err(error) => return failed("load", error),
+        };
         self.metrics.fleet_connected.set(1);
         tracing::info!(loaded, "fleet: connected; revocations loaded");
         // What this sidecar knows may be missing from Redis (accepted while it was away, or
@@ -284,8 +300,11 @@ impl Fleet {
                 None => tracing::warn!("fleet: ignored a message that is not a revocation record"),
             }
         }
-        tracing::warn!("fleet: disconnected from Redis; known revocations stay in force");
-        Ok(())
+        SessionEnd {
+            op: "subscribe",
+            error: RedisFailure::lost(),
+            established: true,
+        }
     }
 
     /// Writes local revocations back whenever they may be missing from Redis; retries

@@ -18,6 +18,13 @@ use crate::fleet::config::FleetConfig;
 #[error("{0}")]
 pub struct RedisFailure(String);
 
+impl RedisFailure {
+    /// The subscription's connection closed.
+    pub fn lost() -> RedisFailure {
+        RedisFailure("the connection was lost; known revocations stay in force".into())
+    }
+}
+
 impl From<redis::RedisError> for RedisFailure {
     fn from(error: redis::RedisError) -> RedisFailure {
         RedisFailure(error.to_string())

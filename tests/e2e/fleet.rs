@@ -436,6 +436,20 @@ async fn a_redis_outage_loses_no_revocation_and_turns_no_cached_token_into_a_5xx
         !metrics.contains("scopegate_fleet_errors_total{op=\"subscribe\"} 0"),
         "the outage was counted"
     );
+    // The fleet's families as docs/metrics.md documents them (its catalog test runs without a fleet).
+    for family in [
+        "scopegate_fleet_connected gauge",
+        "scopegate_fleet_errors_total counter",
+        "scopegate_fleet_revocations_total counter",
+        "scopegate_fleet_shared_cache_lookups_total counter",
+        "scopegate_ssf_events_total counter",
+    ] {
+        assert!(metrics.contains(&format!("# TYPE {family}")), "{family}:\n{metrics}");
+    }
+    for source in ["admin", "fleet"] {
+        let unmoved = format!("scopegate_fleet_revocations_total{{source=\"{source}\"}} 0\n");
+        assert!(!metrics.contains(&unmoved), "{source}:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
