@@ -10,7 +10,7 @@ use http::Uri;
 use serde::Deserialize;
 
 use super::problems::Issues;
-use crate::token::config::{Secret, read_secret};
+use crate::token::config::{Secret, read_optional_secret};
 use crate::token::revocation::RevocationLimits;
 
 /// The shortest admin token accepted: a guessable token would open every sidecar's
@@ -64,6 +64,9 @@ pub struct FileAdmin {
     /// when `[fleet]` is set, since a revocation then reaches every sidecar.
     #[serde(default)]
     pub token_file: Option<String>,
+    /// The same token from an environment variable (at most one of the two).
+    #[serde(default)]
+    pub token_env: Option<String>,
 }
 
 impl Default for FileAdmin {
@@ -76,6 +79,7 @@ impl Default for FileAdmin {
             revocation_max_entries: defaults::revocation_max_entries(),
             revocation_max_ttl: defaults::revocation_max_ttl(),
             token_file: None,
+            token_env: None,
         }
     }
 }
@@ -186,7 +190,8 @@ pub struct AdminConfig {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub revocations: RevocationLimits,
-    /// The bearer token admin actions require (`token_file`); `None`: they are open.
+    /// The bearer token admin actions require (`token_file` or `token_env`); `None`: they
+    /// are open.
     pub token: Option<Secret>,
 }
 
@@ -277,13 +282,7 @@ pub(super) fn compile_admin(file: &FileAdmin, issues: &mut Issues) -> AdminConfi
             "must be between 1 and 1024: the admin plane must not take the data plane's descriptors",
         );
     }
-    let mut positive = |path: &str, text: &str, fallback: Duration| match issues.duration(path, text, fallback) {
-        timeout if timeout.is_zero() => {
-            issues.push(path, "must be greater than zero");
-            fallback
-        }
-        timeout => timeout,
-    };
+    let mut positive = |path: &str, text: &str, fallback: Duration| issues.positive_duration(path, text, fallback);
     let header_read_timeout = positive(
         "admin.header_read_timeout",
         &file.header_read_timeout,
@@ -301,7 +300,11 @@ pub(super) fn compile_admin(file: &FileAdmin, issues: &mut Issues) -> AdminConfi
             "must be at least 1, or every POST /cache/evict is refused",
         );
     }
-    let token = read_secret(("admin.token_file", file.token_file.as_deref()), ("", None), issues);
+    let token = read_optional_secret(
+        ("admin.token_file", file.token_file.as_deref()),
+        ("admin.token_env", file.token_env.as_deref()),
+        issues,
+    );
     if token.as_ref().is_some_and(|t| t.expose().len() < MIN_ADMIN_TOKEN_BYTES) {
         issues.push(
             "admin.token_file",

@@ -1,15 +1,13 @@
 //! `[fleet]` (the Redis every sidecar shares) and `[ssf]` (the Shared Signals transmitter
 //! whose events are accepted), as written and compiled.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::config::problems::Issues;
 use crate::http_client::is_acceptable_remote_url;
-use crate::token::config::{IssuerConfig, Secret, TokenValidation, read_secret};
-use crate::token::jwk::Algorithm;
+use crate::token::config::{IssuerConfig, Secret, TokenValidation, compile_algorithms, read_optional_secret};
 
 /// `[fleet]` as written.
 #[derive(Debug, Deserialize)]
@@ -92,7 +90,7 @@ pub struct SsfConfig {
     pub max_age: Duration,
 }
 
-/// Compiles `[fleet]`. `admin_token`: whether `admin.token_file` is set, which a fleet
+/// Compiles `[fleet]`. `admin_token`: whether `admin.token_file` (or `token_env`) is set, which a fleet
 /// requires (an unauthenticated revocation would reach every sidecar).
 pub fn compile_fleet(file: &FileFleet, admin_token: bool, issues: &mut Issues) -> FleetConfig {
     match url::Url::parse(&file.url) {
@@ -111,35 +109,20 @@ pub fn compile_fleet(file: &FileFleet, admin_token: bool, issues: &mut Issues) -
         }
         Err(e) => issues.push("fleet.url", format!("is not a URL: {e}")),
     }
-    let password = match (&file.password_file, &file.password_env) {
-        (Some(_), Some(_)) => {
-            issues.push(
-                "fleet.password_file",
-                "set at most one of password_file or password_env",
-            );
-            None
-        }
-        (file_path, env) => read_secret(
-            ("fleet.password_file", file_path.as_deref()),
-            ("fleet.password_env", env.as_deref()),
-            issues,
-        ),
-    };
+    let password = read_optional_secret(
+        ("fleet.password_file", file.password_file.as_deref()),
+        ("fleet.password_env", file.password_env.as_deref()),
+        issues,
+    );
     if file.key_prefix.is_empty() || file.key_prefix.len() > 64 || file.key_prefix.contains(char::is_whitespace) {
         issues.push(
             "fleet.key_prefix",
             "must be 1 to 64 characters without spaces, e.g. \"scopegate:\"",
         );
     }
-    let mut positive = |path: &str, text: &str, fallback: Duration| match issues.duration(path, text, fallback) {
-        zero if zero.is_zero() => {
-            issues.push(path, "must be greater than zero");
-            fallback
-        }
-        timeout => timeout,
-    };
-    let connect_timeout = positive("fleet.connect_timeout", &file.connect_timeout, Duration::from_secs(2));
-    let command_timeout = positive(
+    let connect_timeout =
+        issues.positive_duration("fleet.connect_timeout", &file.connect_timeout, Duration::from_secs(2));
+    let command_timeout = issues.positive_duration(
         "fleet.command_timeout",
         &file.command_timeout,
         Duration::from_millis(500),
@@ -147,7 +130,7 @@ pub fn compile_fleet(file: &FileFleet, admin_token: bool, issues: &mut Issues) -
     if !admin_token {
         issues.push(
             "admin.token_file",
-            "is required when [fleet] is set: a revocation accepted by one sidecar reaches every sidecar",
+            "(or admin.token_env) is required when [fleet] is set: a revocation accepted by one sidecar reaches every sidecar",
         );
     }
     FleetConfig {
@@ -178,19 +161,7 @@ pub fn compile_ssf(file: &FileSsf, issues: &mut Issues) -> SsfConfig {
             "must not be empty: events for other receivers must be refused",
         );
     }
-    let mut algorithms = Vec::new();
-    for (i, name) in file.algorithms.iter().enumerate() {
-        match Algorithm::from_str(name) {
-            Ok(alg) => algorithms.push(alg),
-            Err(e) => issues.push(format!("ssf.algorithms[{i}]"), e.to_string()),
-        }
-    }
-    if file.algorithms.is_empty() {
-        issues.push(
-            "ssf.algorithms",
-            "list at least one algorithm, e.g. [\"RS256\", \"ES256\"]",
-        );
-    }
+    let algorithms = compile_algorithms("ssf", &file.algorithms, issues);
     let max_age = issues.duration("ssf.max_age", &file.max_age, Duration::from_secs(300));
     if max_age < Duration::from_secs(1) || max_age > Duration::from_secs(24 * 3600) {
         issues.push("ssf.max_age", "must be between 1s and 24h");

@@ -119,15 +119,24 @@ impl Fleet {
 
     /// A JWT for `sub` (verified locally), issued a few seconds ago.
     fn jwt(&self, sub: &str) -> String {
+        self.jwt_issued(sub, Some(now() - 5))
+    }
+
+    /// A JWT for `sub` with the given `iat` (none: without one).
+    fn jwt_issued(&self, sub: &str, iat: Option<u64>) -> String {
         let key = self.issuer.current_key();
         let mut jti = [0u8; 8];
         aws_lc_rs::rand::fill(&mut jti).unwrap();
+        let mut claims = serde_json::json!({
+            "iss": self.issuer.issuer(), "aud": AUDIENCE, "exp": now() + 600,
+            "scope": "read", "sub": sub, "jti": scopegate::dev::b64url(&jti),
+        });
+        if let Some(iat) = iat {
+            claims["iat"] = iat.into();
+        }
         scopegate::dev::mint(
             &serde_json::json!({"alg": key.alg_name(), "typ": "at+jwt", "kid": key.kid()}),
-            &serde_json::json!({
-                "iss": self.issuer.issuer(), "aud": AUDIENCE, "exp": now() + 600, "iat": now() - 5,
-                "scope": "read", "sub": sub, "jti": scopegate::dev::b64url(&jti),
-            }),
+            &claims,
             &key,
         )
     }
@@ -504,6 +513,77 @@ async fn three_sidecars_make_one_introspection_call_per_token() {
     );
 }
 
+/// `POST /revocations` on one sidecar, as status and JSON body.
+async fn revoke_holder(sidecar: &Running, form: &str, bearer: &str) -> (u16, serde_json::Value) {
+    let response = client()
+        .post(format!("http://{}/revocations", sidecar.admin_addr))
+        .bearer_auth(bearer)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_revocation_refuses_tokens_issued_before_it_and_those_without_iat() {
+    let fleet = Fleet::start(3).await;
+    let cutoff = now() - 60;
+    let older = fleet.jwt_issued("judy", Some(cutoff - 60));
+    let at_cutoff = fleet.jwt_issued("judy", Some(cutoff));
+    let undated = fleet.jwt_issued("judy", None);
+    let newer = fleet.jwt_issued("judy", Some(cutoff + 30));
+    let other_client = fleet.jwt_issued("mallory", Some(cutoff - 60));
+    for token in [&older, &at_cutoff, &undated, &newer, &other_client] {
+        assert_eq!(fleet.statuses(token).await, [200, 200, 200]);
+    }
+    let form = format!("subject=judy&iss={}&issued_before={cutoff}", fleet.issuer.issuer());
+    let form = form.replace(':', "%3A").replace('/', "%2F");
+    assert_eq!(
+        revoke_holder(&fleet.sidecars[2], &form, "not-the-admin-token").await.0,
+        401
+    );
+    assert_eq!(
+        fleet.statuses(&older).await,
+        [200, 200, 200],
+        "a refused request revoked nothing"
+    );
+    let (status, body) = revoke_holder(&fleet.sidecars[2], &form, ADMIN_TOKEN).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["fleet"], "published", "{body}");
+    assert_eq!(body["issued_before"], cutoff, "{body}");
+    for token in [&older, &at_cutoff, &undated] {
+        assert!(
+            fleet
+                .refused_everywhere_within(token, Duration::from_secs(1))
+                .await
+                .is_some()
+        );
+    }
+    assert_eq!(
+        fleet.statuses(&newer).await,
+        [200, 200, 200],
+        "issued after the cut-off"
+    );
+    assert_eq!(fleet.statuses(&other_client).await, [200, 200, 200], "another subject");
+    for bad in [
+        "subject=judy&client_id=x",
+        "issued_before=1",
+        "subject=",
+        "subject=judy&subject=judy",
+    ] {
+        assert_eq!(
+            revoke_holder(&fleet.sidecars[0], bad, ADMIN_TOKEN).await.0,
+            400,
+            "{bad}"
+        );
+    }
+    let future = format!("subject=judy&issued_before={}", now() + 3600);
+    assert_eq!(revoke_holder(&fleet.sidecars[0], &future, ADMIN_TOKEN).await.0, 400);
+}
+
 #[test]
 fn a_fleet_needs_an_admin_token_and_no_inline_password() {
     let base = "[listener]\naddress = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://127.0.0.1:1\"\n";
@@ -518,4 +598,16 @@ fn a_fleet_needs_an_admin_token_and_no_inline_password() {
     assert!(!inline.contains("secret@"), "the password is not repeated: {inline}");
     let scheme = problems(&format!("{base}[fleet]\nurl = \"http://127.0.0.1:6379\"\n"));
     assert!(scheme.contains("redis://"), "{scheme}");
+    let both = problems(&format!(
+        "{base}[admin]\ntoken_file = \"/nonexistent\"\ntoken_env = \"X\"\n"
+    ));
+    assert!(
+        both.contains("set at most one of admin.token_file or admin.token_env"),
+        "{both}"
+    );
+    let short = std::env::temp_dir().join(format!("scopegate-short-admin-token-{}", std::process::id()));
+    std::fs::write(&short, "short").unwrap();
+    let weak = problems(&format!("{base}[admin]\ntoken_file = {:?}\n", short.to_str().unwrap()));
+    let _ = std::fs::remove_file(&short);
+    assert!(weak.contains("at least 16 bytes"), "{weak}");
 }

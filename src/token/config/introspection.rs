@@ -110,6 +110,20 @@ pub fn read_secret(file: (&str, Option<&str>), env: (&str, Option<&str>), issues
     }
 }
 
+/// [`read_secret`] for a secret that may be left out: both sources set is reported.
+pub fn read_optional_secret(
+    file: (&str, Option<&str>),
+    env: (&str, Option<&str>),
+    issues: &mut Issues,
+) -> Option<Secret> {
+    if file.1.is_some() && env.1.is_some() {
+        let (file_key, env_key) = (file.0, env.0);
+        issues.push(file_key, format!("set at most one of {file_key} or {env_key}"));
+        return None;
+    }
+    read_secret(file, env, issues)
+}
+
 /// A compiled `[issuer.introspection]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntrospectionConfig {
