@@ -20,6 +20,10 @@ pub struct FileFleet {
     pub password_file: Option<String>,
     #[serde(default)]
     pub password_env: Option<String>,
+    /// PEM file of the CA certificates a `rediss://` server is checked against, instead of
+    /// the web PKI roots (a private CA).
+    #[serde(default)]
+    pub ca_file: Option<String>,
     #[serde(default = "defaults::key_prefix")]
     pub key_prefix: String,
     #[serde(default = "defaults::connect_timeout")]
@@ -75,6 +79,8 @@ pub struct FleetConfig {
     /// The URL as written, without a password.
     pub url: String,
     pub password: Option<Secret>,
+    /// PEM CA certificates for `rediss://` (`ca_file`); `None`: the web PKI roots.
+    pub ca_pem: Option<Vec<u8>>,
     pub key_prefix: String,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
@@ -109,6 +115,22 @@ pub fn compile_fleet(file: &FileFleet, admin_token: bool, issues: &mut Issues) -
         }
         Err(e) => issues.push("fleet.url", format!("is not a URL: {e}")),
     }
+    let ca_pem = file.ca_file.as_ref().and_then(|path| {
+        if !file.url.starts_with("rediss://") {
+            issues.push("fleet.ca_file", "only applies to a rediss:// (TLS) url");
+        }
+        match std::fs::read(path) {
+            Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => Some(pem),
+            Ok(_) => {
+                issues.push("fleet.ca_file", format!("{path:?} holds no PEM certificate"));
+                None
+            }
+            Err(e) => {
+                issues.push("fleet.ca_file", format!("cannot read {path:?}: {e}"));
+                None
+            }
+        }
+    });
     let password = read_optional_secret(
         ("fleet.password_file", file.password_file.as_deref()),
         ("fleet.password_env", file.password_env.as_deref()),
@@ -136,6 +158,7 @@ pub fn compile_fleet(file: &FileFleet, admin_token: bool, issues: &mut Issues) -
     FleetConfig {
         url: file.url.clone(),
         password,
+        ca_pem,
         key_prefix: file.key_prefix.clone(),
         connect_timeout,
         command_timeout,

@@ -51,8 +51,18 @@ impl RedisLink {
             let settings = info.redis_settings().clone().set_password(password.expose());
             info = info.set_redis_settings(settings);
         }
+        let client = match &config.ca_pem {
+            Some(pem) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            )?,
+            None => redis::Client::open(info)?,
+        };
         Ok(RedisLink {
-            client: redis::Client::open(info)?,
+            client,
             commands: OnceCell::new(),
             connect_timeout: config.connect_timeout,
             command_timeout: config.command_timeout,

@@ -598,6 +598,11 @@ fn a_fleet_needs_an_admin_token_and_no_inline_password() {
     assert!(!inline.contains("secret@"), "the password is not repeated: {inline}");
     let scheme = problems(&format!("{base}[fleet]\nurl = \"http://127.0.0.1:6379\"\n"));
     assert!(scheme.contains("redis://"), "{scheme}");
+    let plain_ca = problems(&format!(
+        "{base}[fleet]\nurl = \"redis://127.0.0.1:6379\"\nca_file = \"/nonexistent.pem\"\n"
+    ));
+    assert!(plain_ca.contains("only applies to a rediss://"), "{plain_ca}");
+    assert!(plain_ca.contains("cannot read"), "{plain_ca}");
     let both = problems(&format!(
         "{base}[admin]\ntoken_file = \"/nonexistent\"\ntoken_env = \"X\"\n"
     ));
@@ -610,4 +615,35 @@ fn a_fleet_needs_an_admin_token_and_no_inline_password() {
     let weak = problems(&format!("{base}[admin]\ntoken_file = {:?}\n", short.to_str().unwrap()));
     let _ = std::fs::remove_file(&short);
     assert!(weak.contains("at least 16 bytes"), "{weak}");
+}
+
+#[test]
+fn the_documented_fleet_and_ssf_sections_compile() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml")).unwrap();
+    let (start, end) = (text.find("# [fleet]").unwrap(), text.find("# Forward-auth").unwrap());
+    // Uncommented: the section headers and their keys, but not the files that exist only
+    // in a real deployment.
+    let sections: String = text[start..end]
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest) if rest.starts_with("password_") || rest.starts_with("ca_file") => line,
+            Some(rest) if rest.starts_with('[') => rest,
+            Some(rest) if rest.contains(" = ") && rest.starts_with(|c: char| c.is_ascii_lowercase()) => rest,
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let token_file = std::env::temp_dir().join(format!("scopegate-example-admin-token-{}", std::process::id()));
+    std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
+    let before = text[..start].replace(
+        "# token_file = \"/run/secrets/scopegate-admin-token\"",
+        &format!("token_file = {:?}", token_file.to_str().unwrap()),
+    );
+    let compiled = scopegate::config::Config::from_toml(&format!("{before}{sections}\n{}", &text[end..]), "example");
+    let _ = std::fs::remove_file(&token_file);
+    let config = compiled.unwrap_or_else(|e| panic!("{e}"));
+    let fleet = config.fleet.unwrap();
+    assert_eq!(fleet.key_prefix, "scopegate:");
+    assert!(fleet.share_introspection);
+    assert_eq!(config.ssf.unwrap().max_age, Duration::from_secs(300));
 }
