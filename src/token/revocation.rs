@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::token::principal::Principal;
@@ -49,6 +50,8 @@ pub struct RevocationsFull;
 #[derive(Debug, Default)]
 pub struct Revocations {
     state: Mutex<State>,
+    /// Whether a holder rule was ever added: until then the check on every request takes no lock.
+    has_rules: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -166,6 +169,7 @@ impl Revocations {
         if !state.rules.contains_key(&key) && !state.has_room(now) {
             return Err(RevocationsFull);
         }
+        self.has_rules.store(true, Ordering::Release);
         let kept = state.rules.entry(key).or_insert(terms);
         kept.issued_before = kept.issued_before.max(terms.issued_before);
         kept.until = kept.until.max(terms.until);
@@ -174,6 +178,9 @@ impl Revocations {
 
     /// Whether a holder rule refuses the verified `principal` at `now`.
     pub fn refuses(&self, principal: &Principal, now: Duration) -> bool {
+        if !self.has_rules.load(Ordering::Acquire) {
+            return false;
+        }
         let state = self.state();
         if state.rules.is_empty() {
             return false;
