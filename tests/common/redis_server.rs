@@ -1,6 +1,8 @@
 //! A real Redis for the fleet tests: Debian's `redis-server`, started on 127.0.0.1 with a
 //! port picked by binding 127.0.0.1:0 and releasing it, no persistence (`--save ''
-//! --appendonly no`), its files in a temporary directory; stopped by PID on drop.
+//! --appendonly no`), its files in a temporary directory; stopped by PID on drop. With
+//! [`RedisServer::start_tls`] it also serves TLS (a CA and a `localhost` certificate made
+//! with the `openssl` command) and requires a password.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -11,6 +13,35 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
+    /// With TLS: its port, the CA file and the password.
+    pub tls: Option<(u16, PathBuf, String)>,
+}
+
+fn free_port() -> u16 {
+    let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+/// `openssl req`: a P-256 key `<name>.key` and `out`, a self-signed certificate with
+/// `-x509`, else a certificate request.
+fn new_key(dir: &std::path::Path, kind: &[&str], name: &str, out: &str, subject: &str) {
+    let key = format!("{name}.key");
+    let mut args = vec!["req"];
+    args.extend(kind);
+    args.extend(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]);
+    args.extend(["-keyout", &key, "-out", out, "-subj", subject]);
+    openssl(dir, &args);
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("the TLS fleet test needs the openssl command: {e}"));
+    assert!(status.success(), "openssl {args:?} failed");
 }
 
 fn binary() -> PathBuf {
@@ -33,23 +64,74 @@ fn binary() -> PathBuf {
 impl RedisServer {
     /// Starts a Redis on a free loopback port and waits until it answers PING.
     pub fn start() -> RedisServer {
-        let port = {
-            let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
+        let server = RedisServer::prepare();
+        server.launched()
+    }
+
+    fn prepare() -> RedisServer {
+        let port = free_port();
         let dir = std::env::temp_dir().join(format!("scopegate-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = RedisServer { child: None, port, dir };
-        server.run();
-        server
+        RedisServer {
+            child: None,
+            port,
+            dir,
+            tls: None,
+        }
+    }
+
+    fn launched(mut self) -> RedisServer {
+        self.run();
+        self
+    }
+
+    /// A Redis that also listens with TLS (certificate for `localhost` and 127.0.0.1, from a
+    /// CA of its own) and requires `password`.
+    pub fn start_tls(password: &str) -> RedisServer {
+        let mut server = RedisServer::prepare();
+        let dir = server.dir.clone();
+        new_key(&dir, &["-x509", "-days", "1"], "ca", "ca.pem", "/CN=scopegate test CA");
+        new_key(&dir, &[], "server", "server.csr", "/CN=localhost");
+        std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+        openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "1",
+                "-extfile",
+                "server.ext",
+            ],
+        );
+        server.tls = Some((free_port(), dir.join("ca.pem"), password.to_string()));
+        server.launched()
     }
 
     fn run(&mut self) {
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        command
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
+        if let Some((tls_port, _, password)) = &self.tls {
+            command
+                .args(["--tls-port", &tls_port.to_string(), "--requirepass", password])
+                .args(["--tls-cert-file", "server.pem", "--tls-key-file", "server.key"])
+                .args(["--tls-ca-cert-file", "ca.pem", "--tls-auth-clients", "no"]);
+        }
+        let child = command
             .arg("--dir")
             .arg(&self.dir)
+            .current_dir(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -73,8 +155,11 @@ impl RedisServer {
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        // With a password, PING is answered -NOAUTH: the server is up all the same.
         let mut answer = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut answer).is_ok()
+            && (&answer == b"+PONG\r\n" || answer.starts_with(b"-NOAUTH"))
     }
 
     pub fn url(&self) -> String {

@@ -38,7 +38,7 @@ name = "read"
 path = "/read/**"
 scopes = ["read"]
 [fleet]
-url = "{redis}"
+{fleet}
 key_prefix = "fleet-test:"
 connect_timeout = "1s"
 command_timeout = "500ms"
@@ -66,7 +66,10 @@ fn now() -> u64 {
 
 impl Fleet {
     async fn start(sidecars: usize) -> Fleet {
-        let redis = RedisServer::start();
+        Fleet::start_on(RedisServer::start(), sidecars).await
+    }
+
+    async fn start_on(redis: RedisServer, sidecars: usize) -> Fleet {
         let issuer = dev_issuer(DevIssuerConfig {
             opaque_access_tokens: true,
             default_audience: Some(AUDIENCE.into()),
@@ -97,9 +100,26 @@ impl Fleet {
             .replace("{token_file}", self.token_file.to_str().unwrap())
             .replace("{client_id}", &self.client.client_id)
             .replace("{secret_file}", self.client.secret_file.to_str().unwrap())
-            .replace("{redis}", &self.redis.url())
+            .replace("{fleet}", &self.fleet_section())
             .replace("{jwks}", &self.issuer.jwks_uri());
         config(&text, &self.upstream.url(), self.issuer.issuer())
+    }
+
+    /// Where the sidecars find Redis: plainly, or with TLS against the test CA and with the
+    /// password from a file.
+    fn fleet_section(&self) -> String {
+        match &self.redis.tls {
+            None => format!("url = {:?}", self.redis.url()),
+            Some((port, ca, password)) => {
+                let password_file = self.token_file.with_extension("redis-password");
+                std::fs::write(&password_file, password).unwrap();
+                format!(
+                    "url = \"rediss://localhost:{port}/0\"\nca_file = {:?}\npassword_file = {:?}",
+                    ca.to_str().unwrap(),
+                    password_file.to_str().unwrap()
+                )
+            }
+        }
     }
 
     /// A sidecar with keys, subscribed to the fleet and holding its revocations.
@@ -175,6 +195,7 @@ impl Fleet {
 impl Drop for Fleet {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.token_file);
+        let _ = std::fs::remove_file(self.token_file.with_extension("redis-password"));
     }
 }
 
@@ -511,6 +532,44 @@ async fn three_sidecars_make_one_introspection_call_per_token() {
             .await
             .is_some()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecars_share_revocations_over_tls_with_a_password() {
+    let fleet = Fleet::start_on(RedisServer::start_tls("fleet-test-redis-password"), 2).await;
+    let token = fleet.jwt("oscar");
+    assert_eq!(fleet.statuses(&token).await, [200, 200]);
+    let (status, body) = evict(&fleet.sidecars[1], &token, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["fleet"], "published", "{body}");
+    assert!(
+        fleet
+            .refused_everywhere_within(&token, Duration::from_secs(1))
+            .await
+            .is_some()
+    );
+
+    // Without the test CA (the web PKI roots) the server is not trusted: no connection.
+    let text = CONFIG
+        .replace("{token_file}", fleet.token_file.to_str().unwrap())
+        .replace("{client_id}", &fleet.client.client_id)
+        .replace("{secret_file}", fleet.client.secret_file.to_str().unwrap())
+        .replace("{jwks}", &fleet.issuer.jwks_uri());
+    // The same settings but the CA file: the password alone does not make the server trusted.
+    let section: String = fleet
+        .fleet_section()
+        .lines()
+        .filter(|line| !line.starts_with("ca_file"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let untrusting = text.replace("{fleet}", &section);
+    let sidecar = start_ready_proxy(config(&untrusting, &fleet.upstream.url(), fleet.issuer.issuer())).await;
+    eventually("the untrusted server is refused", || {
+        sidecar.app.metrics.fleet_errors.with_label_values(&["subscribe"]).get() > 0
+    })
+    .await;
+    assert!(!connected(&sidecar));
+    assert_eq!(status_at(&sidecar, &token).await, 200, "it never learnt the revocation");
 }
 
 /// `POST /revocations` on one sidecar, as status and JSON body.
