@@ -172,6 +172,14 @@ pub(super) async fn receive_set(app: &Gateway, req: Request<Incoming>) -> Respon
         }
         Err(error) => return refused(error.code, &error.description),
     };
+    // Another sidecar may have received the same SET (the transmitter's pushes spread over
+    // the Service's pods): the fleet remembers every jti too.
+    if let Some(fleet) = &app.fleet
+        && fleet.first_sighting(&verdict.jti, receiver.max_age()).await == Some(false)
+    {
+        let replay = crate::fleet::ssf::replayed();
+        return refused(replay.code, &replay.description);
+    }
     let revocations = current.auth.revocations();
     for (key, issued_before) in &verdict.revoke {
         let terms = RuleTerms {

@@ -72,11 +72,16 @@ pub fn start(
 }
 
 /// The `op` label values of `scopegate_fleet_errors_total`.
-pub const FLEET_OPS: [&str; 6] = ["subscribe", "load", "publish", "write_back", "apply", "shared_cache"];
+pub const FLEET_OPS: [&str; 7] = [
+    "subscribe",
+    "load",
+    "publish",
+    "write_back",
+    "apply",
+    "shared_cache",
+    "ssf_replay",
+];
 
-/// Most records loaded from the durable set at once (beyond the local bound they would be
-/// refused anyway).
-const MAX_LOADED: usize = 1_000_000;
 /// Records written back per pipeline.
 const WRITE_BACK_CHUNK: usize = 500;
 
@@ -206,6 +211,30 @@ impl Fleet {
         }
     }
 
+    /// Whether a Security Event Token's `jti` is seen for the first time by the whole fleet
+    /// (remembered for `ttl`, by its SHA-256); `None` when Redis cannot tell, and the
+    /// receiving sidecar's own replay cache has the last word.
+    pub async fn first_sighting(&self, jti: &str, ttl: Duration) -> Option<bool> {
+        let digest: String = crate::token::sha256(jti.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let claim = ::redis::cmd("SET")
+            .arg(format!("{}ssf-jti:{digest}", self.config.key_prefix))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .to_owned();
+        match self.link.run::<Option<String>>(&claim).await {
+            Ok(set) => Some(set.is_some()),
+            Err(error) => {
+                self.error("ssf_replay", &error);
+                None
+            }
+        }
+    }
+
     fn mark_dirty(&self) {
         self.dirty.store(true, Ordering::SeqCst);
         self.wake.notify_one();
@@ -242,7 +271,8 @@ impl Fleet {
             .arg("+inf")
             .arg("LIMIT")
             .arg(0)
-            .arg(MAX_LOADED);
+            // Beyond the local bound they would be refused anyway.
+            .arg(self.revocations.max_entries());
         let (members,): (Vec<Vec<u8>>,) = self.link.run(&pipeline).await?;
         let records: Vec<Record> = members.iter().filter_map(|m| Record::decode(m)).collect();
         for record in &records {

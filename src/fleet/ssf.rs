@@ -51,6 +51,11 @@ pub struct SetError {
     pub description: String,
 }
 
+/// The refusal of a SET whose `jti` was already received.
+pub fn replayed() -> SetError {
+    refuse("invalid_request", "this jti was already received (replay)")
+}
+
 fn refuse(code: &'static str, description: impl Into<String>) -> SetError {
     SetError {
         code,
@@ -65,6 +70,8 @@ pub struct Verdict {
     pub revoke: Vec<(RuleKey, u64)>,
     /// Event types acknowledged without effect.
     pub ignored: usize,
+    /// The SET's `jti`, for a fleet-wide replay check.
+    pub jti: String,
 }
 
 /// The receiver of one transmitter's SETs.
@@ -92,6 +99,11 @@ impl SsfReceiver {
         }
     }
 
+    /// How long a SET is accepted after its `iat`, and its `jti` remembered.
+    pub fn max_age(&self) -> Duration {
+        self.config.max_age + Duration::from_secs(SKEW)
+    }
+
     /// Stops the key refresh (on shutdown).
     pub fn stop(&self) {
         if let Some(refresher) = &self.refresher {
@@ -115,11 +127,15 @@ impl SsfReceiver {
         let claims: Map<String, Value> = serde_json::from_slice(&verified.payload)
             .map_err(|_| refuse("invalid_request", "the payload is not a JSON object"))?;
         self.check_claims(&claims, now)?;
-        let verdict = read_events(&claims, now)?;
-        let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
+        let mut verdict = read_events(&claims, now)?;
+        verdict.jti = claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         // Remembered only once everything else holds, so a forged SET cannot use up a jti.
-        if !self.seen.entry(jti.to_string()).or_insert(()).is_fresh() {
-            return Err(refuse("invalid_request", "this jti was already received (replay)"));
+        if !self.seen.entry(verdict.jti.clone()).or_insert(()).is_fresh() {
+            return Err(replayed());
         }
         Ok(Some(verdict))
     }

@@ -155,6 +155,11 @@ impl Revocations {
         }
     }
 
+    /// The most entries held at once (`admin.revocation_max_entries`).
+    pub fn max_entries(&self) -> usize {
+        self.state().limits.max_entries
+    }
+
     /// How long a revocation whose token expiry is unknown is kept from `now`.
     pub fn default_until(&self, now: Duration) -> Duration {
         now.saturating_add(self.state().limits.max_ttl)

@@ -426,6 +426,10 @@ async fn forged_stale_and_replayed_events_are_refused() {
     let (status, body) = scopegate::dev::push(&receiver, &set).await.unwrap();
     assert_eq!(status, 400, "a replay is refused: {body}");
     assert!(body.contains("replay"), "{body}");
+    // Replayed to another sidecar, which never saw it: the fleet remembers the jti.
+    let (status, body) = scopegate::dev::push(&fleet.receiver(2), &set).await.unwrap();
+    assert_eq!(status, 400, "a replay to another sidecar is refused: {body}");
+    assert!(body.contains("replay"), "{body}");
 
     // Not a SET at all.
     let response = client()
