@@ -243,7 +243,10 @@ for values in "" "${VALUES_FILES[@]}"; do
     # The rendered scopegate config (absent with config.existingConfigMap) must pass check.
     toml="$WORK/config-$MIN_KUBE_VERSION.toml"
     if [[ -s "$toml" ]]; then
-        step "scopegate check (rendered config.toml)" "$SCOPEGATE_BIN" check --config "$toml"
+        # The secrets the chart gives the container as environment variables (fleet.*).
+        step "scopegate check (rendered config.toml)" env \
+            SCOPEGATE_ADMIN_TOKEN=helm-check-admin-token-0123456789 SCOPEGATE_REDIS_PASSWORD=helm-check \
+            "$SCOPEGATE_BIN" check --config "$toml"
     elif [[ -z "$values" ]]; then
         fail "default values render no ConfigMap with config.toml"
     fi
@@ -317,6 +320,7 @@ must_fail "app.port equal to the data port" "must differ" --set app.port=8080
 must_fail "a forward-auth port without [forward_auth]" "has no [forward_auth] section" --set sidecar.ports.forwardAuth=9191
 must_fail "introspection without a secret" "introspection.clientSecret is required" --set introspection.enabled=true
 must_fail "tls without a secret name" "tls.secretName is required" --set tls.enabled=true
+must_fail "a fleet without an admin token" "fleet.enabled needs fleet.existingSecret or fleet.adminToken" --set fleet.enabled=true
 
 # --- Summary ---------------------------------------------------------------------------------
 elapsed=$((SECONDS - START))

@@ -315,6 +315,7 @@ fn rewrite(c: &mut Bench) {
         claims: serde_json::Map::from_iter([("email".to_string(), Value::from("user@example.com"))]).into(),
         expires_at: now() + 3600,
         confirmation: None,
+        issued_at: None,
     };
     let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let token = sample_token();

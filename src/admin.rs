@@ -1,13 +1,18 @@
 //! The admin listener: `/healthz` (process alive), `/readyz` (every issuer has keys),
-//! `/metrics` (Prometheus text), and `POST /cache/evict` (pushed revocation). Kept off the
-//! data port so it is never exposed with the API, and under its own connection cap so it
-//! can never take the data plane's descriptors.
+//! `/metrics` (Prometheus text), `POST /cache/evict` (pushed revocation), and the actions
+//! of [`actions`]: `POST /revocations` (a subject's or client's tokens) and `POST
+//! /ssf/events` (Shared Signals push). Kept off the data port so it is never exposed with
+//! the API, and under its own connection cap so it can never take the data plane's
+//! descriptors. With `admin.token_file` (required by `[fleet]`) revocations need its token.
+
+mod actions;
+mod form;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -16,25 +21,22 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::body::{ProxyBody, full_body};
+use crate::body::ProxyBody;
 use crate::connection::{Activity, ActivityGuard, InactivityLimits, TrackedBody, accept_within, inactivity};
+use crate::fleet::Delivery;
+use crate::fleet::revocations::{Record, parse_hex_digest};
 use crate::gateway::Gateway;
 use crate::token::bearer::is_token68;
-
-fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<ProxyBody> {
-    let mut response = Response::new(full_body(body));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
+use form::{form_decode, respond};
 
 /// `POST /cache/evict` with a form body `token=<token>` or `sha256=<64 hex digits>`: refuses
 /// the token from now until it expires (a JWT that still verifies locally included), and
 /// drops every cached answer for it. Answers what it did:
 /// `{"evicted": <cached answers dropped>, "revoked": true, "revoked_until": <Unix seconds>}`.
 async fn evict(app: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
+    if let Some(refusal) = actions::unauthorized(app, &req) {
+        return refusal;
+    }
     let form = req.headers().get(CONTENT_TYPE).is_none_or(|value| {
         value
             .to_str()
@@ -63,21 +65,16 @@ async fn evict(app: &Gateway, req: Request<Incoming>) -> Response<ProxyBody> {
     };
     match app.app().auth.revoke(token, &digest).await {
         Ok(revoked) => {
+            let delivery = actions::share(app, &Record::token(&digest, revoked.until), "admin").await;
             let body = serde_json::json!({
                 "evicted": revoked.evicted,
                 "revoked": true,
                 "revoked_until": revoked.until.as_secs(),
+                "fleet": delivery.map(Delivery::as_str),
             });
             respond(StatusCode::OK, "application/json", format!("{body}\n"))
         }
-        Err(full) => {
-            let body = serde_json::json!({ "evicted": 0, "revoked": false, "error": full.to_string() });
-            let mut response = respond(StatusCode::SERVICE_UNAVAILABLE, "application/json", format!("{body}\n"));
-            response
-                .headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("60"));
-            response
-        }
+        Err(full) => actions::full(full),
     }
 }
 
@@ -121,36 +118,6 @@ impl EvictTarget {
         }
         target.ok_or(USAGE)
     }
-}
-
-/// Decodes one name or value of a form body: `+` is a space, `%XX` a byte; a `%` without two
-/// hex digits after it, or a result that is not UTF-8, is refused rather than guessed at.
-fn form_decode(raw: &[u8]) -> Option<String> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut bytes = raw.iter();
-    while let Some(&byte) = bytes.next() {
-        out.push(match byte {
-            b'+' => b' ',
-            b'%' => {
-                let high = (*bytes.next()? as char).to_digit(16)?;
-                let low = (*bytes.next()? as char).to_digit(16)?;
-                (high * 16 + low) as u8
-            }
-            other => other,
-        });
-    }
-    String::from_utf8(out).ok()
-}
-
-fn parse_hex_digest(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 fn route(app: &Gateway, req: &Request<Incoming>) -> Response<ProxyBody> {
@@ -223,10 +190,11 @@ pub async fn serve(listener: TcpListener, app: Arc<Gateway>, shutdown: impl Futu
                 let app = Arc::clone(&app);
                 let guard = ActivityGuard::new(Arc::clone(&activity));
                 async move {
-                    let response = if req.method() == Method::POST && req.uri().path() == "/cache/evict" {
-                        evict(&app, req).await
-                    } else {
-                        route(&app, &req)
+                    let response = match (req.method() == Method::POST, req.uri().path()) {
+                        (true, "/cache/evict") => evict(&app, req).await,
+                        (true, "/revocations") => actions::revoke_holder(&app, req).await,
+                        (true, "/ssf/events") => actions::receive_set(&app, req).await,
+                        _ => route(&app, &req),
                     };
                     Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, guard)))
                 }

@@ -71,6 +71,10 @@ pub struct Gateway {
     refreshers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// One reload at a time (SIGHUP and the file watcher may fire together).
     reloading: Mutex<()>,
+    /// This sidecar's part of the fleet (`[fleet]`), fixed at start.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// The Shared Signals receiver (`[ssf]`), fixed at start.
+    pub ssf: Option<Arc<crate::fleet::ssf::SsfReceiver>>,
 }
 
 /// What a successful reload changed, and what it could not.
@@ -88,7 +92,10 @@ impl Gateway {
         crate::known_series::start_at_zero(&metrics, &config);
         let app = App::new(config, metrics.clone());
         let refreshers = app.auth.spawn_refreshers();
+        let (fleet, ssf) = crate::fleet::start(&app.config, &app.auth, &metrics);
         Arc::new(Gateway {
+            fleet,
+            ssf,
             current: ArcSwap::from_pointee(app),
             metrics,
             config_path,
@@ -151,6 +158,12 @@ impl Gateway {
         // peers take effect at once (a removed section trusts no peer).
         if config.forward_auth.as_ref().map(|f| f.listen) != old.config.forward_auth.as_ref().map(|f| f.listen) {
             restart_required.push("forward_auth.listen");
+        }
+        if config.fleet != old.config.fleet {
+            restart_required.push("fleet");
+        }
+        if config.ssf != old.config.ssf {
+            restart_required.push("ssf");
         }
         // The admin listener's limits are fixed when it starts; its revocation bounds are not.
         let (admin, old_admin) = (&config.admin, &old.config.admin);
@@ -272,10 +285,16 @@ impl Gateway {
         }
     }
 
-    /// Stops the key-refresh loops (on shutdown).
+    /// Stops the key-refresh loops and the fleet's tasks (on shutdown).
     pub fn stop_refreshers(&self) {
         for refresher in self.lock_refreshers().drain(..) {
             refresher.abort();
+        }
+        if let Some(fleet) = &self.fleet {
+            fleet.stop();
+        }
+        if let Some(ssf) = &self.ssf {
+            ssf.stop();
         }
     }
 }

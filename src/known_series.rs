@@ -60,6 +60,22 @@ pub fn start_at_zero(metrics: &Metrics, config: &Config) {
     for result in ["active", "inactive", "error"] {
         metrics.introspection_calls.with_label_values(&[result]);
     }
+    if config.fleet.is_some() {
+        for op in crate::fleet::FLEET_OPS {
+            metrics.fleet_errors.with_label_values(&[op]);
+        }
+        for source in ["admin", "fleet", "ssf"] {
+            metrics.fleet_revocations.with_label_values(&[source]);
+        }
+        for result in ["hit", "miss", "error"] {
+            metrics.fleet_shared_lookups.with_label_values(&[result]);
+        }
+    }
+    if config.ssf.is_some() {
+        for result in ["applied", "ignored", "refused"] {
+            metrics.ssf_events.with_label_values(&[result]);
+        }
+    }
     // Issuers that verify JWTs fetch keys; introspection-only ones never do.
     let verifying = config
         .tokens

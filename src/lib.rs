@@ -48,8 +48,13 @@
 //!   served, and `[[resource]]` ([`resource::config`]) for API routes.
 //! - [`mcp`] — MCP routes: RFC 9728 metadata, RFC 8707 audience binding, tool-level scopes;
 //!   [`mcp::config`] compiles `[mcp]` and the MCP parts of routes.
-//! - [`metrics`], [`admin`] — Prometheus metrics and `/metrics`, `/healthz`, `/readyz`;
+//! - [`metrics`], [`admin`] — Prometheus metrics and `/metrics`, `/healthz`, `/readyz`, and
+//!   the admin actions (revocations, the Shared Signals push endpoint);
 //!   [`known_series`] — the series exported at zero from the start.
+//! - [`fleet`] — `[fleet]` and `[ssf]`: revocations shared by every sidecar through Redis
+//!   (pub/sub plus a durable sorted set, reloaded on every reconnect), shared introspection
+//!   answers, and Security Event Tokens turned into subject revocations; it feeds the
+//!   token layer's revocation set, which stays the enforcement point.
 //! - `dev` — the embedded development authorization server behind `demo`, `dev-issuer`
 //!   and the integration tests; only with the `dev` cargo feature (on by default, off in
 //!   the production build).
@@ -75,6 +80,7 @@ pub mod decision;
 pub mod dev;
 pub mod error;
 pub mod explain;
+pub mod fleet;
 pub mod forward;
 pub mod forward_auth;
 pub mod gateway;

@@ -33,6 +33,11 @@ pub struct Metrics {
     pub tls_reloads: IntCounterVec,
     pub tls_handshake_failures: IntCounterVec,
     pub build_info: IntGaugeVec,
+    pub fleet_connected: IntGauge,
+    pub fleet_errors: IntCounterVec,
+    pub fleet_revocations: IntCounterVec,
+    pub fleet_shared_lookups: IntCounterVec,
+    pub ssf_events: IntCounterVec,
 }
 
 /// Sub-millisecond buckets for auth, since a cached decision costs microseconds.
@@ -226,6 +231,45 @@ impl Metrics {
                     &["version", "config_hash"],
                 ),
             ),
+            fleet_connected: register(
+                &r,
+                IntGauge::new(
+                    "scopegate_fleet_connected",
+                    "1 while the fleet's Redis is subscribed to and its revocations are loaded, else 0.",
+                ),
+            ),
+            fleet_errors: register(
+                &r,
+                counters(
+                    "scopegate_fleet_errors_total",
+                    "Failed operations on the fleet's Redis, by operation.",
+                    &["op"],
+                ),
+            ),
+            fleet_revocations: register(
+                &r,
+                counters(
+                    "scopegate_fleet_revocations_total",
+                    "Revocations applied to the local set, by where they came from (admin, fleet, ssf).",
+                    &["source"],
+                ),
+            ),
+            fleet_shared_lookups: register(
+                &r,
+                counters(
+                    "scopegate_fleet_shared_cache_lookups_total",
+                    "Lookups in the fleet's shared introspection answers, by result (hit, miss, error).",
+                    &["result"],
+                ),
+            ),
+            ssf_events: register(
+                &r,
+                counters(
+                    "scopegate_ssf_events_total",
+                    "Security Event Tokens received, by result (applied, ignored, refused).",
+                    &["result"],
+                ),
+            ),
             registry: r,
         };
         metrics.set_config_hash("none");
@@ -271,7 +315,7 @@ impl Metrics {
 
     /// Every metric family name this struct exports, whether or not it has samples yet.
     pub fn names(&self) -> Vec<String> {
-        let collectors: [&dyn Collector; 21] = [
+        let collectors: [&dyn Collector; 26] = [
             &self.requests,
             &self.forward_auth_requests,
             &self.request_duration,
@@ -293,6 +337,11 @@ impl Metrics {
             &self.tls_reloads,
             &self.tls_handshake_failures,
             &self.build_info,
+            &self.fleet_connected,
+            &self.fleet_errors,
+            &self.fleet_revocations,
+            &self.fleet_shared_lookups,
+            &self.ssf_events,
         ];
         let mut names: Vec<String> = collectors
             .iter()

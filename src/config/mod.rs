@@ -1,3 +1,4 @@
+// Long file: the one place every section is read and compiled, in order; each section's own rules live beside its code.
 //! The TOML configuration: loose file types (`FileConfig`), compiled into a validated
 //! [`Config`] that the rest of the crate trusts. Every problem is reported at once, each with
 //! its TOML path, its line and a hint, so one `scopegate check` run shows the whole list.
@@ -27,6 +28,7 @@ use serde::Deserialize;
 
 use crate::canonical::CanonicalOptions;
 use crate::cors::{CorsConfig, FileCors};
+use crate::fleet::config::{FileFleet, FileSsf, FleetConfig, SsfConfig, compile_fleet, compile_ssf};
 use crate::forward_auth::config::{FileForwardAuth, ForwardAuthConfig, compile_forward_auth};
 use crate::hygiene::MethodOverride;
 use crate::identity::config::compile_identity;
@@ -78,6 +80,10 @@ pub struct FileConfig {
     pub dpop: FileDpop,
     /// `[cert_binding]`: certificate-bound tokens behind a TLS-terminating proxy (RFC 8705).
     pub cert_binding: FileCertBinding,
+    /// The Redis every sidecar of a fleet shares.
+    pub fleet: Option<FileFleet>,
+    /// The Shared Signals transmitter whose events are accepted.
+    pub ssf: Option<FileSsf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,6 +245,8 @@ pub struct Config {
     pub cors: CorsConfig,
     /// `None`: no forward-auth listener.
     pub forward_auth: Option<ForwardAuthConfig>,
+    pub fleet: Option<FleetConfig>,
+    pub ssf: Option<SsfConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -297,7 +305,7 @@ impl Config {
 }
 
 /// Top-level sections, in the order `config.example.toml` documents them.
-const SECTIONS: [&str; 18] = [
+const SECTIONS: [&str; 20] = [
     "listener",
     "admin",
     "upstream",
@@ -316,6 +324,8 @@ const SECTIONS: [&str; 18] = [
     "forward_auth",
     "dpop",
     "cert_binding",
+    "fleet",
+    "ssf",
 ];
 
 impl FileConfig {
@@ -342,6 +352,8 @@ impl FileConfig {
             forward_auth: unread.table(document, "forward_auth", issues),
             dpop: unread.table(document, "dpop", issues),
             cert_binding: unread.table(document, "cert_binding", issues),
+            fleet: unread.table(document, "fleet", issues),
+            ssf: unread.table(document, "ssf", issues),
         };
         (file, unread)
     }
@@ -462,6 +474,14 @@ impl FileConfig {
             }
             forward_auth
         });
+        let fleet = unread.step(&["fleet", "admin"], issues, |issues| {
+            self.fleet
+                .as_ref()
+                .map(|fleet| compile_fleet(fleet, admin.token.is_some(), issues))
+        });
+        let ssf = unread.step(&["ssf"], issues, |issues| {
+            self.ssf.as_ref().map(|ssf| compile_ssf(ssf, issues))
+        });
         if !issues.is_empty() {
             return Err(std::mem::take(issues));
         }
@@ -487,6 +507,8 @@ impl FileConfig {
             resources,
             cors,
             forward_auth,
+            fleet,
+            ssf,
         })
     }
 }

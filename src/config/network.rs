@@ -12,7 +12,12 @@ use serde::Deserialize;
 use super::problems::Issues;
 use crate::tls::TrustBundle;
 use crate::tls::config::{FileListenerTls, ListenerTls, compile_ca_file, compile_listener_tls};
+use crate::token::config::{Secret, read_optional_secret};
 use crate::token::revocation::RevocationLimits;
+
+/// The shortest admin token accepted: a guessable token would open every sidecar's
+/// revocation endpoints at once.
+const MIN_ADMIN_TOKEN_BYTES: usize = 16;
 
 /// `Default` is an empty, invalid section: only a stand-in while a file whose `[listener]`
 /// is missing or unreadable is compiled for its other problems.
@@ -63,6 +68,13 @@ pub struct FileAdmin {
     pub revocation_max_entries: usize,
     #[serde(default = "defaults::revocation_max_ttl")]
     pub revocation_max_ttl: String,
+    /// A file holding the bearer token that admin actions (revocations) require; required
+    /// when `[fleet]` is set, since a revocation then reaches every sidecar.
+    #[serde(default)]
+    pub token_file: Option<String>,
+    /// The same token from an environment variable (at most one of the two).
+    #[serde(default)]
+    pub token_env: Option<String>,
 }
 
 impl Default for FileAdmin {
@@ -74,6 +86,8 @@ impl Default for FileAdmin {
             idle_timeout: defaults::admin_idle_timeout(),
             revocation_max_entries: defaults::revocation_max_entries(),
             revocation_max_ttl: defaults::revocation_max_ttl(),
+            token_file: None,
+            token_env: None,
         }
     }
 }
@@ -192,6 +206,9 @@ pub struct AdminConfig {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub revocations: RevocationLimits,
+    /// The bearer token admin actions require (`token_file` or `token_env`); `None`: they
+    /// are open.
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -299,13 +316,7 @@ pub(super) fn compile_admin(file: &FileAdmin, issues: &mut Issues) -> AdminConfi
             "must be between 1 and 1024: the admin plane must not take the data plane's descriptors",
         );
     }
-    let mut positive = |path: &str, text: &str, fallback: Duration| match issues.duration(path, text, fallback) {
-        timeout if timeout.is_zero() => {
-            issues.push(path, "must be greater than zero");
-            fallback
-        }
-        timeout => timeout,
-    };
+    let mut positive = |path: &str, text: &str, fallback: Duration| issues.positive_duration(path, text, fallback);
     let header_read_timeout = positive(
         "admin.header_read_timeout",
         &file.header_read_timeout,
@@ -323,7 +334,19 @@ pub(super) fn compile_admin(file: &FileAdmin, issues: &mut Issues) -> AdminConfi
             "must be at least 1, or every POST /cache/evict is refused",
         );
     }
+    let token = read_optional_secret(
+        ("admin.token_file", file.token_file.as_deref()),
+        ("admin.token_env", file.token_env.as_deref()),
+        issues,
+    );
+    if token.as_ref().is_some_and(|t| t.expose().len() < MIN_ADMIN_TOKEN_BYTES) {
+        issues.push(
+            "admin.token_file",
+            format!("the token must be at least {MIN_ADMIN_TOKEN_BYTES} bytes"),
+        );
+    }
     AdminConfig {
+        token,
         max_connections: file.max_connections.clamp(1, 1024),
         header_read_timeout,
         idle_timeout,

@@ -67,6 +67,17 @@ impl Issues {
         })
     }
 
+    /// [`Issues::duration`] for a key that must be greater than zero.
+    pub fn positive_duration(&mut self, path: &str, text: &str, fallback: Duration) -> Duration {
+        match self.duration(path, text, fallback) {
+            zero if zero.is_zero() => {
+                self.push(path, "must be greater than zero");
+                fallback
+            }
+            duration => duration,
+        }
+    }
+
     pub fn size(&mut self, path: &str, text: &str, fallback: u64) -> u64 {
         parse_size(text).unwrap_or_else(|message| {
             self.push(path, message);

@@ -22,6 +22,9 @@ pub enum DevError {
     /// A requested feature or parameter is not supported.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A security event could not be delivered.
+    #[error("cannot deliver the security event: {0}")]
+    Transmit(String),
     /// Invalid configuration.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -13,7 +13,9 @@
 //! * RFC 9068 JWT access tokens (or opaque tokens), DPoP-bound (RFC 9449) when the token
 //!   request carries a proof,
 //! * RFC 7009 revocation, RFC 7662 introspection and a userinfo endpoint,
-//! * fault injection and request counters for outage tests.
+//! * fault injection and request counters for outage tests,
+//! * a Shared Signals transmitter: CAEP/RISC Security Event Tokens signed with its key and
+//!   pushed to a receiver (RFC 8417, RFC 8935).
 //!
 //! All state lives in memory. It is **never** meant for production: it has
 //! no login, approves every request and only listens on loopback unless told
@@ -27,7 +29,7 @@
 
 // Imports run one way: server → handlers → flows → device → (client_auth, registration) →
 // (respond, state) → (bounded, config, mint) → keys → error; `proof` uses state, mint and
-// keys; `cli` and `demo` sit on top.
+// keys; `cli`, `demo` and `transmit` sit on top.
 mod bounded;
 pub mod cli;
 mod client_auth;
@@ -44,6 +46,7 @@ mod registration;
 mod respond;
 mod server;
 mod state;
+mod transmit;
 
 pub use config::{DevIssuerConfig, Endpoint, Fault};
 pub use error::DevError;
@@ -52,3 +55,4 @@ pub use mint::{AccessTokenRequest, mint, mint_segments, mint_unsigned, sign_segm
 pub use proof::DpopProver;
 pub use server::DevIssuer;
 pub use state::{ClientRegistration, RegisteredClient};
+pub use transmit::{SESSION_REVOKED, SecurityEvent, push};

@@ -233,6 +233,7 @@ impl ExplainInputs {
                         claims: Default::default(),
                         expires_at: u64::MAX,
                         confirmation: None,
+                        issued_at: None,
                     })
                 })
                 .ok_or(unknown),

@@ -15,7 +15,9 @@ mod introspection;
 pub mod sender;
 mod token_shape;
 use introspection::compile_introspection;
-pub use introspection::{ClientAuthMethod, FileIntrospection, IntrospectionConfig, Secret};
+pub use introspection::{
+    ClientAuthMethod, FileIntrospection, IntrospectionConfig, Secret, read_optional_secret, read_secret,
+};
 use sender::{CertBindingConfig, DpopConfig};
 use token_shape::{compile_accepted_typ, compile_scope_claims, typ_caution};
 
@@ -237,6 +239,24 @@ impl TokenConfig {
     }
 }
 
+/// `<at>.algorithms`: names of allowed JWS algorithms, at least one.
+pub fn compile_algorithms(at: &str, names: &[String], issues: &mut Issues) -> Vec<Algorithm> {
+    let mut algorithms = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match Algorithm::from_str(name) {
+            Ok(alg) => algorithms.push(alg),
+            Err(e) => issues.push(format!("{at}.algorithms[{i}]"), e.to_string()),
+        }
+    }
+    if names.is_empty() {
+        issues.push(
+            format!("{at}.algorithms"),
+            "list at least one algorithm, e.g. [\"RS256\", \"ES256\"]",
+        );
+    }
+    algorithms
+}
+
 fn compile_issuer(at: &str, file: &FileIssuer, issues: &mut Issues) -> IssuerConfig {
     match reqwest::Url::parse(&file.url) {
         Ok(url) if is_acceptable_remote_url(&url) && url.query().is_none() && url.fragment().is_none() => {}
@@ -252,19 +272,7 @@ fn compile_issuer(at: &str, file: &FileIssuer, issues: &mut Issues) -> IssuerCon
             "list at least one non-empty audience: tokens minted for other resources must be refused (RFC 9068 §4)",
         );
     }
-    let mut algorithms = Vec::new();
-    for (i, name) in file.algorithms.iter().enumerate() {
-        match Algorithm::from_str(name) {
-            Ok(alg) => algorithms.push(alg),
-            Err(e) => issues.push(format!("{at}.algorithms[{i}]"), e.to_string()),
-        }
-    }
-    if file.algorithms.is_empty() {
-        issues.push(
-            format!("{at}.algorithms"),
-            "list at least one algorithm, e.g. [\"RS256\", \"ES256\"]",
-        );
-    }
+    let algorithms = compile_algorithms(at, &file.algorithms, issues);
     let jwks_uri = file.jwks_uri.as_ref().and_then(|text| match reqwest::Url::parse(text) {
         Ok(url) if is_acceptable_remote_url(&url) => Some(url),
         _ => {

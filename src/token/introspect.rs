@@ -367,6 +367,8 @@ pub fn interpret(body: &Map<String, Value>, expected: &Expected<'_>, now: u64) -
         claims: body.clone().into(),
         expires_at: exp.unwrap_or(u64::MAX),
         confirmation,
+        // Already checked as a NumericDate by `check_time_claims`; rounded up like a JWT's.
+        issued_at: body.get("iat").and_then(Value::as_f64).map(|iat| iat.ceil() as u64),
     })))
 }
 

@@ -14,7 +14,9 @@
 //!   once, for its keys and its introspection alike (the fetches are in
 //!   [`crate::http_client`]).
 //! - [`introspect`] asks the authorization server about opaque tokens (RFC 7662).
-//! - [`revocation`] keeps pushed revocations until the token expires.
+//! - [`revocation`] keeps pushed revocations until the token expires, and the fleet's
+//!   rules that refuse a subject's or client's tokens; [`shared`] is the interface of the
+//!   introspection answers the fleet shares.
 //! - [`principal`] is what a verified token says; [`error`] every other answer, typed;
 //!   [`clock`] the time every expiry check reads.
 //! - [`Authenticator`] ties them together with caches keyed by the token's SHA-256. It sits
@@ -33,6 +35,7 @@ pub mod jws;
 pub mod keys;
 pub mod principal;
 pub mod revocation;
+pub mod shared;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -142,6 +145,9 @@ pub struct Authenticator {
     /// DPoP proofs: seen `jti`s and the nonce key, kept across reloads.
     proofs: ProofVerifier,
     cert_binding: CertBindingConfig,
+    /// Introspection answers shared by the fleet (`[fleet] share_introspection`); kept by a
+    /// reload like the revocations.
+    shared_answers: std::sync::OnceLock<Arc<dyn shared::SharedAnswers>>,
 }
 
 /// What a pushed revocation did.
@@ -275,7 +281,21 @@ impl Authenticator {
             revocations: previous.map(|p| Arc::clone(&p.revocations)).unwrap_or_default(),
             proofs: ProofVerifier::new(&config.dpop, previous.map(|p| &p.proofs)),
             cert_binding: config.cert_binding.clone(),
+            shared_answers: previous
+                .and_then(|p| p.shared_answers.get().cloned())
+                .map(std::sync::OnceLock::from)
+                .unwrap_or_default(),
         }
+    }
+
+    /// Consults `store` before asking an authorization server (set once, at start).
+    pub fn share_answers(&self, store: Arc<dyn shared::SharedAnswers>) {
+        let _ = self.shared_answers.set(store);
+    }
+
+    /// The revocation set itself, for the fleet to feed.
+    pub fn shared_revocations(&self) -> Arc<Revocations> {
+        Arc::clone(&self.revocations)
     }
 
     /// The clock expiry, not-before and cache deadlines are judged by.
@@ -420,6 +440,22 @@ impl Authenticator {
         digest: &[u8; 32],
         client: Option<IpAddr>,
     ) -> Result<Arc<Principal>, AuthError> {
+        let principal = self.authenticate_unchecked(token, digest, client).await?;
+        // Holder rules (a subject's or client's tokens issued before a time) are judged on
+        // the verified principal, cached or not.
+        if self.revocations.refuses(&principal, self.now()) {
+            return Err(InvalidReason::Revoked.into());
+        }
+        Ok(principal)
+    }
+
+    /// [`Authenticator::authenticate_from`] before the holder rules.
+    async fn authenticate_unchecked(
+        &self,
+        token: &str,
+        digest: &[u8; 32],
+        client: Option<IpAddr>,
+    ) -> Result<Arc<Principal>, AuthError> {
         if self.revocations.is_revoked(digest, self.now()) {
             return Err(InvalidReason::Revoked.into());
         }
@@ -467,7 +503,7 @@ impl Authenticator {
                 // Concurrent misses for one token share one call, charged to the first caller.
                 let result = self
                     .answers
-                    .try_get_with(*digest, self.introspect_uncached(token, index, admission))
+                    .try_get_with(*digest, self.introspect_uncached(token, digest, index, admission))
                     .await
                     .map_err(|e| *e);
                 match result {
@@ -567,6 +603,7 @@ impl Authenticator {
     async fn introspect_uncached(
         &self,
         token: &str,
+        digest: &[u8; 32],
         index: usize,
         admission: Admission,
     ) -> Result<CachedAnswer, AuthError> {
@@ -575,6 +612,20 @@ impl Authenticator {
             .as_ref()
             .ok_or(UnavailableReason::NoIntrospection)?;
         let now = self.now();
+        let shared = self.shared_answers.get();
+        if let Some(hit) = match shared {
+            Some(store) => store.load(*digest).await,
+            None => None,
+        } {
+            // Another sidecar's answer, under the same TTL rules; the revocation checks
+            // before and after this one still apply.
+            let ttl = hit.ttl.min(introspector.positive_ttl());
+            return Ok(CachedAnswer {
+                answer: Answer::Active(hit.principal),
+                ttl,
+                valid_until: now.saturating_add(ttl),
+            });
+        }
         let answer = match introspector.introspect(token, now.as_secs(), admission).await? {
             Answer::Active(principal) => Answer::Active(Arc::new(Principal {
                 claims: principal.claims.only(&self.retained_claims),
@@ -588,6 +639,9 @@ impl Authenticator {
             )),
             Answer::Inactive(_) => introspector.negative_ttl(),
         };
+        if let (Some(store), Answer::Active(principal)) = (shared, &answer) {
+            store.store(*digest, Arc::clone(principal), ttl);
+        }
         Ok(CachedAnswer {
             answer,
             ttl,
@@ -676,6 +730,7 @@ impl Authenticator {
             claims: self.retain(claims.raw),
             expires_at: claims.exp,
             confirmation: claims.cnf,
+            issued_at: claims.iat,
         })
     }
 

@@ -20,6 +20,9 @@ pub struct Principal {
     pub expires_at: u64,
     /// The token's `cnf`: checked against every request's proof, never cached with it.
     pub confirmation: Option<Confirmation>,
+    /// `iat` in Unix seconds, when the token said; fleet rules that refuse a subject's tokens
+    /// issued before a time compare it (a token without it is refused by such a rule).
+    pub issued_at: Option<u64>,
 }
 
 /// What a token is bound to (RFC 7800 `cnf`): it is good only with proof of possession.

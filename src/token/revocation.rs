@@ -9,10 +9,18 @@
 //! It outlives config reloads: a revocation, once accepted, is not forgotten before the
 //! token's expiry (DESIGN §7 "Fleet"). The set is bounded: when it is full a new revocation
 //! is refused (the caller hears so), never an older one dropped.
+//!
+//! Beside single tokens it holds *holder rules* (fed by the fleet and by Shared Signals
+//! events): "refuse every token of subject S (or client C), of issuer I or of any issuer,
+//! issued at or before time T". They are checked on the verified principal, after the
+//! token's own revocation, and count against the same bound.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use crate::token::principal::Principal;
 
 /// Bounds of the revocation set (`[admin]` `revocation_max_entries`, `revocation_max_ttl`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,12 +50,64 @@ pub struct RevocationsFull;
 #[derive(Debug, Default)]
 pub struct Revocations {
     state: Mutex<State>,
+    /// Whether a holder rule was ever added: until then the check on every request takes no lock.
+    has_rules: AtomicBool,
 }
 
 #[derive(Debug, Default)]
 struct State {
     until: HashMap<[u8; 32], Duration>,
+    rules: HashMap<RuleKey, RuleTerms>,
     limits: RevocationLimits,
+}
+
+impl State {
+    fn held(&self) -> usize {
+        self.until.len() + self.rules.len()
+    }
+
+    /// Whether one more entry fits, after sweeping lapsed ones when the set looks full.
+    fn has_room(&mut self, now: Duration) -> bool {
+        if self.held() < self.limits.max_entries {
+            return true;
+        }
+        self.until.retain(|_, until| *until > now);
+        self.rules.retain(|_, terms| terms.until > now);
+        self.held() < self.limits.max_entries
+    }
+}
+
+/// Whose tokens a holder rule refuses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Holder {
+    /// The token's `sub`.
+    Subject(String),
+    /// The token's `client_id` (or `azp`).
+    Client(String),
+}
+
+/// A holder, of one issuer (`iss` compared exactly) or of any.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RuleKey {
+    pub issuer: Option<String>,
+    pub holder: Holder,
+}
+
+/// What a holder rule refuses, and for how long it is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleTerms {
+    /// Tokens whose `iat` is at or before this (Unix seconds) are refused; so is a token
+    /// without `iat`, whose age cannot be told.
+    pub issued_before: u64,
+    /// The rule is kept until then (since the Unix epoch).
+    pub until: Duration,
+}
+
+/// Everything the set holds, for writing back to a shared store.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub tokens: Vec<([u8; 32], Duration)>,
+    pub rules: Vec<(RuleKey, RuleTerms)>,
 }
 
 impl Revocations {
@@ -74,11 +134,8 @@ impl Revocations {
     ) -> Result<Duration, RevocationsFull> {
         let mut state = self.state();
         let until = expires_at.unwrap_or_else(|| now.saturating_add(state.limits.max_ttl));
-        if !state.until.contains_key(digest) && state.until.len() >= state.limits.max_entries {
-            state.until.retain(|_, until| *until > now);
-            if state.until.len() >= state.limits.max_entries {
-                return Err(RevocationsFull);
-            }
+        if !state.until.contains_key(digest) && !state.has_room(now) {
+            return Err(RevocationsFull);
         }
         let kept = state.until.entry(*digest).or_insert(until);
         *kept = (*kept).max(until);
@@ -98,9 +155,85 @@ impl Revocations {
         }
     }
 
-    /// Revocations held (some may have lapsed and not been swept yet).
+    /// The most entries held at once (`admin.revocation_max_entries`).
+    pub fn max_entries(&self) -> usize {
+        self.state().limits.max_entries
+    }
+
+    /// How long a revocation whose token expiry is unknown is kept from `now`.
+    pub fn default_until(&self, now: Duration) -> Duration {
+        now.saturating_add(self.state().limits.max_ttl)
+    }
+
+    /// Adds (or widens) a holder rule: a later `issued_before` and a later `until` win.
+    ///
+    /// # Errors
+    /// [`RevocationsFull`] when the set holds `max_entries` live entries.
+    pub fn revoke_holder(&self, key: RuleKey, terms: RuleTerms, now: Duration) -> Result<RuleTerms, RevocationsFull> {
+        let mut state = self.state();
+        if !state.rules.contains_key(&key) && !state.has_room(now) {
+            return Err(RevocationsFull);
+        }
+        self.has_rules.store(true, Ordering::Release);
+        let kept = state.rules.entry(key).or_insert(terms);
+        kept.issued_before = kept.issued_before.max(terms.issued_before);
+        kept.until = kept.until.max(terms.until);
+        Ok(*kept)
+    }
+
+    /// Whether a holder rule refuses the verified `principal` at `now`.
+    pub fn refuses(&self, principal: &Principal, now: Duration) -> bool {
+        if !self.has_rules.load(Ordering::Acquire) {
+            return false;
+        }
+        let state = self.state();
+        if state.rules.is_empty() {
+            return false;
+        }
+        let holders = principal
+            .subject
+            .iter()
+            .map(|sub| Holder::Subject(sub.clone()))
+            .chain(principal.client_id.iter().map(|client| Holder::Client(client.clone())));
+        for holder in holders {
+            for issuer in [None, Some(principal.issuer.clone())] {
+                let key = RuleKey {
+                    issuer,
+                    holder: holder.clone(),
+                };
+                let refused = state.rules.get(&key).is_some_and(|terms| {
+                    terms.until > now && principal.issued_at.is_none_or(|iat| iat <= terms.issued_before)
+                });
+                if refused {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Every live entry at `now`.
+    pub fn snapshot(&self, now: Duration) -> Snapshot {
+        let state = self.state();
+        Snapshot {
+            tokens: state
+                .until
+                .iter()
+                .filter(|(_, until)| **until > now)
+                .map(|(digest, until)| (*digest, *until))
+                .collect(),
+            rules: state
+                .rules
+                .iter()
+                .filter(|(_, terms)| terms.until > now)
+                .map(|(key, terms)| (key.clone(), *terms))
+                .collect(),
+        }
+    }
+
+    /// Entries held, tokens and holder rules (some may have lapsed and not been swept yet).
     pub fn len(&self) -> usize {
-        self.state().until.len()
+        self.state().held()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -156,5 +289,52 @@ mod tests {
         let later = now + Duration::from_secs(11);
         assert!(revocations.revoke(&[3; 32], None, later).is_ok());
         assert!(revocations.is_revoked(&[1; 32], later));
+    }
+
+    fn principal(sub: &str, client: &str, iat: Option<u64>) -> Principal {
+        Principal {
+            issuer: "https://as.example".into(),
+            subject: Some(sub.into()),
+            client_id: Some(client.into()),
+            scopes: Vec::new(),
+            audiences: Vec::new(),
+            claims: Default::default(),
+            expires_at: u64::MAX,
+            issued_at: iat,
+            confirmation: None,
+        }
+    }
+
+    #[test]
+    fn a_holder_rule_refuses_tokens_issued_at_or_before_its_time() {
+        let revocations = Revocations::default();
+        let now = Duration::from_secs(1_000);
+        let terms = RuleTerms {
+            issued_before: 900,
+            until: now + HOUR,
+        };
+        let alice = RuleKey {
+            issuer: Some("https://as.example".into()),
+            holder: Holder::Subject("alice".into()),
+        };
+        revocations.revoke_holder(alice, terms, now).expect("room");
+        assert!(revocations.refuses(&principal("alice", "c", Some(900)), now));
+        assert!(
+            revocations.refuses(&principal("alice", "c", None), now),
+            "no iat: refused"
+        );
+        assert!(!revocations.refuses(&principal("alice", "c", Some(901)), now));
+        assert!(!revocations.refuses(&principal("bob", "c", Some(1)), now));
+        assert!(
+            !revocations.refuses(&principal("alice", "c", Some(1)), now + HOUR),
+            "lapsed"
+        );
+        let any_issuer_client = RuleKey {
+            issuer: None,
+            holder: Holder::Client("c".into()),
+        };
+        revocations.revoke_holder(any_issuer_client, terms, now).expect("room");
+        assert!(revocations.refuses(&principal("bob", "c", Some(1)), now));
+        assert_eq!(revocations.snapshot(now).rules.len(), 2);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod builder;
 pub mod pki;
+pub mod redis_server;
 pub mod token_cli;
 pub mod weak_rsa;
 

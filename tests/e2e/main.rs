@@ -18,6 +18,7 @@ mod demo;
 mod dev_issuer;
 mod dpop;
 mod explain;
+mod fleet;
 mod forward_auth;
 mod forward_auth_ingress;
 mod hygiene;

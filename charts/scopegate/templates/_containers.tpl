@@ -19,6 +19,20 @@
     - name: SCOPEGATE_LOG_FORMAT
       value: {{ . | quote }}
     {{- end }}
+    {{- if .Values.fleet.enabled }}
+    - name: SCOPEGATE_ADMIN_TOKEN
+      valueFrom:
+        secretKeyRef:
+          name: {{ include "scopegate.fleetSecretName" . }}
+          key: {{ .Values.fleet.adminTokenKey }}
+    {{- if and .Values.fleet.redisPasswordKey (or .Values.fleet.existingSecret .Values.fleet.redisPassword) }}
+    - name: SCOPEGATE_REDIS_PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: {{ include "scopegate.fleetSecretName" . }}
+          key: {{ .Values.fleet.redisPasswordKey }}
+    {{- end }}
+    {{- end }}
     {{- with .Values.sidecar.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

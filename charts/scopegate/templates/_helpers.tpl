@@ -63,6 +63,10 @@ app.kubernetes.io/component: oauth-proxy
 {{- default (printf "%s-client-secret" (include "scopegate.fullname" .)) .Values.introspection.existingSecret }}
 {{- end }}
 
+{{- define "scopegate.fleetSecretName" -}}
+{{- default (printf "%s-fleet" (include "scopegate.fullname" .)) .Values.fleet.existingSecret }}
+{{- end }}
+
 {{/* The scopegate config file rendered through tpl. */}}
 {{- define "scopegate.configToml" -}}
 {{- $raw := index .Values.config "config.toml" | default "" }}
@@ -155,6 +159,9 @@ config.drainTimeoutSeconds with an existing ConfigMap. scopegate's default is 30
 {{- end }}
 {{- if eq (int .Values.app.port) (int .Values.sidecar.ports.admin) }}
 {{- fail "app.port must differ from sidecar.ports.admin" }}
+{{- end }}
+{{- if and .Values.fleet.enabled (not .Values.fleet.existingSecret) (lt (len .Values.fleet.adminToken) 16) }}
+{{- fail "fleet.enabled needs fleet.existingSecret or fleet.adminToken (at least 16 characters)" }}
 {{- end }}
 {{- if and .Values.introspection.enabled (not .Values.introspection.existingSecret) (not .Values.introspection.clientSecret) }}
 {{- fail "introspection.enabled needs introspection.existingSecret or introspection.clientSecret" }}

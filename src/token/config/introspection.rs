@@ -82,6 +82,48 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Reads a secret from the file or the environment variable a config names (each given as
+/// its TOML path and value; surrounding whitespace of a file is dropped). `None` when
+/// neither or both are set: the caller says which it needs. An unreadable or empty source
+/// is reported and read as an empty secret.
+pub fn read_secret(file: (&str, Option<&str>), env: (&str, Option<&str>), issues: &mut Issues) -> Option<Secret> {
+    match (file, env) {
+        ((at, Some(path)), (_, None)) => Some(match std::fs::read_to_string(path) {
+            Ok(text) if !text.trim().is_empty() => Secret(text.trim().to_string()),
+            Ok(_) => {
+                issues.push(at, format!("{path:?} is empty"));
+                Secret(String::new())
+            }
+            Err(e) => {
+                issues.push(at, format!("cannot read {path:?}: {e}"));
+                Secret(String::new())
+            }
+        }),
+        ((_, None), (at, Some(var))) => Some(match std::env::var(var) {
+            Ok(value) if !value.is_empty() => Secret(value),
+            _ => {
+                issues.push(at, format!("environment variable {var:?} is not set or empty"));
+                Secret(String::new())
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// [`read_secret`] for a secret that may be left out: both sources set is reported.
+pub fn read_optional_secret(
+    file: (&str, Option<&str>),
+    env: (&str, Option<&str>),
+    issues: &mut Issues,
+) -> Option<Secret> {
+    if file.1.is_some() && env.1.is_some() {
+        let (file_key, env_key) = (file.0, env.0);
+        issues.push(file_key, format!("set at most one of {file_key} or {env_key}"));
+        return None;
+    }
+    read_secret(file, env, issues)
+}
+
 /// A compiled `[issuer.introspection]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntrospectionConfig {
@@ -149,36 +191,18 @@ pub(super) fn compile_introspection(at: &str, file: &FileIntrospection, issues: 
     if file.client_id.is_empty() {
         issues.push(format!("{at}.client_id"), "must not be empty");
     }
-    let client_secret = match (&file.client_secret_file, &file.client_secret_env) {
-        (Some(path), None) => match std::fs::read_to_string(path) {
-            Ok(text) if !text.trim().is_empty() => Secret(text.trim().to_string()),
-            Ok(_) => {
-                issues.push(format!("{at}.client_secret_file"), format!("{path:?} is empty"));
-                Secret(String::new())
-            }
-            Err(e) => {
-                issues.push(format!("{at}.client_secret_file"), format!("cannot read {path:?}: {e}"));
-                Secret(String::new())
-            }
-        },
-        (None, Some(var)) => match std::env::var(var) {
-            Ok(value) if !value.is_empty() => Secret(value),
-            _ => {
-                issues.push(
-                    format!("{at}.client_secret_env"),
-                    format!("environment variable {var:?} is not set or empty"),
-                );
-                Secret(String::new())
-            }
-        },
-        _ => {
-            issues.push(
-                format!("{at}.client_secret_file"),
-                "set exactly one of client_secret_file or client_secret_env (secrets are never written inline)",
-            );
-            Secret(String::new())
-        }
-    };
+    let client_secret = read_secret(
+        (&format!("{at}.client_secret_file"), file.client_secret_file.as_deref()),
+        (&format!("{at}.client_secret_env"), file.client_secret_env.as_deref()),
+        issues,
+    )
+    .unwrap_or_else(|| {
+        issues.push(
+            format!("{at}.client_secret_file"),
+            "set exactly one of client_secret_file or client_secret_env (secrets are never written inline)",
+        );
+        Secret(String::new())
+    });
     if file.max_concurrent == 0 {
         issues.push(format!("{at}.max_concurrent"), "must be at least 1");
     }
