@@ -322,6 +322,13 @@ fn der_integer(be: &[u8]) -> Vec<u8> {
     der_tlv(0x02, &body)
 }
 
+/// Seconds since the Unix epoch (0 before it, saturating after `i64::MAX`).
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

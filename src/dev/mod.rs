@@ -33,6 +33,7 @@
 mod bounded;
 pub mod cli;
 mod client_auth;
+mod clients;
 mod config;
 pub mod demo;
 mod device;
