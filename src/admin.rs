@@ -163,6 +163,19 @@ fn route(app: &Gateway, req: &Request<Incoming>) -> Response<ProxyBody> {
     }
     match req.uri().path() {
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
+        // The public key upstreams verify identity assertions with; none when they are off.
+        crate::identity::assertion::JWKS_PATH => match &app.app().config.identity.assertion {
+            Some(assertion) => respond(
+                StatusCode::OK,
+                "application/jwk-set+json",
+                format!("{}\n", assertion.jwks()),
+            ),
+            None => respond(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "identity assertions are off\n".into(),
+            ),
+        },
         "/readyz" if app.is_ready() => respond(StatusCode::OK, "text/plain", "ready\n".into()),
         "/readyz" => respond(
             StatusCode::SERVICE_UNAVAILABLE,

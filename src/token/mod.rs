@@ -33,6 +33,7 @@ pub mod jws;
 pub mod keys;
 pub mod principal;
 pub mod revocation;
+pub mod signing;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -7,6 +7,7 @@
 mod common;
 
 mod admin_plane;
+mod assertion;
 mod binary;
 mod canonical;
 mod check_online;
