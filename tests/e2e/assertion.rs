@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::common::builder::{ConfigBuilder, IssuerBuilder, RouteBuilder};
+use crate::common::pki::Files;
 use crate::common::*;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -206,15 +207,13 @@ async fn off_the_behaviour_is_unchanged_and_no_jwks_is_served() {
 
 #[tokio::test]
 async fn a_key_file_signs_with_its_algorithm_and_a_stable_kid() {
-    let dir = std::env::temp_dir().join(format!("scopegate-assertion-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("ed25519.pem");
+    let files = Files::new("assertion-key");
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-    std::fs::write(&path, key.serialize_pem()).unwrap();
+    let path = files.write("ed25519.pem", &key.serialize_pem());
     let configure = |b: ConfigBuilder| {
         with_assertion(b)
             .set("identity.assertion.algorithm", "EdDSA")
-            .set("identity.assertion.key_file", path.to_str().unwrap())
+            .set("identity.assertion.key_file", path.as_str())
     };
     let w = world(configure).await;
     let token = w.token(Duration::from_secs(300));
@@ -228,7 +227,6 @@ async fn a_key_file_signs_with_its_algorithm_and_a_stable_kid() {
     let again = configure(base(&w.upstream, &w.issuer)).build();
     let kid = again.identity.assertion.unwrap().key.kid.clone();
     assert_eq!(header.kid.as_deref(), Some(kid.as_str()));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -251,10 +249,8 @@ async fn a_generated_key_survives_a_reload() {
 async fn bad_assertion_config_is_refused_with_its_path() {
     let issuer = dev_issuer(DevIssuerConfig::default()).await;
     let upstream = Upstream::start().await;
-    let dir = std::env::temp_dir().join(format!("scopegate-assertion-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ec_key = dir.join("ec.pem");
-    std::fs::write(&ec_key, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let files = Files::new("assertion-bad");
+    let ec_key = files.write("ec.pem", &rcgen::KeyPair::generate().unwrap().serialize_pem());
     type Configure<'a> = Box<dyn Fn(ConfigBuilder) -> ConfigBuilder + 'a>;
     let cases: Vec<(Configure<'_>, &str)> = vec![
         (
@@ -286,7 +282,7 @@ async fn bad_assertion_config_is_refused_with_its_path() {
             Box::new(|b| {
                 with_assertion(b)
                     .set("identity.assertion.algorithm", "RS256")
-                    .set("identity.assertion.key_file", ec_key.to_str().unwrap())
+                    .set("identity.assertion.key_file", ec_key.as_str())
             }),
             "identity.assertion.key_file",
         ),
@@ -304,5 +300,4 @@ async fn bad_assertion_config_is_refused_with_its_path() {
         let error = scopegate::config::Config::from_toml(&toml, "test.toml").unwrap_err();
         assert!(error.to_string().contains(path), "{path}: {error}\n{toml}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

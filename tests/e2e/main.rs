@@ -28,6 +28,7 @@ mod jws;
 mod mcp_proxy;
 mod mcp_sdk;
 mod metrics_catalog;
+mod mtls_issuer;
 mod operations;
 mod recipes;
 mod resource_limits;
