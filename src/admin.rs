@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz` (process alive), `/readyz` (every issuer has keys),
-//! `/metrics` (Prometheus text), and `POST /cache/evict` (pushed revocation). Kept off the
+//! `/metrics` (Prometheus text), `/.well-known/jwks.json` (the identity assertion's public
+//! key), and `POST /cache/evict` (pushed revocation). Kept off the
 //! data port so it is never exposed with the API, and under its own connection cap so it
 //! can never take the data plane's descriptors.
 
