@@ -10,6 +10,8 @@
 //!   lookup, expiry and key-thumbprint re-check)?
 //! * `rewrite_request` — what does turning the inbound request into the upstream request
 //!   cost (hop-by-hop and identity stripping, forwarding and identity headers)?
+//! * `sign_assertion/<alg>` — what does `[identity.assertion]` add to each request: one JWT
+//!   signed per request with scopegate's key (claims, JSON, base64url, signature, header value)?
 //! * `metrics_record` — what do the record step's per-request metric updates cost when each
 //!   looks its labelled child up (`with_label_values`: hash the labels, take a lock), and
 //!   what would they cost with the children resolved once?
@@ -352,6 +354,40 @@ fn rewrite(c: &mut Bench) {
     });
 }
 
+fn sign_assertion(c: &mut Bench) {
+    use scopegate::identity::assertion::{Assertion, AssertionKey};
+    use scopegate::token::signing::{SigningAlgorithm, SigningKeyPair};
+    let principal = Principal {
+        issuer: ISSUER.into(),
+        subject: Some("user-1".into()),
+        client_id: Some("client-1".into()),
+        scopes: vec!["read".into(), "write".into()],
+        audiences: vec![AUDIENCE.into()],
+        claims: Default::default(),
+        expires_at: now() + 3600,
+        issued_at: None,
+        confirmation: None,
+    };
+    let mut group = c.benchmark_group("sign_assertion");
+    for alg in [
+        SigningAlgorithm::Es256,
+        SigningAlgorithm::Rs256,
+        SigningAlgorithm::EdDsa,
+    ] {
+        let assertion = Assertion {
+            issuer: "https://scopegate.bench".into(),
+            audience: "https://upstream.bench".into(),
+            lifetime: Duration::from_secs(60),
+            header: header::AUTHORIZATION,
+            key: std::sync::Arc::new(AssertionKey::new(SigningKeyPair::generate(alg).unwrap(), true)),
+        };
+        group.bench_function(alg.name(), |b| {
+            b.iter(|| assertion.header_for(black_box(&principal), now()))
+        });
+    }
+    group.finish();
+}
+
 fn metrics_record(c: &mut Bench) {
     let metrics = Metrics::new();
     let mut group = c.benchmark_group("metrics_record");
@@ -380,6 +416,6 @@ fn metrics_record(c: &mut Bench) {
 criterion_group! {
     name = hot_path;
     config = configured();
-    targets = bearer, canonicalize, route_lookup, verify_uncached, authenticate_cached, rewrite, metrics_record
+    targets = bearer, canonicalize, route_lookup, verify_uncached, authenticate_cached, rewrite, sign_assertion, metrics_record
 }
 criterion_main!(hot_path);

@@ -1,9 +1,10 @@
 //! The admin listener: `/healthz` (process alive), `/readyz` (every issuer has keys),
-//! `/metrics` (Prometheus text), `POST /cache/evict` (pushed revocation), and the actions
-//! of [`actions`]: `POST /revocations` (a subject's or client's tokens) and `POST
-//! /ssf/events` (Shared Signals push). Kept off the data port so it is never exposed with
-//! the API, and under its own connection cap so it can never take the data plane's
-//! descriptors. With `admin.token_file` (required by `[fleet]`) revocations need its token.
+//! `/metrics` (Prometheus text), `/.well-known/jwks.json` (the identity assertion's public
+//! key), `POST /cache/evict` (pushed revocation), and the actions of [`actions`]: `POST
+//! /revocations` (a subject's or client's tokens) and `POST /ssf/events` (Shared Signals
+//! push). Kept off the data port so it is never exposed with the API, and under its own
+//! connection cap so it can never take the data plane's descriptors. With
+//! `admin.token_file` (required by `[fleet]`) revocations need its token.
 
 mod actions;
 mod form;
@@ -130,6 +131,19 @@ fn route(app: &Gateway, req: &Request<Incoming>) -> Response<ProxyBody> {
     }
     match req.uri().path() {
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
+        // The public key upstreams verify identity assertions with; none when they are off.
+        crate::identity::assertion::JWKS_PATH => match &app.app().config.identity.assertion {
+            Some(assertion) => respond(
+                StatusCode::OK,
+                "application/jwk-set+json",
+                format!("{}\n", assertion.jwks()),
+            ),
+            None => respond(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "identity assertions are off\n".into(),
+            ),
+        },
         "/readyz" if app.is_ready() => respond(StatusCode::OK, "text/plain", "ready\n".into()),
         "/readyz" => respond(
             StatusCode::SERVICE_UNAVAILABLE,

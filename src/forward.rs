@@ -143,6 +143,8 @@ fn strip_client_controlled(headers: &mut HeaderMap, identity: &IdentityConfig, f
                 && (ORIGIN_CLAIMS.contains(&name) || ORIGIN_CLAIM_FAMILIES.iter().any(|f| name.starts_with(f))))
             // A DPoP proof (RFC 9449) is a credential like the token it comes with.
             || (!forwarding.forward_authorization && (name == "authorization" || name == "dpop"))
+            // Only scopegate sets the assertion's header.
+            || identity.assertion.as_ref().is_some_and(|a| a.header.as_str() == name)
     });
 }
 

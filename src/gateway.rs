@@ -130,10 +130,13 @@ impl Gateway {
 
     /// `apply`, for a caller that holds `reloading` (so a reload reads and applies a file
     /// without another one slipping in between).
-    fn apply_locked(&self, config: Config) -> ReloadReport {
+    fn apply_locked(&self, mut config: Config) -> ReloadReport {
         let old = self.current.load_full();
         if config.source_hash == old.config.source_hash {
             return ReloadReport::default();
+        }
+        if let (Some(assertion), Some(previous)) = (&mut config.identity.assertion, &old.config.identity.assertion) {
+            Arc::make_mut(assertion).keep_generated_key(previous);
         }
         let mut restart_required = Vec::new();
         if config.listener.address != old.config.listener.address {

@@ -36,13 +36,15 @@
 //!   [`token::dpop`] and [`token::binding`] check, per request, that a sender-constrained
 //!   token's holder sent it (RFC 9449 proofs, RFC 8705 certificates; `[dpop]` and
 //!   `[cert_binding]` in [`token::config::sender`]); [`token::error`] is what
-//!   authentication answers besides a principal.
+//!   authentication answers besides a principal; [`token::signing`] — the asymmetric JWS
+//!   signer (identity assertions, the development issuer).
 //! - [`http_client`] — bounded fetches from an authorization server (client, size-capped
 //!   GETs, metadata discovery); a leaf shared by the token layer, MCP and `check --online`.
 //! - [`forward`] — header rewriting and the upstream client (a pool per thread);
 //!   [`admission`] — the cap on requests in flight to the upstream; [`identity`] — the
 //!   identity headers it sets, never altered silently ([`identity::encoding`]), and
-//!   `[identity]`.
+//!   `[identity]`; [`identity::assertion`] — the scopegate-signed JWT that replaces the
+//!   client's token for the upstream (`[identity.assertion]`), its key and JWKS.
 //! - [`error`] — the one error → response mapping; [`body`] — the one body type.
 //! - [`resource`] — RFC 9728 protected-resource metadata: the documents, where they are
 //!   served, and `[[resource]]` ([`resource::config`]) for API routes.
@@ -56,7 +58,7 @@
 //!   answers, and Security Event Tokens turned into subject revocations; it feeds the
 //!   token layer's revocation set, which stays the enforcement point.
 //! - `dev` — the embedded development authorization server behind `demo`, `dev-issuer`
-//!   and the integration tests; only with the `dev` cargo feature (on by default, off in
+//!   and the integration tests (optionally over TLS, binding tokens to client certificates); only with the `dev` cargo feature (on by default, off in
 //!   the production build).
 //! - [`explain`] — `scopegate explain`: what the proxy would do with one request.
 //! - [`online`] — `scopegate check --online`: probe every issuer before deploying;

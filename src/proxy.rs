@@ -83,6 +83,10 @@ async fn process(
         return Err(ProxyError::NoRoute);
     };
     strip_untrusted_certificate(&config.tokens.cert_binding, &mut parts.headers, peer.ip());
+    if let (Some(assertion), Some(principal)) = (&config.identity.assertion, &decision.principal) {
+        let now = app.auth.clock().unix_secs();
+        decision.identity.push(assertion.header_for(principal, now));
+    }
     let upgrade = decision.route_spec().is_some_and(|r| r.allow_upgrade) && wants_upgrade(&parts.headers);
     let client_upgrade = if upgrade { take_upgrade(&mut parts) } else { None };
     let body = match (decision.body.take(), inputs.body.take()) {

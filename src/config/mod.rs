@@ -449,7 +449,9 @@ impl FileConfig {
                 );
             }
         });
-        let identity = unread.step(&["identity"], issues, |issues| compile_identity(self.identity, issues));
+        let identity = unread.step(&["identity", "forwarding"], issues, |issues| {
+            compile_identity(self.identity, forwarding.forward_authorization, issues)
+        });
         let reload = unread.step(&["reload"], issues, |issues| {
             let interval = issues.duration("reload.interval", &self.reload.interval, Duration::from_secs(5));
             if interval < Duration::from_millis(100) {

@@ -32,6 +32,16 @@ pub struct DevIssuerArgs {
     /// Access-token lifetime in seconds.
     #[arg(long, default_value_t = 300)]
     pub token_ttl: u64,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Ask HTTPS clients for a certificate chaining to these CAs (optional for the client);
+    /// a token requested with one is bound to it (RFC 8705, `cnf.x5t#S256`).
+    #[arg(long, requires = "tls_cert")]
+    pub client_ca: Option<std::path::PathBuf>,
 }
 
 impl DevIssuerArgs {
@@ -46,6 +56,20 @@ impl DevIssuerArgs {
             opaque_access_tokens: self.opaque,
             allow_non_loopback: self.allow_non_loopback,
             dev_endpoints: true,
+            tls: self
+                .tls_cert
+                .clone()
+                .zip(self.tls_key.clone())
+                .map(|(cert_file, key_file)| crate::tls::config::TlsFiles {
+                    cert_file,
+                    key_file,
+                    client_auth: if self.client_ca.is_some() {
+                        crate::tls::config::ClientAuth::Optional
+                    } else {
+                        crate::tls::config::ClientAuth::None
+                    },
+                    client_ca_file: self.client_ca.clone(),
+                }),
             ..DevIssuerConfig::default()
         }
     }
@@ -107,5 +131,27 @@ mod tests {
         assert!(config.opaque_access_tokens && config.dev_endpoints);
         assert_eq!(config.access_token_ttl, Duration::from_secs(60));
         assert_eq!(cli.args.listen.to_string(), "127.0.0.1:9000");
+        assert!(config.tls.is_none());
+    }
+
+    #[test]
+    fn tls_flags_ask_for_optional_client_certificates() {
+        let cli = Cli::parse_from([
+            "x",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--client-ca",
+            "ca.pem",
+        ]);
+        let tls = cli
+            .args
+            .config()
+            .tls
+            .expect("--tls-cert and --tls-key give TLS settings");
+        assert_eq!(tls.client_auth, crate::tls::config::ClientAuth::Optional);
+        assert!(cli.args.config().binds_certificates());
+        assert!(Cli::try_parse_from(["x", "--tls-cert", "c.pem"]).is_err());
     }
 }

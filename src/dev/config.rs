@@ -39,6 +39,20 @@ pub struct DevIssuerConfig {
     pub open_registration: bool,
     /// RFC 8628 §3.2 `interval`: how often device clients may poll (whole seconds, at least 1).
     pub device_poll_interval: Duration,
+    /// Serve HTTPS with these files (the issuer defaults to `https://<addr>`); with client
+    /// certificates optional or required, a token requested with one is bound to it
+    /// (RFC 8705 §3, `cnf.x5t#S256`).
+    pub tls: Option<crate::tls::config::TlsFiles>,
+}
+
+impl DevIssuerConfig {
+    /// Whether tokens can be bound to the client certificate of the connection (RFC 8705
+    /// §3.3 `tls_client_certificate_bound_access_tokens`).
+    pub fn binds_certificates(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_auth != crate::tls::config::ClientAuth::None)
+    }
 }
 
 impl Default for DevIssuerConfig {
@@ -58,6 +72,7 @@ impl Default for DevIssuerConfig {
             dev_endpoints: false,
             open_registration: true,
             device_poll_interval: Duration::from_secs(5),
+            tls: None,
         }
     }
 }

@@ -169,7 +169,7 @@ pub(crate) fn grant(
         family,
         &grant,
         client.allows_grant(GRANT_REFRESH_TOKEN),
-        None,
+        &crate::token::principal::Confirmation::default(),
     );
     // Device-grant tokens are bearer tokens here: the development server binds a token to a
     // DPoP key only in the token requests of the other grants.

@@ -15,6 +15,7 @@ use super::state::{
     AccessGrant, CodeRecord, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE,
     GRANT_REFRESH_TOKEN, RefreshTemplate, RegisteredClient, Shared, lock, now_unix, token_key,
 };
+use crate::token::principal::Confirmation;
 
 /// Authorization codes live this long.
 const CODE_TTL: Duration = Duration::from_secs(60);
@@ -144,12 +145,20 @@ fn token_error(code: &str, description: &str) -> Resp {
     no_store(oauth_error(StatusCode::BAD_REQUEST, code, description))
 }
 
-fn token_success(shared: &Shared, access: &str, scope: &str, refresh: Option<&str>, jkt: Option<&str>) -> Resp {
-    token_response(access, scope, refresh, shared.access_ttl_secs(), jkt)
+fn token_success(shared: &Shared, access: &str, scope: &str, refresh: Option<&str>, cnf: &Confirmation) -> Resp {
+    token_response(access, scope, refresh, shared.access_ttl_secs(), cnf.jkt.as_deref())
 }
 
 /// `POST /oauth/token`.
-pub(crate) fn token(shared: &Shared, headers: &HeaderMap, params: &Params) -> Resp {
+///
+/// RFC 8705 §3: a client that presented a TLS client certificate gets tokens bound to it
+/// (`cnf.x5t#S256`), whichever way it authenticated.
+pub(crate) fn token(
+    shared: &Shared,
+    headers: &HeaderMap,
+    params: &Params,
+    certificate: Option<&crate::tls::ClientCertificate>,
+) -> Resp {
     let grant = match params.one("grant_type") {
         Ok(Some(g)) => g,
         Ok(None) => return token_error("invalid_request", "grant_type is required"),
@@ -176,12 +185,15 @@ pub(crate) fn token(shared: &Shared, headers: &HeaderMap, params: &Params) -> Re
         Ok(jkt) => jkt,
         Err(description) => return token_error("invalid_dpop_proof", description),
     };
-    let jkt = jkt.as_deref();
+    let cnf = Confirmation {
+        jkt,
+        x5t_s256: certificate.map(crate::tls::ClientCertificate::thumbprint),
+    };
     let result = match grant {
-        GRANT_AUTHORIZATION_CODE => code_grant(shared, &client, params, jkt),
-        GRANT_REFRESH_TOKEN => refresh_grant(shared, &client, params, jkt),
+        GRANT_AUTHORIZATION_CODE => code_grant(shared, &client, params, &cnf),
+        GRANT_REFRESH_TOKEN => refresh_grant(shared, &client, params, &cnf),
         GRANT_DEVICE_CODE => super::device::grant(shared, &client, params),
-        _ => client_credentials_grant(shared, &client, params, jkt),
+        _ => client_credentials_grant(shared, &client, params, &cnf),
     };
     result.unwrap_or_else(|(code, d)| token_error(code, &d))
 }
@@ -223,7 +235,7 @@ fn narrow_resources(params: &Params, granted: &[String]) -> Result<Vec<String>, 
     Ok(requested.into_iter().map(str::to_owned).collect())
 }
 
-fn code_grant(shared: &Shared, client: &RegisteredClient, params: &Params, jkt: Option<&str>) -> GrantResult {
+fn code_grant(shared: &Shared, client: &RegisteredClient, params: &Params, cnf: &Confirmation) -> GrantResult {
     let code = one(params, "code")?.ok_or(("invalid_request", "code is required".to_owned()))?;
     let redirect_uri = one(params, "redirect_uri")?;
     let verifier = one(params, "code_verifier")?;
@@ -283,12 +295,12 @@ fn code_grant(shared: &Shared, client: &RegisteredClient, params: &Params, jkt: 
         family,
         &grant,
         client.allows_grant(GRANT_REFRESH_TOKEN),
-        jkt,
+        cnf,
     );
-    Ok(token_success(shared, &access, &scope, refresh.as_deref(), jkt))
+    Ok(token_success(shared, &access, &scope, refresh.as_deref(), cnf))
 }
 
-fn refresh_grant(shared: &Shared, client: &RegisteredClient, params: &Params, jkt: Option<&str>) -> GrantResult {
+fn refresh_grant(shared: &Shared, client: &RegisteredClient, params: &Params, cnf: &Confirmation) -> GrantResult {
     let presented = one(params, "refresh_token")?.ok_or(("invalid_request", "refresh_token is required".to_owned()))?;
     let requested_scope = one(params, "scope")?;
     let invalid = |d: &str| Err(("invalid_grant", d.to_owned()));
@@ -337,7 +349,7 @@ fn refresh_grant(shared: &Shared, client: &RegisteredClient, params: &Params, jk
             family: Some(family),
             auth_time: Some(auth_time),
             extra: None,
-            jkt,
+            cnf,
         },
     );
     // RFC 6749 §6: the new refresh token keeps the original scope.
@@ -349,14 +361,14 @@ fn refresh_grant(shared: &Shared, client: &RegisteredClient, params: &Params, jk
         auth_time,
     };
     let refresh = shared.issue_refresh(&mut store, family, &template);
-    Ok(token_success(shared, &access, &access_scope, Some(&refresh), jkt))
+    Ok(token_success(shared, &access, &access_scope, Some(&refresh), cnf))
 }
 
 fn client_credentials_grant(
     shared: &Shared,
     client: &RegisteredClient,
     params: &Params,
-    jkt: Option<&str>,
+    cnf: &Confirmation,
 ) -> GrantResult {
     if !client.is_confidential() {
         return Err((
@@ -387,8 +399,8 @@ fn client_credentials_grant(
             family: None,
             auth_time: None,
             extra: None,
-            jkt,
+            cnf,
         },
     );
-    Ok(token_success(shared, &access, &scope, None, jkt))
+    Ok(token_success(shared, &access, &scope, None, cnf))
 }

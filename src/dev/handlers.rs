@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::client_auth::{Params, authenticate};
 use super::config::{Endpoint, Fault};
-use super::respond::{Resp, json_response, no_store, oauth_error, response};
+use super::respond::{Resp, cnf_claim, json_response, no_store, oauth_error, response};
 use super::state::{
     AUTH_BASIC, AUTH_NONE, AUTH_POST, ClientRegistration, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS,
     GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN, Shared, build_client, lock, rotate,
@@ -86,6 +86,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Handl
     let query = req.uri().query().unwrap_or("").to_owned();
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
+    let certificate = parts.extensions.get::<crate::tls::ClientCertificate>().cloned();
     let body = if method == Method::POST {
         match Limited::new(body, MAX_BODY).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -115,7 +116,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Handl
         (Some(Endpoint::Register), _) if post => register(&shared, &body),
         (Some(Endpoint::Authorize), _) if get => flows::authorize(&shared, &Params::parse(query.as_bytes())),
         (Some(Endpoint::Authorize), _) if post => flows::authorize(&shared, &Params::parse(&body)),
-        (Some(Endpoint::Token), _) if post => flows::token(&shared, &headers, &Params::parse(&body)),
+        (Some(Endpoint::Token), _) if post => {
+            flows::token(&shared, &headers, &Params::parse(&body), certificate.as_ref())
+        }
         (Some(Endpoint::Introspect), _) if post => introspect(&shared, &headers, &Params::parse(&body)),
         (Some(Endpoint::Revoke), _) if post => revoke(&shared, &headers, &Params::parse(&body)),
         (Some(Endpoint::Userinfo), _) if get || post => userinfo(&shared, &headers),
@@ -172,6 +175,8 @@ fn metadata(shared: &Shared) -> Value {
         "code_challenge_methods_supported": ["S256"],
         // RFC 9449 §5.1
         "dpop_signing_alg_values_supported": shared.proofs.config().algorithm_names(),
+        // RFC 8705 §3.3: tokens requested with a client certificate are bound to it.
+        "tls_client_certificate_bound_access_tokens": shared.config.binds_certificates(),
         // RFC 9207
         "authorization_response_iss_parameter_supported": true,
         // Not a registered metadata name: an informational hint that RFC 8707
@@ -255,9 +260,12 @@ fn introspect(shared: &Shared, headers: &HeaderMap, params: &Params) -> Resp {
             );
         }
         // RFC 9449 §6.2: a DPoP-bound token is introspected with its binding.
-        if let (Some(jkt), Some(obj)) = (&r.jkt, body.as_object_mut()) {
-            obj.insert("token_type".into(), json!("DPoP"));
-            obj.insert("cnf".into(), json!({ "jkt": jkt }));
+        if let (Some(cnf), Some(obj)) = (cnf_claim(&r.cnf), body.as_object_mut()) {
+            if r.cnf.jkt.is_some() {
+                obj.insert("token_type".into(), json!("DPoP"));
+            }
+            // RFC 8705 §3.2: a certificate-bound token is introspected with its binding too.
+            obj.insert("cnf".into(), cnf);
         }
         body
     } else if let Some(r) = store.active_refresh(token) {

@@ -2,15 +2,13 @@
 
 use std::sync::Arc;
 
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
 use aws_lc_rs::{hmac, rand};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 
 use super::error::DevError;
+use crate::token::signing::{SigningAlgorithm, SigningKeyError, SigningKeyPair};
 
 /// base64url without padding (RFC 7515 §2).
 pub fn b64url(bytes: &[u8]) -> String {
@@ -49,10 +47,9 @@ impl KeyAlg {
     }
 }
 
-#[allow(clippy::large_enum_variant)] // lives behind an Arc
+#[expect(clippy::large_enum_variant, reason = "one per key, behind an Arc")]
 enum Material {
-    Rsa { pair: RsaKeyPair, n: Vec<u8>, e: Vec<u8> },
-    Ec { pair: EcdsaKeyPair, x: Vec<u8>, y: Vec<u8> },
+    Pair(SigningKeyPair),
     Hmac { key: hmac::Key, secret: Vec<u8> },
 }
 
@@ -71,6 +68,10 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
+fn crypto(error: SigningKeyError) -> DevError {
+    DevError::Crypto(error.0)
+}
+
 impl SigningKey {
     fn new(kid: &str, material: Material) -> Self {
         Self {
@@ -78,62 +79,35 @@ impl SigningKey {
         }
     }
 
+    fn pair(kid: &str, pair: SigningKeyPair) -> Self {
+        Self::new(kid, Material::Pair(pair))
+    }
+
     /// Generate an RSA key of 2048, 3072, 4096 or 8192 bits.
     ///
     /// aws-lc refuses to generate or sign with keys under 2048 bits, and so does this
     /// issuer: tests that need a hostile small key bring their own.
     pub fn generate_rsa(kid: &str, bits: usize) -> Result<Self, DevError> {
-        let size = match bits {
-            2048 => KeySize::Rsa2048,
-            3072 => KeySize::Rsa3072,
-            4096 => KeySize::Rsa4096,
-            8192 => KeySize::Rsa8192,
-            _ => {
-                return Err(DevError::Unsupported(format!(
-                    "RSA keys of 2048, 3072, 4096 or 8192 bits, not {bits}"
-                )));
-            }
-        };
-        let pair = RsaKeyPair::generate(size).map_err(|_| DevError::Crypto("RSA key generation failed".into()))?;
-        Ok(Self::from_rsa_pair(kid, pair))
+        let pair = SigningKeyPair::generate_rsa(bits).map_err(|e| DevError::Unsupported(e.0))?;
+        Ok(Self::pair(kid, pair))
     }
 
     /// Load an RSA private key (PKCS#8 DER, 2048..=8192 bits).
     pub fn from_rsa_pkcs8_der(kid: &str, der: &[u8]) -> Result<Self, DevError> {
-        let pair =
-            RsaKeyPair::from_pkcs8(der).map_err(|e| DevError::Crypto(format!("RSA PKCS#8 key rejected: {e}")))?;
-        Ok(Self::from_rsa_pair(kid, pair))
-    }
-
-    fn from_rsa_pair(kid: &str, pair: RsaKeyPair) -> Self {
-        let public = pair.public_key();
-        let n = public.modulus().big_endian_without_leading_zero().to_vec();
-        let e = public.exponent().big_endian_without_leading_zero().to_vec();
-        Self::new(kid, Material::Rsa { pair, n, e })
+        let pair = SigningKeyPair::from_der(SigningAlgorithm::Rs256, der).map_err(crypto)?;
+        Ok(Self::pair(kid, pair))
     }
 
     /// Generate an ECDSA P-256 key.
     pub fn generate_ec_p256(kid: &str) -> Result<Self, DevError> {
-        let pair = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
-            .map_err(|_| DevError::Crypto("EC key generation failed".into()))?;
-        Self::from_ec_pair(kid, pair)
+        let pair = SigningKeyPair::generate(SigningAlgorithm::Es256).map_err(crypto)?;
+        Ok(Self::pair(kid, pair))
     }
 
     /// Load an ECDSA P-256 private key (PKCS#8 DER).
     pub fn from_ec_p256_pkcs8_der(kid: &str, der: &[u8]) -> Result<Self, DevError> {
-        let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
-            .map_err(|e| DevError::Crypto(format!("EC PKCS#8 key rejected: {e}")))?;
-        Self::from_ec_pair(kid, pair)
-    }
-
-    fn from_ec_pair(kid: &str, pair: EcdsaKeyPair) -> Result<Self, DevError> {
-        // Uncompressed SEC1 point: 0x04 || x || y.
-        let point = pair.public_key().as_ref().to_vec();
-        if point.len() != 65 || point[0] != 4 {
-            return Err(DevError::Crypto("unexpected EC public key encoding".into()));
-        }
-        let (x, y) = (point[1..33].to_vec(), point[33..].to_vec());
-        Ok(Self::new(kid, Material::Ec { pair, x, y }))
+        let pair = SigningKeyPair::from_der(SigningAlgorithm::Es256, der).map_err(crypto)?;
+        Ok(Self::pair(kid, pair))
     }
 
     /// An HMAC-SHA256 key (hostile tests only).
@@ -168,8 +142,11 @@ impl SigningKey {
     /// The signature algorithm this key produces.
     pub fn alg(&self) -> KeyAlg {
         match &self.inner.1 {
-            Material::Rsa { .. } => KeyAlg::RS256,
-            Material::Ec { .. } => KeyAlg::ES256,
+            Material::Pair(pair) => match pair.algorithm() {
+                SigningAlgorithm::Rs256 => KeyAlg::RS256,
+                // The development issuer makes and loads no Ed25519 key.
+                SigningAlgorithm::Es256 | SigningAlgorithm::EdDsa => KeyAlg::ES256,
+            },
             Material::Hmac { .. } => KeyAlg::HS256,
         }
     }
@@ -190,43 +167,26 @@ impl SigningKey {
     /// The public JWK. For HMAC keys this is `{"kty":"oct","k":...}`, i.e.
     /// it discloses the secret (hostile tests publish it on purpose).
     pub fn public_jwk(&self) -> Value {
-        let kid = self.kid();
-        let alg = self.alg_name();
-        match &self.inner.1 {
-            Material::Rsa { n, e, .. } => json!({
-                "kty": "RSA", "kid": kid, "use": "sig", "alg": alg,
-                "n": b64url(n), "e": b64url(e),
-            }),
-            Material::Ec { x, y, .. } => json!({
-                "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": alg,
-                "x": b64url(x), "y": b64url(y),
-            }),
-            Material::Hmac { secret, .. } => json!({
-                "kty": "oct", "kid": kid, "use": "sig", "alg": alg, "k": b64url(secret),
-            }),
-        }
+        let mut jwk = match &self.inner.1 {
+            Material::Pair(pair) => pair.public_members(),
+            Material::Hmac { secret, .. } => {
+                let mut members = Map::new();
+                members.insert("kty".into(), "oct".into());
+                members.insert("k".into(), b64url(secret).into());
+                members
+            }
+        };
+        jwk.insert("kid".into(), self.kid().into());
+        jwk.insert("use".into(), "sig".into());
+        jwk.insert("alg".into(), self.alg_name().into());
+        Value::Object(jwk)
     }
 
     /// Sign a JWS signing input: RSA PKCS#1 v1.5 SHA-256, ECDSA P-256
     /// fixed-width r||s, or HMAC-SHA256.
     pub fn sign(&self, signing_input: &[u8]) -> Vec<u8> {
         match &self.inner.1 {
-            Material::Rsa { pair, .. } => {
-                let mut sig = vec![0u8; pair.public_modulus_len()];
-                pair.sign(
-                    &signature::RSA_PKCS1_SHA256,
-                    &rand::SystemRandom::new(),
-                    signing_input,
-                    &mut sig,
-                )
-                .expect("RSA signing with a validated key and a correctly sized buffer succeeds");
-                sig
-            }
-            Material::Ec { pair, .. } => pair
-                .sign(&rand::SystemRandom::new(), signing_input)
-                .expect("ECDSA signing with a validated key succeeds")
-                .as_ref()
-                .to_vec(),
+            Material::Pair(pair) => pair.sign(signing_input),
             Material::Hmac { key, .. } => hmac::sign(key, signing_input).as_ref().to_vec(),
         }
     }
@@ -234,8 +194,8 @@ impl SigningKey {
     /// RSA public components `(n, e)`, big-endian without leading zeros.
     pub fn rsa_components(&self) -> Option<(&[u8], &[u8])> {
         match &self.inner.1 {
-            Material::Rsa { n, e, .. } => Some((n, e)),
-            _ => None,
+            Material::Pair(pair) => pair.rsa_components(),
+            Material::Hmac { .. } => None,
         }
     }
 
@@ -279,9 +239,8 @@ impl SigningKey {
     /// use with other JWT libraries (e.g. `EncodingKey::from_ec_der`).
     pub fn private_key_pkcs8_der(&self) -> Option<Vec<u8>> {
         match &self.inner.1 {
-            Material::Rsa { pair, .. } => pair.as_der().ok().map(|d| d.as_ref().to_vec()),
-            Material::Ec { pair, .. } => pair.to_pkcs8v1().ok().map(|d| d.as_ref().to_vec()),
-            _ => None,
+            Material::Pair(pair) => pair.private_key_pkcs8_der(),
+            Material::Hmac { .. } => None,
         }
     }
 
@@ -333,6 +292,7 @@ pub(crate) fn now_unix() -> i64 {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use aws_lc_rs::signature;
 
     #[test]
     fn rsa_der_round_trips_through_aws_lc() {

@@ -5,12 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::keys::{SigningKey, b64url};
-
-fn encode_json(value: &Value) -> String {
-    // Serializing a `serde_json::Value` cannot fail (all keys are strings).
-    b64url(&serde_json::to_vec(value).expect("a JSON value serializes"))
-}
+use super::keys::SigningKey;
+use crate::token::signing::{encode_json, sign_compact};
 
 /// Mint a compact JWS with ANY header and claims, signed by `key`.
 ///
@@ -28,9 +24,7 @@ pub fn mint_unsigned(header: &Value, claims: &Value) -> String {
 /// Sign already-encoded segments (which may be malformed on purpose, e.g.
 /// padded or non-base64url) and return `"<h>.<p>.<sig>"`.
 pub fn sign_segments(header_b64: &str, payload_b64: &str, key: &SigningKey) -> String {
-    let input = format!("{header_b64}.{payload_b64}");
-    let sig = key.sign(input.as_bytes());
-    format!("{input}.{}", b64url(&sig))
+    sign_compact(header_b64, payload_b64, |input| key.sign(input))
 }
 
 /// Join raw segments with `.` (extra or missing segments, empty signature…).

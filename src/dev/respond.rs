@@ -6,7 +6,9 @@ use http::StatusCode;
 use http::header::{self, HeaderValue};
 use http_body_util::Full;
 use hyper::Response;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+
+use crate::token::principal::Confirmation;
 
 /// A complete response body.
 pub(crate) type Resp = Response<Full<Bytes>>;
@@ -65,4 +67,16 @@ pub(crate) fn invalid_client(description: &str) -> Resp {
         HeaderValue::from_static("Basic realm=\"scopegate-dev\""),
     );
     no_store(resp)
+}
+
+/// The `cnf` claim (RFC 7800) of a token bound as `cnf` says; `None` when it is not bound.
+pub(crate) fn cnf_claim(cnf: &Confirmation) -> Option<Value> {
+    let mut members = Map::new();
+    if let Some(jkt) = &cnf.jkt {
+        members.insert("jkt".into(), jkt.as_str().into());
+    }
+    if let Some(x5t) = &cnf.x5t_s256 {
+        members.insert("x5t#S256".into(), x5t.as_str().into());
+    }
+    (!members.is_empty()).then_some(Value::Object(members))
 }

@@ -56,7 +56,18 @@ impl DevIssuer {
         if !addr.ip().is_loopback() && !config.allow_non_loopback {
             return Err(DevError::NonLoopback(addr));
         }
-        let issuer = config.issuer.clone().unwrap_or_else(|| format!("http://{addr}"));
+        let tls = match &config.tls {
+            Some(files) => {
+                let (_, server_config) = files.load().map_err(|e| DevError::Config(e.to_string()))?;
+                Some(crate::tls::acceptor::TlsTermination::with_config(
+                    server_config,
+                    Duration::from_secs(10),
+                ))
+            }
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let issuer = config.issuer.clone().unwrap_or_else(|| format!("{scheme}://{addr}"));
         if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
             return Err(DevError::Config(format!("issuer must be an http(s) URL: {issuer}")));
         }
@@ -86,6 +97,7 @@ impl DevIssuer {
             counters: std::array::from_fn(|_| AtomicU64::new(0)),
             fault: std::sync::Mutex::new(Fault::None),
             proofs: crate::token::dpop::ProofVerifier::new(&crate::token::config::sender::DpopConfig::default(), None),
+            tls,
         });
         let running = spawn_accept_loop(shared.clone(), listener);
         Ok(Self {
@@ -210,7 +222,7 @@ impl DevIssuer {
                 family: None,
                 auth_time: None,
                 extra: Some(&req.extra_claims),
-                jkt: None,
+                cnf: &crate::token::principal::Confirmation::default(),
             },
         )
     }
@@ -281,7 +293,18 @@ fn spawn_accept_loop(shared: Arc<Shared>, listener: TcpListener) -> Running {
 }
 
 async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
-    let service = service_fn(move |req: Request<Incoming>| {
+    let accepted = match crate::tls::acceptor::accept(shared.tls.as_deref(), stream).await {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            tracing::debug!(error = %e, "dev issuer handshake failed");
+            return;
+        }
+    };
+    let certificate = accepted.client_certificate;
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        if let Some(certificate) = &certificate {
+            req.extensions_mut().insert(certificate.clone());
+        }
         let shared = shared.clone();
         async move { handlers::handle(shared, req).await }
     });
@@ -290,7 +313,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10));
-    if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+    if let Err(e) = builder.serve_connection(TokioIo::new(accepted.io), service).await {
         tracing::debug!(error = %e, "dev issuer connection ended");
     }
 }

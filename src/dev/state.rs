@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use aws_lc_rs::digest;
@@ -12,6 +12,8 @@ use super::bounded::Bounded;
 use super::config::{DevIssuerConfig, ENDPOINT_COUNT, Fault};
 use super::keys::{KeyAlg, SigningKey, random_token};
 use super::mint::mint;
+use super::respond::cnf_claim;
+use crate::token::principal::Confirmation;
 
 /// Upper bound of every token/code/client map; the oldest entries go first.
 pub(crate) const MAX_ENTRIES: usize = 100_000;
@@ -69,8 +71,9 @@ pub(crate) struct AccessRecord {
     /// An opaque token's extra claims, which introspection answers with (RFC 7662 §2.2
     /// allows members beyond its own); a JWT carries its own.
     pub extra: Map<String, Value>,
-    /// RFC 9449 §6: the thumbprint of the DPoP key the token is bound to.
-    pub jkt: Option<String>,
+    /// What the token is bound to: a DPoP key (RFC 9449 §6), a client certificate
+    /// (RFC 8705 §3), or nothing.
+    pub cnf: Confirmation,
 }
 
 /// An issued refresh token.
@@ -200,6 +203,8 @@ pub(crate) struct Shared {
     pub fault: Mutex<Fault>,
     /// Checks DPoP proofs sent to the token endpoint (RFC 9449 §5).
     pub proofs: crate::token::dpop::ProofVerifier,
+    /// HTTPS, when [`DevIssuerConfig::tls`] is set.
+    pub tls: Option<Arc<crate::tls::acceptor::TlsTermination>>,
 }
 
 /// What an access token is issued for.
@@ -212,8 +217,9 @@ pub(crate) struct AccessGrant<'a> {
     pub family: Option<u64>,
     pub auth_time: Option<i64>,
     pub extra: Option<&'a Map<String, Value>>,
-    /// RFC 9449 §6.1: bind the token to this DPoP key thumbprint (`cnf.jkt`).
-    pub jkt: Option<&'a str>,
+    /// Bind the token to a DPoP key thumbprint (`cnf.jkt`, RFC 9449 §6.1) and/or a client
+    /// certificate thumbprint (`cnf.x5t#S256`, RFC 8705 §3.1).
+    pub cnf: &'a Confirmation,
 }
 
 impl Shared {
@@ -273,8 +279,8 @@ impl Shared {
             if let (Some(at), Some(obj)) = (g.auth_time, claims.as_object_mut()) {
                 obj.insert("auth_time".into(), json!(at));
             }
-            if let (Some(jkt), Some(obj)) = (g.jkt, claims.as_object_mut()) {
-                obj.insert("cnf".into(), json!({ "jkt": jkt }));
+            if let (Some(cnf), Some(obj)) = (cnf_claim(g.cnf), claims.as_object_mut()) {
+                obj.insert("cnf".into(), cnf);
             }
             if let (Some(extra), Some(obj)) = (g.extra, claims.as_object_mut()) {
                 for (k, v) in extra {
@@ -300,7 +306,7 @@ impl Shared {
                     (true, Some(extra)) => extra.clone(),
                     _ => Map::new(),
                 },
-                jkt: g.jkt.map(str::to_owned),
+                cnf: g.cnf.clone(),
             },
         );
         token
@@ -336,7 +342,7 @@ impl Shared {
         family: u64,
         grant: &RefreshTemplate<'_>,
         refreshable: bool,
-        jkt: Option<&str>,
+        cnf: &Confirmation,
     ) -> (String, Option<String>) {
         let access = self.issue_access(
             store,
@@ -349,7 +355,7 @@ impl Shared {
                 family: Some(family),
                 auth_time: Some(grant.auth_time),
                 extra: None,
-                jkt,
+                cnf,
             },
         );
         let refresh = refreshable.then(|| self.issue_refresh(store, family, grant));

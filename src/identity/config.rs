@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::assertion::Assertion;
+use super::assertion::config::{FileAssertion, compile_assertion};
 use crate::config::problems::Issues;
 
 #[derive(Debug, Deserialize)]
@@ -20,6 +22,9 @@ pub struct FileIdentity {
     /// Longest identity header value, once encoded.
     #[serde(default = "default_max_value_bytes")]
     pub max_value_bytes: String,
+    /// `[identity.assertion]`: a signed assertion instead of the client's token.
+    #[serde(default)]
+    pub assertion: FileAssertion,
 }
 
 impl Default for FileIdentity {
@@ -29,6 +34,7 @@ impl Default for FileIdentity {
             claims: BTreeMap::new(),
             unsafe_values: UnsafeValues::default(),
             max_value_bytes: default_max_value_bytes(),
+            assertion: FileAssertion::default(),
         }
     }
 }
@@ -60,10 +66,13 @@ pub struct IdentityConfig {
     pub claims: Vec<(String, http::HeaderName)>,
     pub unsafe_values: UnsafeValues,
     pub max_value_bytes: usize,
+    /// `None`: the upstream gets the identity headers only.
+    pub assertion: Option<std::sync::Arc<Assertion>>,
 }
 
-/// Compiles `[identity]`.
-pub fn compile_identity(file: FileIdentity, issues: &mut Issues) -> IdentityConfig {
+/// Compiles `[identity]`; `forward_authorization` is `forwarding.forward_authorization`, which
+/// the assertion excludes.
+pub fn compile_identity(file: FileIdentity, forward_authorization: bool, issues: &mut Issues) -> IdentityConfig {
     let prefix = normalize_header_name(&file.prefix);
     if prefix.len() < 3 || http::HeaderName::from_bytes(prefix.as_bytes()).is_err() {
         issues.push(
@@ -95,6 +104,7 @@ pub fn compile_identity(file: FileIdentity, issues: &mut Issues) -> IdentityConf
         claims,
         unsafe_values: file.unsafe_values,
         max_value_bytes: usize::try_from(max_value_bytes).unwrap_or(usize::MAX),
+        assertion: compile_assertion(file.assertion, forward_authorization, issues),
     }
 }
 

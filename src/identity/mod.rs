@@ -3,6 +3,7 @@
 //! refused, or — where the deployment chose `identity.unsafe_values = "encode"` — sent in the
 //! reversible form of [`encoding`]. The same values are computed for dry-run forwarding.
 
+pub mod assertion;
 pub mod config;
 pub mod encoding;
 

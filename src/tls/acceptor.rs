@@ -30,9 +30,14 @@ pub struct TlsTermination {
 
 impl TlsTermination {
     pub fn new(settings: &ListenerTls) -> Arc<TlsTermination> {
+        TlsTermination::with_config(Arc::clone(&settings.server_config), settings.handshake_timeout)
+    }
+
+    /// Termination with fixed server settings (the development issuer's TLS mode).
+    pub fn with_config(config: Arc<ServerConfig>, handshake_timeout: Duration) -> Arc<TlsTermination> {
         Arc::new(TlsTermination {
-            current: ArcSwap::new(Arc::clone(&settings.server_config)),
-            handshake_timeout: settings.handshake_timeout,
+            current: ArcSwap::from(config),
+            handshake_timeout,
         })
     }
 

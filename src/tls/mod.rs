@@ -111,6 +111,14 @@ pub(crate) fn private_key_from_pem(path: &Path, pem: &[u8]) -> Result<PrivateKey
     })
 }
 
+/// Reads the one private key of a PEM file, bounded like every TLS file.
+///
+/// # Errors
+/// The file cannot be read or holds no readable private key.
+pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsFileError> {
+    private_key_from_pem(path, &read(path)?)
+}
+
 /// A CA bundle: every certificate of a PEM file, each a trust anchor.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustBundle(pub Arc<[CertificateDer<'static>]>);

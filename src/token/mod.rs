@@ -36,6 +36,7 @@ pub mod keys;
 pub mod principal;
 pub mod revocation;
 pub mod shared;
+pub mod signing;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -89,3 +89,18 @@ impl Drop for Files {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A client that trusts only `ca`, resolves `host` to `addr`, records the server's
+/// certificate, and presents `identity` when given.
+pub fn tls_client(ca: &Ca, host: &str, addr: std::net::SocketAddr, identity: Option<&Leaf>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap()])
+        .tls_info(true)
+        .resolve(host, addr);
+    if let Some(leaf) = identity {
+        let pem = format!("{}{}", leaf.cert_pem, leaf.key_pem);
+        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+    }
+    builder.build().unwrap()
+}

@@ -7,6 +7,7 @@
 mod common;
 
 mod admin_plane;
+mod assertion;
 mod binary;
 mod canonical;
 mod check_online;
@@ -28,6 +29,7 @@ mod jws;
 mod mcp_proxy;
 mod mcp_sdk;
 mod metrics_catalog;
+mod mtls_issuer;
 mod operations;
 mod recipes;
 mod resource_limits;

@@ -28,16 +28,7 @@ const HOST: &str = "scopegate.test";
 /// A client that trusts only `ca`, resolves [`HOST`] to `addr`, records the server's
 /// certificate, and presents `identity` when given.
 fn tls_client(ca: &Ca, addr: SocketAddr, identity: Option<&Leaf>) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder()
-        .no_proxy()
-        .tls_certs_only([reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap()])
-        .tls_info(true)
-        .resolve(HOST, addr);
-    if let Some(leaf) = identity {
-        let pem = format!("{}{}", leaf.cert_pem, leaf.key_pem);
-        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
-    }
-    builder.build().unwrap()
+    crate::common::pki::tls_client(ca, HOST, addr, identity)
 }
 
 /// The value of the counter `series` (name and labels exactly as exported), 0 when absent.
