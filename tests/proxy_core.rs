@@ -84,7 +84,15 @@ async fn forwards_http1_and_h2c() {
 
 #[tokio::test]
 async fn streams_50_mib_each_way_with_bounded_memory() {
-    let (_upstream, proxy) = setup().await;
+    // The upload's response head comes only after the upstream has read all 50 MiB, which a
+    // debug build on a busy machine may not do within CONFIG's 400 ms response-header
+    // timeout (that timeout is tested on its own below).
+    let relaxed = CONFIG.replace(
+        r#"response_header_timeout = "400ms""#,
+        r#"response_header_timeout = "60s""#,
+    );
+    assert_ne!(relaxed, CONFIG, "CONFIG names the response-header timeout");
+    let (_upstream, proxy) = setup_with(&relaxed).await;
     let before = peak_rss_kib();
     let chunk = bytes::Bytes::from(vec![b'u'; 64 * 1024]);
     let stream = futures_util::stream::iter((0..800).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
