@@ -129,7 +129,7 @@ impl RequestRecord {
     /// The client certificate of the request's TLS connection, if it presented one.
     pub fn note_client_certificate(&mut self, certificate: Option<&crate::tls::ClientCertificate>) {
         if self.log_access {
-            self.client_certificate = certificate.map(crate::tls::ClientCertificate::thumbprint);
+            self.client_certificate = certificate.map(|c| c.thumbprint().to_owned());
         }
     }
 

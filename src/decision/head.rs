@@ -50,7 +50,7 @@ impl<'a> Head<'a> {
     /// `https` (a DPoP proof's `htu`), and `certificate` is the client's, if it sent one.
     pub fn on_tls(mut self, certificate: Option<&crate::tls::ClientCertificate>) -> Head<'a> {
         self.tls = Some(TlsSide {
-            client_certificate: certificate.map(crate::tls::ClientCertificate::thumbprint),
+            client_certificate: certificate.map(|c| c.thumbprint().to_owned()),
         });
         self
     }

@@ -187,7 +187,7 @@ pub(crate) fn token(
     };
     let cnf = Confirmation {
         jkt,
-        x5t_s256: certificate.map(crate::tls::ClientCertificate::thumbprint),
+        x5t_s256: certificate.map(|c| c.thumbprint().to_owned()),
     };
     let result = match grant {
         GRANT_AUTHORIZATION_CODE => code_grant(shared, &client, params, &cnf),

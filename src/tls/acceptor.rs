@@ -102,7 +102,7 @@ pub async fn accept(tls: Option<&TlsTermination>, stream: TcpStream) -> Result<A
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .map(|end_entity| ClientCertificate(Arc::from(end_entity.as_ref())));
+        .map(|end_entity| ClientCertificate::new(end_entity.as_ref()));
     Ok(Accepted {
         io: ServedIo::Tls(Box::new(session)),
         client_certificate,

@@ -30,18 +30,29 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// connection carries it in its extensions (`req.extensions().get::<ClientCertificate>()`);
 /// a request without it came over plain TCP or over TLS without a client certificate.
 /// RFC 8705 §3 binds a token to it through `cnf.x5t#S256` (see [`x5t_s256`]).
+/// Its thumbprint is computed once, at the handshake, not per request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCertificate(pub Arc<[u8]>);
+pub struct ClientCertificate {
+    der: Arc<[u8]>,
+    thumbprint: Arc<str>,
+}
 
 impl ClientCertificate {
+    pub fn new(der: &[u8]) -> ClientCertificate {
+        ClientCertificate {
+            der: Arc::from(der),
+            thumbprint: Arc::from(x5t_s256(der)),
+        }
+    }
+
     /// The DER encoding of the certificate.
     pub fn der(&self) -> &[u8] {
-        &self.0
+        &self.der
     }
 
     /// Its RFC 8705 §3.1 thumbprint, as `cnf.x5t#S256` spells it.
-    pub fn thumbprint(&self) -> String {
-        x5t_s256(&self.0)
+    pub fn thumbprint(&self) -> &str {
+        &self.thumbprint
     }
 }
 
