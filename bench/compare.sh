@@ -28,6 +28,7 @@ connections=64
 quick=0
 tokens=2000
 profile=""
+profile_peer="scopegate"
 targets=0
 baseline=""
 only=""
@@ -38,6 +39,8 @@ while [[ $# -gt 0 ]]; do
         --duration) duration="$2"; shift ;;
         --connections) connections="$2"; shift ;;
         --profile) profile="$(realpath -m "$2")"; shift ;;
+        # The peer --profile samples (default scopegate; e.g. floor, nginx).
+        --profile-peer) profile_peer="$2"; shift ;;
         # Another scopegate binary (e.g. built from the previous commit), measured as the peer
         # "scopegate-base" with the cache on, one worker thread given through TOKIO_WORKER_THREADS.
         --baseline) baseline="$(realpath "$2")"; shift ;;
@@ -92,8 +95,10 @@ if [[ $(nproc) -lt 2 ]]; then
 fi
 
 echo "building scopegate and the token issuer (release)..." >&2
-(cd "$root" && cargo build --release --quiet --bin scopegate --example load_issuer --example fixed_rate)
+(cd "$root" && cargo build --release --quiet --bin scopegate --example load_issuer --example fixed_rate \
+    --example proxy_floor)
 scopegate_bin="$root/target/release/scopegate"
+floor_bin="$root/target/release/examples/proxy_floor"
 issuer_bin="$root/target/release/examples/load_issuer"
 fixed_rate_bin="$root/target/release/examples/fixed_rate"
 
@@ -174,7 +179,7 @@ EOF
 } >"$work/upstream.conf"
 start upstream 0 nginx -e stderr -p "$work/nginx-up" -c "$work/upstream.conf"
 
-# --- nginx proxy_pass, no authentication (the floor) -----------------------------------
+# --- nginx proxy_pass, no authentication (the plain-proxy reference) -------------------
 nginx_port="$(free_port)"
 nginx_h2_port="$(free_port)" # h2c with prior knowledge, for the HTTP/2 target
 { nginx_preamble nginx-px; cat <<EOF
@@ -335,14 +340,22 @@ if [[ -n "$baseline" ]]; then
     start scopegate-base 0 env TOKIO_WORKER_THREADS=1 "$baseline" --config "$work/scopegate-base.toml" run
 fi
 
+# --- the floor: hyper's server and client passing requests on, nothing else -------------
+# (examples/proxy_floor.rs): what scopegate's HTTP machinery costs without scopegate's work.
+floor_port="$(free_port)"
+floor_lean_port="$(free_port)"
+start floor 0 "$floor_bin" "127.0.0.1:$floor_port" "http://127.0.0.1:$upstream_port" legacy
+start floor-lean 0 "$floor_bin" "127.0.0.1:$floor_lean_port" "http://127.0.0.1:$upstream_port" lean
+
 declare -A port_of=(
     [direct]=$upstream_port [nginx]=$nginx_port [haproxy]=$haproxy_port
     [envoy]=$envoy_port [envoy-cache]=$envoy_cache_port
     [scopegate]=$scopegate_port [scopegate-1]=$scopegate_one_port
+    [floor]=$floor_port [floor-lean]=$floor_lean_port
 )
 declare -A proc_of=(
     [direct]=upstream [nginx]=nginx [haproxy]=haproxy [envoy]=envoy [envoy-cache]=envoy-cache
-    [scopegate]=scopegate [scopegate-1]=scopegate-1
+    [scopegate]=scopegate [scopegate-1]=scopegate-1 [floor]=floor [floor-lean]=floor-lean
 )
 if [[ -n "$baseline" ]]; then
     port_of[scopegate-base]=$scopegate_base_port
@@ -362,7 +375,7 @@ for peer in "${!port_of[@]}"; do
         code="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(cat "$work/$alg.one")" "http://127.0.0.1:${port_of[$peer]}/read")"
         [[ "$code" == 200 ]] || { echo "$peer answers $code to a valid $alg token" >&2; cat "$work/${proc_of[$peer]}.log" >&2; exit 1; }
     done
-    case "$peer" in direct|nginx) continue ;; esac
+    case "$peer" in direct|nginx|floor|floor-lean) continue ;; esac
     code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port_of[$peer]}/read")"
     [[ "$code" == 401 ]] || { echo "$peer answers $code without a token" >&2; exit 1; }
 done
@@ -516,20 +529,20 @@ EOF
 fi
 
 if [[ -n "$profile" ]]; then
-    # Where does a cache hit spend its time? Sample scopegate (all threads) while wrk sends
+    # Where does a cache hit spend its time? Sample the peer (all threads) while wrk sends
     # one RS256 token over and over; the release build keeps line tables for symbols.
     seconds=$((duration * 2))
-    echo "profiling scopegate for ${seconds}s (cached RS256 token)..." >&2
+    echo "profiling $profile_peer for ${seconds}s (cached RS256 token)..." >&2
     taskset -c 1 wrk -t1 -c"$connections" -d"$((seconds + 2))s" -s "$work/tokens.lua" \
-        "http://127.0.0.1:$scopegate_port" -- "$work/rs256.one" >"$work/profile-wrk.txt" &
+        "http://127.0.0.1:${port_of[$profile_peer]}" -- "$work/rs256.one" >"$work/profile-wrk.txt" &
     wrk_pid=$!
     pids+=("$wrk_pid")
     sleep 1
-    perf record -q -e cpu-clock -F 1999 -g -p "${pid_of[scopegate]}" -o "$work/perf.data" -- sleep "$seconds" 2>&1 \
+    perf record -q -e cpu-clock -F 1999 -g -p "${pid_of[${proc_of[$profile_peer]}]}" -o "$work/perf.data" -- sleep "$seconds" 2>&1 \
         | grep -v '^\[' >&2 || true
     wait "$wrk_pid" || true
     {
-        echo "# scopegate, one cached RS256 token, wrk -t1 -c$connections; perf record -e cpu-clock -F 1999 -g"
+        echo "# $profile_peer, one cached RS256 token, wrk -t1 -c$connections; perf record -e cpu-clock -F 1999 -g"
         grep -E 'Requests/sec|Latency' "$work/profile-wrk.txt" || true
         echo
         report() { # perf report options...; comment lines and blank lines dropped
@@ -546,7 +559,8 @@ if [[ -n "$profile" ]]; then
         echo "## top symbols (including callees)"
         report --children --sort symbol
     } >"$profile"
-    echo "profile written to $profile" >&2
+    cp "$work/perf.data" "$profile.perf.data"
+    echo "profile written to $profile (samples in $profile.perf.data, for perf report -i)" >&2
     exit 0
 fi
 
@@ -560,8 +574,8 @@ results="$work/results.tsv"
 # scenario  token file  peers
 base="${baseline:+ scopegate-base}"
 scenarios=(
-    "one RS256 token repeated|rs256.one|direct nginx haproxy envoy envoy-cache scopegate scopegate-1$base"
-    "one ES256 token repeated|es256.one|direct nginx haproxy envoy envoy-cache scopegate scopegate-1$base"
+    "one RS256 token repeated|rs256.one|direct nginx floor floor-lean haproxy envoy envoy-cache scopegate scopegate-1$base"
+    "one ES256 token repeated|es256.one|direct nginx floor floor-lean haproxy envoy envoy-cache scopegate scopegate-1$base"
     "$tokens rotating RS256 tokens|rs256.tokens|haproxy envoy envoy-cache scopegate scopegate-1$base"
     "$tokens rotating ES256 tokens|es256.tokens|haproxy envoy envoy-cache scopegate scopegate-1$base"
 )

@@ -15,6 +15,8 @@ from collections import OrderedDict, defaultdict
 LABELS = {
     "direct": "upstream directly",
     "nginx": "nginx proxy_pass, no auth",
+    "floor": "hyper floor (hyper-util client), no auth",
+    "floor-lean": "hyper floor (scopegate's pool), no auth",
     "haproxy": "HAProxy jwt_verify",
     "envoy": "Envoy jwt_authn + RBAC",
     "envoy-cache": "Envoy, jwt_cache_config",
