@@ -19,6 +19,10 @@ use scopegate::metrics::Metrics;
 use scopegate::token::{Authenticator, token_digest};
 use serde_json::json;
 
+/// The binary's allocator (`src/main.rs`), so that what is measured is what ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const AUDIENCE: &str = "https://api.memory.test";
 
 /// Resident memory of this process in KiB (Linux; 0 elsewhere).

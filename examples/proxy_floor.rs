@@ -24,6 +24,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use scopegate::body::{ProxyBody, stream_body};
 
+/// The binary's allocator (`src/main.rs`), so that what is measured is what ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(listen), Some(upstream)) = (args.get(1), args.get(2)) else {

@@ -68,6 +68,9 @@ pub struct IdentityConfig {
     pub max_value_bytes: usize,
     /// `None`: the upstream gets the identity headers only.
     pub assertion: Option<std::sync::Arc<Assertion>>,
+    /// The standard identity headers' names (`prefix` + `subject`, `client-id`, `scopes`,
+    /// `issuer`), made once here rather than per request.
+    pub standard: [Option<http::HeaderName>; 4],
 }
 
 /// Compiles `[identity]`; `forward_authorization` is `forwarding.forward_authorization`, which
@@ -99,7 +102,10 @@ pub fn compile_identity(file: FileIdentity, forward_authorization: bool, issues:
             "must be between 256B and 64KiB: longer values are refused, never truncated",
         );
     }
+    let standard = crate::identity::STANDARD_SUFFIXES
+        .map(|suffix| http::HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes()).ok());
     IdentityConfig {
+        standard,
         prefix,
         claims,
         unsafe_values: file.unsafe_values,

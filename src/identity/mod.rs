@@ -37,22 +37,26 @@ impl IdentityError {
     }
 }
 
-/// The suffixes of the identity headers every principal may have, after `identity.prefix`.
-const SUBJECT: &str = "subject";
-const CLIENT_ID: &str = "client-id";
-const SCOPES: &str = "scopes";
-const ISSUER: &str = "issuer";
+/// The suffixes of the identity headers every principal may have, after `identity.prefix`,
+/// in the order of [`IdentityConfig::standard`].
+pub(crate) const STANDARD_SUFFIXES: [&str; 4] = ["subject", "client-id", "scopes", "issuer"];
+const SUBJECT: usize = 0;
+const CLIENT_ID: usize = 1;
+const SCOPES: usize = 2;
+const ISSUER: usize = 3;
 
-fn standard_name(identity: &IdentityConfig, suffix: &str) -> Option<HeaderName> {
-    HeaderName::from_bytes(format!("{}{suffix}", identity.prefix).as_bytes()).ok()
+fn standard_name(identity: &IdentityConfig, which: usize) -> Option<HeaderName> {
+    identity.standard[which].clone()
 }
 
 /// Every identity header scopegate may set: the standard ones and the configured claims'.
 /// Forward-auth names them all, so that an ingress can clear the ones a token did not grant.
 pub fn identity_header_names(identity: &IdentityConfig) -> Vec<HeaderName> {
-    [SUBJECT, CLIENT_ID, SCOPES, ISSUER]
-        .into_iter()
-        .filter_map(|suffix| standard_name(identity, suffix))
+    identity
+        .standard
+        .iter()
+        .flatten()
+        .cloned()
         .chain(identity.claims.iter().map(|(_, name)| name.clone()))
         .collect()
 }
@@ -68,7 +72,7 @@ pub fn identity_headers(
             headers.push((name, value));
         }
     };
-    let standard = |suffix: &str| standard_name(identity, suffix);
+    let standard = |which: usize| standard_name(identity, which);
     if let (Some(name), Some(subject)) = (standard(SUBJECT), &principal.subject) {
         set(name, Some(single(subject, identity)?));
     }

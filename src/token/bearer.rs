@@ -45,6 +45,13 @@ pub fn credentials<'a>(
     if values.next().is_some() {
         return Err(AuthError::Malformed(MalformedHeader::MultipleHeaders));
     }
+    // The common case in one pass: `Bearer ` (or `DPoP `) and a token68, nothing else.
+    if let Some((scheme, token)) = well_formed(value.as_bytes(), dpop) {
+        if query.is_some_and(has_access_token_param) {
+            return Err(AuthError::Malformed(MalformedHeader::TokenInHeaderAndQuery));
+        }
+        return Ok(Some((scheme, token)));
+    }
     let value = value
         .to_str()
         .map_err(|_| AuthError::Malformed(MalformedHeader::Malformed))?;
@@ -78,14 +85,48 @@ pub fn credentials<'a>(
     Ok(Some((*scheme, token)))
 }
 
+/// `<scheme> SP+ <token68>` with an accepted scheme, read from the raw bytes: the header
+/// [`credentials`] accepts, without its separate checks for text, emptiness and scheme.
+/// `None` sends the header down the full checks, which also name what is wrong.
+fn well_formed(value: &[u8], dpop: bool) -> Option<(Scheme, &str)> {
+    let (scheme, rest) = if value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer ") {
+        (Scheme::Bearer, &value[7..])
+    } else if dpop && value.len() > 5 && value[..5].eq_ignore_ascii_case(b"dpop ") {
+        (Scheme::Dpop, &value[5..])
+    } else {
+        return None;
+    };
+    let start = rest.iter().position(|b| *b != b' ')?;
+    let token = &rest[start..];
+    if !is_token68_bytes(token) {
+        return None;
+    }
+    // A token68 is ASCII, so this never fails.
+    std::str::from_utf8(token).ok().map(|token| (scheme, token))
+}
+
 /// RFC 7235 §2.1 `token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 pub fn is_token68(token: &str) -> bool {
-    let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+    is_token68_bytes(token.as_bytes())
 }
+
+fn is_token68_bytes(token: &[u8]) -> bool {
+    let padding = token.iter().rev().take_while(|b| **b == b'=').count();
+    let body = &token[..token.len() - padding];
+    !body.is_empty() && body.iter().all(|b| TOKEN68[usize::from(*b)])
+}
+
+/// The bytes of a token68 before its padding.
+const TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
 
 fn has_access_token_param(query: &str) -> bool {
     // Case-insensitively: some upstream frameworks read `ACCESS_TOKEN` as the same parameter.
