@@ -99,19 +99,24 @@ const ORIGIN_CLAIM_FAMILIES: &[&str] = &["x-forwarded-", "x-original-"];
 
 /// Removes hop-by-hop headers and every header the `Connection` header nominates.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages have none: one look at each name instead of a lookup per listed name.
-    if !headers.contains_key(header::CONNECTION) && !headers.keys().any(|name| HOP_BY_HOP.contains(&name.as_str())) {
-        return;
-    }
-    let nominated: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty())
+    // One look at each name present, rather than a lookup per listed name; a nominated name
+    // is only made into a `HeaderName` when such a header is there (`Connection: keep-alive`
+    // and `close`, on most messages, nominate nothing else).
+    let mut doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(&name.as_str()))
+        .cloned()
         .collect();
-    for name in HOP_BY_HOP.iter().copied().chain(nominated.iter().map(String::as_str)) {
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split(',').map(str::trim) {
+            let listed = HOP_BY_HOP.iter().any(|name| token.eq_ignore_ascii_case(name));
+            if !token.is_empty() && !listed && headers.contains_key(token) {
+                doomed.extend(HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()).ok());
+            }
+        }
+    }
+    for name in doomed {
         headers.remove(name);
     }
 }

@@ -178,7 +178,12 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 /// The short fingerprint logged instead of a token.
 pub fn fingerprint(digest: &[u8; 32]) -> String {
-    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    digest[..4]
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])
+        .map(char::from)
+        .collect()
 }
 
 /// Which validation path a token takes. A JWS is parsed once, here, and verified as parsed.
