@@ -29,6 +29,7 @@ quick=0
 tokens=2000
 profile=""
 profile_peer="scopegate"
+memory_seconds=0
 targets=0
 baseline=""
 only=""
@@ -47,6 +48,9 @@ while [[ $# -gt 0 ]]; do
         # Measure only these peers (space-separated names, e.g. "nginx scopegate").
         --peers) only="$2"; shift ;;
         --targets) targets=1 ;;
+        # Resident memory of scopegate sampled every 30 s while wrk sends the rotating tokens
+        # of both algorithms for this many seconds (the "flat over 10 minutes" target: 600).
+        --memory) memory_seconds="$2"; shift ;;
         -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -528,22 +532,57 @@ EOF
     exit 0
 fi
 
+if [[ "$memory_seconds" -gt 0 ]]; then
+    cat "$work/rs256.tokens" "$work/es256.tokens" >"$work/all.tokens"
+    rss_mib() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+    pid="${pid_of[scopegate]}"
+    echo "## Resident memory under load for ${memory_seconds}s"
+    echo
+    echo "wrk -t1 -c$connections on CPU 1, $(wc -l <"$work/all.tokens") rotating RS256 and ES256 tokens; scopegate (1 worker thread) and the upstream on CPU 0"
+    echo
+    echo "| seconds | RSS MiB | open fds | requests so far |"
+    echo "|---:|---:|---:|---:|"
+    echo "| 0 | $(rss_mib "$pid") | $(ls "/proc/$pid/fd" | wc -l) | 0 |"
+    taskset -c 1 wrk -t1 -c"$connections" -d"${memory_seconds}s" --timeout 5s -s "$work/tokens.lua" \
+        "http://127.0.0.1:$scopegate_port" -- "$work/all.tokens" >"$work/memory-wrk.txt" &
+    wrk_pid=$!
+    pids+=("$wrk_pid")
+    metrics_port="$(sed -n 's/^address = "127.0.0.1:\([0-9]*\)"$/\1/p' "$work/scopegate.toml" | sed -n 2p)"
+    for ((t = 30; t <= memory_seconds; t += 30)); do
+        sleep 30
+        served="$(curl -s "http://127.0.0.1:$metrics_port/metrics" | awk '/^scopegate_requests_total/ { n += $2 } END { printf "%d", n }')"
+        echo "| $t | $(rss_mib "$pid") | $(ls "/proc/$pid/fd" | wc -l) | $served |"
+    done
+    wait "$wrk_pid" || true
+    grep -E 'Requests/sec|requests in' "$work/memory-wrk.txt" | sed 's/^/    /'
+    exit 0
+fi
+
 if [[ -n "$profile" ]]; then
     # Where does a cache hit spend its time? Sample the peer (all threads) while wrk sends
     # one RS256 token over and over; the release build keeps line tables for symbols.
     seconds=$((duration * 2))
     echo "profiling $profile_peer for ${seconds}s (cached RS256 token)..." >&2
-    taskset -c 1 wrk -t1 -c"$connections" -d"$((seconds + 2))s" -s "$work/tokens.lua" \
+    taskset -c 1 wrk -t1 -c"$connections" -d"$((seconds + 4))s" -s "$work/tokens.lua" \
         "http://127.0.0.1:${port_of[$profile_peer]}" -- "$work/rs256.one" >"$work/profile-wrk.txt" &
     wrk_pid=$!
     pids+=("$wrk_pid")
     sleep 1
     perf record -q -e cpu-clock -F 1999 -g -p "${pid_of[${proc_of[$profile_peer]}]}" -o "$work/perf.data" -- sleep "$seconds" 2>&1 \
         | grep -v '^\[' >&2 || true
+    # System calls and context switches per request over the same load, for comparing peers.
+    perf stat -x, -e raw_syscalls:sys_enter,context-switches,cpu-clock -p "${pid_of[${proc_of[$profile_peer]}]}" \
+        -o "$work/perf-stat.txt" -- sleep 2 >/dev/null 2>&1 || true
     wait "$wrk_pid" || true
     {
         echo "# $profile_peer, one cached RS256 token, wrk -t1 -c$connections; perf record -e cpu-clock -F 1999 -g"
         grep -E 'Requests/sec|Latency' "$work/profile-wrk.txt" || true
+        rate="$(awk '/Requests\/sec/ { print $2 }' "$work/profile-wrk.txt")"
+        echo
+        echo "## per request (perf stat, 2 s at the rate above)"
+        awk -F, -v rate="${rate:-0}" '$3 != "" && $1 ~ /^[0-9.]+$/ && rate > 0 {
+            if ($3 == "cpu-clock") printf "    %-28s %8.2f µs\n", $3, $1 * 1000 / (rate * 2)
+            else printf "    %-28s %8.2f\n", $3, $1 / (rate * 2) }' "$work/perf-stat.txt" || true
         echo
         report() { # perf report options...; comment lines and blank lines dropped
             perf report -i "$work/perf.data" --stdio -g none "$@" 2>/dev/null >"$work/report.txt" || true

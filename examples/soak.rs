@@ -26,6 +26,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use scopegate::dev::{AccessTokenRequest, ClientRegistration, DevIssuer, DevIssuerConfig};
 use tokio::net::TcpListener;
 
+/// The binary's allocator (`src/main.rs`), so that the memory watched is that of what ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const API: &str = "https://api.soak.test";
 const WORKERS: usize = 16;
 
