@@ -5,8 +5,8 @@
 //! It does per request what hyper-util's pooled client did, minus what scopegate does not
 //! need (pool keys, a shared lock, a checkout future, a task spawned per request to notice
 //! when the response ends): the response body itself gives its connection back once it has
-//! been read to the end. Connections in use are not counted here; `upstream.
-//! max_concurrent_requests` bounds them (`crate::admission`).
+//! been read to the end. Connections in use are not counted here:
+//! `upstream.max_concurrent_requests` bounds them (`crate::admission`).
 
 use std::cell::{Cell, RefCell};
 use std::pin::Pin;
@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::{Frame, Incoming};
+use hyper::client::conn::TrySendError;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -106,32 +107,45 @@ impl Http1Pool {
     /// the response head. Not bounded in time here: the caller bounds the whole exchange.
     pub async fn send(&self, mut request: Request<ProxyBody>) -> Result<Response<UpstreamBody>, PoolError> {
         self.shared.prepare(&mut request);
+        // Connecting and sending again are boxed: their state (a TLS stream, a second
+        // request) is kilobytes that every request's future would otherwise carry and copy.
         let (mut sender, reused) = match self.shared.checkout() {
             Some(sender) => (sender, true),
-            None => (self.shared.connect().await?, false),
+            None => (Box::pin(self.shared.connect()).await?, false),
         };
         let response = match sender.try_send_request(request).await {
             Ok(response) => response,
-            Err(mut failed) => match failed.take_message() {
-                // The idle connection closed (the upstream's keep-alive timeout) before the
-                // request was written: nothing was sent, so sending it again is safe for any
-                // method (RFC 9112 §9.3.1). Once, on a new connection.
-                Some(request) if reused => {
-                    tracing::debug!("upstream connection closed before the request was sent; retrying");
-                    sender = self.shared.connect().await?;
-                    sender
-                        .try_send_request(request)
-                        .await
-                        .map_err(|_| PoolError::Exchange)?
-                }
-                _ => return Err(PoolError::Exchange),
-            },
+            Err(failed) if reused => {
+                let (fresh, response) = Box::pin(self.shared.send_again(failed)).await?;
+                sender = fresh;
+                response
+            }
+            // A new connection that fails at once has nothing a second one would fix.
+            Err(_) => return Err(PoolError::Exchange),
         };
         Ok(Arc::clone(&self.shared).lease(response, sender))
     }
 }
 
 impl Shared {
+    /// After a pooled connection failed a request: if the request was handed back unsent
+    /// (the idle connection closed, e.g. at the upstream's keep-alive timeout, before it was
+    /// written), sending it again is safe for any method (RFC 9112 §9.3.1). Once, on a new
+    /// connection; a request that was sent is never sent again.
+    async fn send_again(
+        &self,
+        mut failed: TrySendError<Request<ProxyBody>>,
+    ) -> Result<(SendRequest<ProxyBody>, Response<Incoming>), PoolError> {
+        let request = failed.take_message().ok_or(PoolError::Exchange)?;
+        tracing::debug!("idle upstream connection closed before the request was sent; sending it again");
+        let mut sender = self.connect().await?;
+        let response = sender
+            .try_send_request(request)
+            .await
+            .map_err(|_| PoolError::Exchange)?;
+        Ok((sender, response))
+    }
+
     /// Origin form and a `Host`, what hyper-util's client did to a request on HTTP/1.
     fn prepare(&self, request: &mut Request<ProxyBody>) {
         let uri = request.uri();
