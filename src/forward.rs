@@ -176,7 +176,8 @@ pub fn rewrite_request(req: Request<ProxyBody>, ctx: &RewriteContext<'_>) -> Res
             Some(query) => format!("{}?{query}", ctx.path.as_str()),
             None => ctx.path.as_str().to_string(),
         };
-        parts.uri = Uri::try_from(target).map_err(|_| RequestError::InvalidTarget)?;
+        let target = http::uri::PathAndQuery::try_from(target).map_err(|_| RequestError::InvalidTarget)?;
+        parts.uri = Uri::from(target);
     }
     parts.version = if ctx.upstream.http2_prior_knowledge {
         Version::HTTP_2
