@@ -1,56 +1,24 @@
-//! Header rewriting and the pooled upstream client. Bodies are streamed both ways: nothing
-//! here buffers a request or response body.
+//! Header rewriting and the upstream client ([`upstream`], over [`pool`] for HTTP/1.1).
+//! Bodies are streamed both ways: nothing here buffers a request or response body.
+
+pub mod pool;
+pub mod upstream;
+
+pub use pool::UpstreamBody;
+pub use upstream::{UpstreamClient, UpstreamError};
 
 use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::body::ProxyBody;
 use crate::canonical::CanonicalPath;
 use crate::canonical::RequestError;
 use crate::config::{ForwardingConfig, IdentityConfig, UpstreamConfig, normalize_header_name};
-
-/// Why the upstream did not answer (each the upstream's failure, not the client's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamError {
-    /// Refused or unreachable (502).
-    Unreachable,
-    /// No response head within `upstream.response_header_timeout` (504).
-    Timeout,
-    /// Reset or malformed exchange, or a protocol switch nobody asked for (502).
-    Failed,
-    /// Not sent: `upstream.max_concurrent_requests` requests were in flight (503).
-    Saturated,
-}
-
-impl UpstreamError {
-    /// Stable label for logs and metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            UpstreamError::Unreachable => "upstream_unreachable",
-            UpstreamError::Timeout => "upstream_timeout",
-            UpstreamError::Failed => "upstream_failed",
-            UpstreamError::Saturated => "upstream_saturated",
-        }
-    }
-
-    /// The `kind` label of `scopegate_upstream_errors_total`.
-    pub fn kind(self) -> &'static str {
-        match self {
-            UpstreamError::Unreachable => "connect",
-            UpstreamError::Timeout => "timeout",
-            UpstreamError::Failed => "protocol",
-            UpstreamError::Saturated => "saturated",
-        }
-    }
-}
 
 /// RFC 9110 §7.6.1 connection-specific fields, plus the long-standing non-standard ones.
 const HOP_BY_HOP: &[&str] = &[
@@ -209,16 +177,17 @@ pub fn rewrite_request(req: Request<ProxyBody>, ctx: &RewriteContext<'_>) -> Res
     }
     let original_host = parts.headers.get(header::HOST).cloned();
 
-    let path_and_query = match parts.uri.query() {
-        Some(query) => format!("{}?{query}", ctx.path.as_str()),
-        None => ctx.path.as_str().to_string(),
-    };
-    parts.uri = Uri::builder()
-        .scheme(ctx.upstream.scheme.clone())
-        .authority(ctx.upstream.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|_| RequestError::InvalidTarget)?;
+    // Origin form (DESIGN §3.1): the canonical path and the query as received. A target
+    // that is that already (the usual HTTP/1.1 request) is kept as it is.
+    let origin_form = parts.uri.scheme().is_none() && parts.uri.authority().is_none();
+    if !origin_form || parts.uri.path() != ctx.path.as_str() {
+        let target = match parts.uri.query() {
+            Some(query) => format!("{}?{query}", ctx.path.as_str()),
+            None => ctx.path.as_str().to_string(),
+        };
+        let target = http::uri::PathAndQuery::try_from(target).map_err(|_| RequestError::InvalidTarget)?;
+        parts.uri = Uri::from(target);
+    }
     parts.version = if ctx.upstream.http2_prior_knowledge {
         Version::HTTP_2
     } else {
@@ -293,7 +262,7 @@ fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &RewriteContext<'_>, ori
 
 /// Cleans an upstream response: hop-by-hop and identity headers never reach the client
 /// (except what a 101 Switching Protocols response needs).
-pub fn rewrite_response(response: &mut Response<Incoming>, identity: &IdentityConfig) {
+pub fn rewrite_response<B>(response: &mut Response<B>, identity: &IdentityConfig) {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let upgrade = response.headers().get(header::UPGRADE).cloned();
     strip_hop_by_hop(response.headers_mut());
@@ -303,67 +272,6 @@ pub fn rewrite_response(response: &mut Response<Incoming>, identity: &IdentityCo
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         response.headers_mut().insert(header::UPGRADE, protocol);
-    }
-}
-
-/// The pooled client to the one upstream, over plain TCP or TLS as `upstream.url` says.
-/// Each thread that sends gets a pool of its own: a connection's task runs on the runtime
-/// that opened it, so with one single-threaded runtime per worker a request, its upstream
-/// connection and the response stay on one thread (`pool_max_idle_per_host` applies per
-/// thread).
-#[derive(Clone)]
-pub struct UpstreamClient {
-    pools: std::sync::Arc<thread_local::ThreadLocal<Client<HttpsConnector<HttpConnector>, ProxyBody>>>,
-    config: std::sync::Arc<UpstreamConfig>,
-    /// The upstream's TLS settings (used for `https://` upstreams), made once.
-    tls: std::sync::Arc<rustls::ClientConfig>,
-}
-
-impl UpstreamClient {
-    pub fn new(config: &UpstreamConfig) -> UpstreamClient {
-        UpstreamClient {
-            pools: std::sync::Arc::new(thread_local::ThreadLocal::new()),
-            config: std::sync::Arc::new(config.clone()),
-            tls: std::sync::Arc::new(crate::tls::client::upstream_tls_config(config.ca.as_ref())),
-        }
-    }
-
-    fn pool(&self) -> &Client<HttpsConnector<HttpConnector>, ProxyBody> {
-        self.pools.get_or(|| {
-            let config = &self.config;
-            let mut connector = HttpConnector::new();
-            connector.set_connect_timeout(Some(config.connect_timeout));
-            connector.set_nodelay(true);
-            // The TLS layer below takes https:// URLs; it refuses nothing else.
-            connector.enforce_http(false);
-            let builder = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(rustls::ClientConfig::clone(&self.tls))
-                .https_or_http();
-            // ALPN offers what the HTTP version settings allow: h2 only with prior
-            // knowledge, else HTTP/1.1 only, as over plain TCP.
-            let connector = if config.http2_prior_knowledge {
-                builder.enable_http2().wrap_connector(connector)
-            } else {
-                builder.enable_http1().wrap_connector(connector)
-            };
-            Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .pool_idle_timeout(config.pool_idle_timeout)
-                .pool_max_idle_per_host(config.pool_max_idle_per_host)
-                .http2_only(config.http2_prior_knowledge)
-                .build(connector)
-        })
-    }
-
-    /// Sends the request and waits for the response head, bounded by the configured timeout.
-    pub async fn send(&self, request: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.config.response_header_timeout, self.pool().request(request)).await {
-            Err(_) => Err(UpstreamError::Timeout),
-            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Unreachable),
-            Ok(Err(_)) => Err(UpstreamError::Failed),
-            Ok(Ok(response)) => Ok(response),
-        }
     }
 }
 
@@ -446,7 +354,7 @@ where
 }
 
 /// Whether the upstream switched to the protocol the client asked for.
-pub fn upgrade_matches(request_protocol: Option<&HeaderValue>, response: &Response<Incoming>) -> bool {
+pub fn upgrade_matches<B>(request_protocol: Option<&HeaderValue>, response: &Response<B>) -> bool {
     let switched = response.headers().get(header::UPGRADE);
     match (
         request_protocol.and_then(|v| v.to_str().ok()),

@@ -40,7 +40,9 @@
 //!   signer (identity assertions, the development issuer).
 //! - [`http_client`] — bounded fetches from an authorization server (client, size-capped
 //!   GETs, metadata discovery); a leaf shared by the token layer, MCP and `check --online`.
-//! - [`forward`] — header rewriting and the upstream client (a pool per thread);
+//! - [`forward`] — header rewriting and the upstream client ([`forward::upstream`]):
+//!   HTTP/1.1 over scopegate's own connection pool, one per thread ([`forward::pool`]),
+//!   HTTP/2 over hyper-util's client;
 //!   [`admission`] — the cap on requests in flight to the upstream; [`identity`] — the
 //!   identity headers it sets, never altered silently ([`identity::encoding`]), and
 //!   `[identity]`; [`identity::assertion`] — the scopegate-signed JWT that replaces the

@@ -41,5 +41,6 @@ mod token_cli;
 mod token_cli_thirdparty;
 mod token_hardening;
 mod token_validation;
+mod upstream_pool;
 mod workers;
 mod wycheproof;
