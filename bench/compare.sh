@@ -29,6 +29,7 @@ quick=0
 tokens=2000
 profile=""
 profile_peer="scopegate"
+profile_tokens="one"
 memory_seconds=0
 targets=0
 baseline=""
@@ -42,6 +43,10 @@ while [[ $# -gt 0 ]]; do
         --profile) profile="$(realpath -m "$2")"; shift ;;
         # The peer --profile samples (default scopegate; e.g. floor, nginx).
         --profile-peer) profile_peer="$2"; shift ;;
+        # The tokens wrk sends while profiling: "one" (a cached RS256 token, the default) or
+        # "rotating" (the 2,000 RS256 tokens: with --profile-peer scopegate-1, every request
+        # verifies a signature).
+        --profile-tokens) profile_tokens="$2"; shift ;;
         # Another scopegate binary (e.g. built from the previous commit), measured as the peer
         # "scopegate-base" with the cache on, one worker thread given through TOKIO_WORKER_THREADS.
         --baseline) baseline="$(realpath "$2")"; shift ;;
@@ -562,9 +567,9 @@ if [[ -n "$profile" ]]; then
     # Where does a cache hit spend its time? Sample the peer (all threads) while wrk sends
     # one RS256 token over and over; the release build keeps line tables for symbols.
     seconds=$((duration * 2))
-    echo "profiling $profile_peer for ${seconds}s (cached RS256 token)..." >&2
+    echo "profiling $profile_peer for ${seconds}s (RS256 tokens: $profile_tokens)..." >&2
     taskset -c 1 wrk -t1 -c"$connections" -d"$((seconds + 4))s" -s "$work/tokens.lua" \
-        "http://127.0.0.1:${port_of[$profile_peer]}" -- "$work/rs256.one" >"$work/profile-wrk.txt" &
+        "http://127.0.0.1:${port_of[$profile_peer]}" -- "$work/rs256.$([[ $profile_tokens == rotating ]] && echo tokens || echo one)" >"$work/profile-wrk.txt" &
     wrk_pid=$!
     pids+=("$wrk_pid")
     sleep 1
@@ -575,7 +580,7 @@ if [[ -n "$profile" ]]; then
         -o "$work/perf-stat.txt" -- sleep 2 >/dev/null 2>&1 || true
     wait "$wrk_pid" || true
     {
-        echo "# $profile_peer, one cached RS256 token, wrk -t1 -c$connections; perf record -e cpu-clock -F 1999 -g"
+        echo "# $profile_peer, RS256 tokens: $profile_tokens, wrk -t1 -c$connections; perf record -e cpu-clock -F 1999 -g"
         grep -E 'Requests/sec|Latency' "$work/profile-wrk.txt" || true
         rate="$(awk '/Requests\/sec/ { print $2 }' "$work/profile-wrk.txt")"
         echo
