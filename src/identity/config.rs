@@ -73,6 +73,10 @@ pub struct IdentityConfig {
     pub standard: [Option<http::HeaderName>; 4],
 }
 
+/// The suffixes of the identity headers every principal may have, after `identity.prefix`,
+/// in the order of [`IdentityConfig::standard`].
+pub(crate) const STANDARD_SUFFIXES: [&str; 4] = ["subject", "client-id", "scopes", "issuer"];
+
 /// Compiles `[identity]`; `forward_authorization` is `forwarding.forward_authorization`, which
 /// the assertion excludes.
 pub fn compile_identity(file: FileIdentity, forward_authorization: bool, issues: &mut Issues) -> IdentityConfig {
@@ -102,8 +106,8 @@ pub fn compile_identity(file: FileIdentity, forward_authorization: bool, issues:
             "must be between 256B and 64KiB: longer values are refused, never truncated",
         );
     }
-    let standard = crate::identity::STANDARD_SUFFIXES
-        .map(|suffix| http::HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes()).ok());
+    let standard =
+        STANDARD_SUFFIXES.map(|suffix| http::HeaderName::from_bytes(format!("{prefix}{suffix}").as_bytes()).ok());
     IdentityConfig {
         standard,
         prefix,

@@ -37,9 +37,7 @@ impl IdentityError {
     }
 }
 
-/// The suffixes of the identity headers every principal may have, after `identity.prefix`,
-/// in the order of [`IdentityConfig::standard`].
-pub(crate) const STANDARD_SUFFIXES: [&str; 4] = ["subject", "client-id", "scopes", "issuer"];
+/// Indexes into [`IdentityConfig::standard`] (`config::STANDARD_SUFFIXES`).
 const SUBJECT: usize = 0;
 const CLIENT_ID: usize = 1;
 const SCOPES: usize = 2;
