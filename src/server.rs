@@ -270,13 +270,13 @@ fn spawn_workers(
                 tls: tls.cloned(),
             };
             let shutdown = wait_for(watcher.clone());
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name(format!("scopegate-w{index}"))
                 .spawn(move || worker.run(listener, shutdown, done))?;
-            Ok(finished_rx)
+            Ok((finished_rx, thread))
         });
         match started {
-            Ok(finished_rx) => finished.push(finished_rx),
+            Ok(worker) => finished.push(worker),
             Err(e) => tracing::error!(error = %e, worker = index, "cannot start a worker thread"),
         }
     }
@@ -291,8 +291,11 @@ fn spawn_workers(
     }
     tracing::info!(threads = finished.len(), "data plane worker threads started");
     Ok(tokio::spawn(async move {
-        for worker in finished {
-            let _ = worker.await;
+        for (drained, thread) in finished {
+            let _ = drained.await;
+            // The thread has dropped its runtime and is returning: the data plane is done
+            // only once it is gone (joining it blocks for no longer than that).
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }))
 }

@@ -144,8 +144,8 @@ async fn worker_threads_share_routes_reloads_the_connection_cap_and_drain() {
         "still accepting after shutdown"
     );
     if cfg!(target_os = "linux") {
-        // A worker reports done just before its thread returns; the thread is gone from
-        // /proc a moment later.
+        // Shutdown joins the worker threads; the kernel may list a joined thread in /proc
+        // for a moment longer.
         eventually("worker threads ended", || worker_threads() == 0).await;
     }
 }
