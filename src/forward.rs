@@ -75,13 +75,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter(|name| HOP_BY_HOP.contains(&name.as_str()))
         .cloned()
         .collect();
-    for value in headers.get_all(header::CONNECTION) {
-        let Ok(value) = value.to_str() else { continue };
-        for token in value.split(',').map(str::trim) {
-            let listed = HOP_BY_HOP.iter().any(|name| token.eq_ignore_ascii_case(name));
-            if !token.is_empty() && !listed && headers.contains_key(token) {
-                doomed.extend(HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()).ok());
-            }
+    for option in pool::connection_options(headers) {
+        let listed = HOP_BY_HOP.iter().any(|name| option.eq_ignore_ascii_case(name));
+        if !listed && headers.contains_key(option) {
+            // `from_bytes` lower-cases the name.
+            doomed.extend(HeaderName::from_bytes(option.as_bytes()).ok());
         }
     }
     for name in doomed {
@@ -136,12 +134,7 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
     websocket
         && protocols.next().is_none()
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        && pool::connection_options(headers).any(|option| option.eq_ignore_ascii_case("upgrade"))
 }
 
 /// Everything the rewrite step needs to know about the inbound request.

@@ -264,14 +264,21 @@ async fn reap(pool: Weak<Shared>) {
     }
 }
 
-/// `Connection: close` (RFC 9112 §9.6): the upstream closes after this response.
-fn closes_connection(headers: &HeaderMap) -> bool {
+/// The options of every `Connection` header (RFC 9110 §7.6.1), trimmed, empty ones skipped;
+/// a value that is not text names none.
+pub(crate) fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("close"))
+        .map(str::trim)
+        .filter(|option| !option.is_empty())
+}
+
+/// `Connection: close` (RFC 9112 §9.6): the upstream closes after this response.
+fn closes_connection(headers: &HeaderMap) -> bool {
+    connection_options(headers).any(|option| option.eq_ignore_ascii_case("close"))
 }
 
 /// The `Host` of requests that arrive without one (RFC 9110 §7.2: host, and port when it is

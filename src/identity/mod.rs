@@ -43,10 +43,6 @@ const CLIENT_ID: usize = 1;
 const SCOPES: usize = 2;
 const ISSUER: usize = 3;
 
-fn standard_name(identity: &IdentityConfig, which: usize) -> Option<HeaderName> {
-    identity.standard[which].clone()
-}
-
 /// Every identity header scopegate may set: the standard ones and the configured claims'.
 /// Forward-auth names them all, so that an ingress can clear the ones a token did not grant.
 pub fn identity_header_names(identity: &IdentityConfig) -> Vec<HeaderName> {
@@ -70,7 +66,7 @@ pub fn identity_headers(
             headers.push((name, value));
         }
     };
-    let standard = |which: usize| standard_name(identity, which);
+    let standard = |which: usize| identity.standard[which].clone();
     if let (Some(name), Some(subject)) = (standard(SUBJECT), &principal.subject) {
         set(name, Some(single(subject, identity)?));
     }
